@@ -1,0 +1,106 @@
+"""HTTP helpers shared by the function handlers: JSON, errors, CORS, internal auth, schema gate."""
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Mapping
+
+from flask import Request, Response
+
+from common.domain import InvalidInput
+
+JSON_TYPE = "application/json"
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    resp = Response(json.dumps(body, ensure_ascii=False, default=str), status=status, mimetype=JSON_TYPE)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def error_response(
+    code: str,
+    message: str,
+    status: int = 400,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Response:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        err["field"] = field
+    if details:
+        err["details"] = dict(details)
+    return json_response({"error": err}, status, headers)
+
+
+def invalid_input_response(exc: InvalidInput) -> Response:
+    return error_response(exc.code, exc.message, 400, exc.field)
+
+
+def request_params(request: Request, max_body_bytes: int = 16_384) -> dict[str, Any]:
+    """Query parameters merged with a JSON object body (body wins). Raises InvalidInput on bad JSON."""
+    params: dict[str, Any] = {k: v for k, v in request.args.items()}
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
+        if request.content_length > max_body_bytes:
+            raise InvalidInput("body_too_large", f"request body must be at most {max_body_bytes} bytes")
+        raw = request.get_data(cache=True)
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise InvalidInput("invalid_json", "request body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise InvalidInput("invalid_json", "request body must be a JSON object")
+            params.update(body)
+    return params
+
+
+def cors_headers(request: Request, allowed_origins: tuple) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if origin and (origin in allowed_origins or "*" in allowed_origins):
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Vary": "Origin",
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "3600",
+        }
+    return {"Vary": "Origin"}
+
+
+def with_headers(resp: Response, headers: Mapping[str, str]) -> Response:
+    for k, v in headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def check_internal_auth(request: Request, internal_token: str | None) -> Response | None:
+    """Internal functions: on GCP the platform verifies the OIDC token (no allUsers invoker),
+    so no shared token is configured. Locally (INTERNAL_TOKEN set) callers must present it."""
+    if not internal_token:
+        return None
+    header = request.headers.get("Authorization", "")
+    supplied = header[7:] if header.startswith("Bearer ") else request.headers.get("X-Internal-Token", "")
+    if not supplied:
+        return error_response("unauthenticated", "this function accepts only authenticated internal callers", 401)
+    if not hmac.compare_digest(supplied.encode(), internal_token.encode()):
+        return error_response("forbidden", "caller is not allowed to invoke this function", 403)
+    return None
+
+
+def schema_unavailable(result) -> Response:
+    """503 for a function whose database schema is behind the code; nothing is written."""
+    return error_response(
+        "schema_behind",
+        "database schema is behind the code: run `stellarmap migrate`; missing migrations: "
+        + (", ".join(result.missing_migrations) or "none")
+        + "; missing columns: "
+        + ("; ".join(f"{t}: {', '.join(c)}" for t, c in sorted(result.missing_columns.items())) or "none"),
+        503,
+        headers={"Retry-After": "30"},
+        details={"missing_migrations": result.missing_migrations, "missing_columns": result.missing_columns},
+    )

@@ -1,0 +1,428 @@
+"""The Store port: every read and write the system makes, one method per use.
+
+Public methods validate their input (a bad network, account id or page size raises
+InvalidInput, a ValueError, before anything is written) and then call the adapter's
+`_`-prefixed primitive. Adapters implement only the primitives.
+"""
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any, Iterable, Iterator, Sequence
+
+from common.domain import (
+    ACTIVE_STATUSES,
+    CLAIMABLE,
+    LINEAGE_COLUMNS,
+    MAX_PAGE_SIZE,
+    SEARCH_CACHE_COLUMNS,
+    ChildEdge,
+    CreationEvent,
+    CronRun,
+    HvaEvent,
+    InvalidInput,
+    LeaderboardEntry,
+    LineageRecord,
+    Page,
+    SearchCacheEntry,
+    StageExecution,
+    Status,
+    as_utc,
+    validate_account_id,
+    validate_network,
+    validate_page_size,
+)
+
+KINDS = ("cache", "lineage")
+STATUSES = tuple(s.value for s in Status)
+SCANNABLE_TABLES = (
+    "search_cache",
+    "account_lineage",
+    "creation_events",
+    "account_children",
+    "stage_executions",
+    "cron_health",
+    "hva_leaderboard",
+    "hva_changes_by_day",
+    "bigquery_spend_ledger",
+)
+
+
+def balance_magnitude(balance: Decimal) -> int:
+    """Order-of-magnitude bucket of the balance index: 0 for < 10 XLM, else floor(log10)."""
+    if balance < 10:
+        return 0
+    return len(str(int(balance))) - 1
+
+
+def _check_fields(fields: dict, allowed: Sequence[str], table: str) -> None:
+    unknown = set(fields) - set(allowed)
+    if unknown:
+        raise InvalidInput("invalid_column", f"unknown {table} column(s): {', '.join(sorted(unknown))}")
+    status = fields.get("status")
+    if status is not None and status not in STATUSES:
+        raise InvalidInput("invalid_status", f"unknown status {status!r}", "status")
+
+
+class SchemaBehind(RuntimeError):
+    """The database schema is older than the code (the pipeline_source incident)."""
+
+    def __init__(self, missing_migrations: list[str], missing_columns: dict[str, list[str]]):
+        cols = "; ".join(f"{t}: {', '.join(c)}" for t, c in sorted(missing_columns.items()))
+        super().__init__(
+            "database schema is behind the code: missing migrations "
+            f"{', '.join(missing_migrations) or '(none recorded)'}; missing columns {cols or '(none)'}; "
+            "run `stellarmap migrate`"
+        )
+        self.missing_migrations = missing_migrations
+        self.missing_columns = missing_columns
+
+
+class Store(abc.ABC):
+    """Persistence for lineage, pipeline state, HVA data, configuration and spend."""
+
+    backend: str = "abstract"
+
+    # ------------------------------------------------------------ lifecycle / schema
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
+    def ping(self) -> bool:
+        """True when the store answers a trivial query."""
+
+    @abc.abstractmethod
+    def applied_migrations(self) -> dict[str, dict]:
+        """version -> {name, checksum, applied_at}; {} when schema_migrations does not exist yet."""
+
+    @abc.abstractmethod
+    def actual_columns(self) -> dict[str, set]:
+        """table -> set of column names, as the database itself reports them."""
+
+    @abc.abstractmethod
+    def apply_migration_statement(self, statement: str) -> None:
+        """Run one DDL statement from cql/ (translated for the backend where needed)."""
+
+    @abc.abstractmethod
+    def record_migration(self, version: str, name: str, checksum: str) -> None: ...
+
+    # ------------------------------------------------------------ search cache
+    def get_search(self, network: str, account: str) -> SearchCacheEntry | None:
+        return self._get_search(validate_network(network), validate_account_id(account))
+
+    def put_search(self, network: str, account: str, **fields: Any) -> None:
+        """Upsert the given columns of one search-cache row."""
+        validate_network(network)
+        validate_account_id(account)
+        _check_fields(fields, SEARCH_CACHE_COLUMNS[2:], "search_cache")
+        self._put_row("search_cache", network, account, fields)
+        self._sync_active("cache", network, account, fields)
+
+    def transition_search(
+        self, network: str, account: str, expected: Iterable[str] | None, new_status: str, **fields: Any
+    ) -> bool:
+        """Atomically set status=new_status (and fields) iff the current status is in `expected`.
+
+        expected=None means "the row must not exist yet". Exactly one concurrent caller wins.
+        """
+        validate_network(network)
+        validate_account_id(account)
+        fields = dict(fields, status=new_status)
+        _check_fields(fields, SEARCH_CACHE_COLUMNS[2:], "search_cache")
+        won = self._compare_and_set("search_cache", network, account, None if expected is None else tuple(expected), fields)
+        if won:
+            self._sync_active("cache", network, account, fields)
+        return won
+
+    # ------------------------------------------------------------ lineage
+    def get_lineage(self, network: str, account: str) -> LineageRecord | None:
+        return self._get_lineage(validate_network(network), validate_account_id(account))
+
+    def get_lineages(self, network: str, accounts: Sequence[str]) -> dict[str, LineageRecord]:
+        validate_network(network)
+        if len(accounts) > MAX_PAGE_SIZE:
+            raise InvalidInput("invalid_limit", f"at most {MAX_PAGE_SIZE} accounts per batch read", "accounts")
+        for a in accounts:
+            validate_account_id(a)
+        return self._get_lineages(network, list(dict.fromkeys(accounts)))
+
+    def put_lineage(self, network: str, account: str, **fields: Any) -> None:
+        """Upsert the given columns of one lineage row (columns not given are left as they are)."""
+        validate_network(network)
+        validate_account_id(account)
+        _check_fields(fields, LINEAGE_COLUMNS[2:], "account_lineage")
+        if fields.get("stellar_creator_account") is not None:
+            validate_account_id(fields["stellar_creator_account"], "stellar_creator_account")
+        self._put_row("account_lineage", network, account, fields)
+        self._sync_active("lineage", network, account, fields)
+
+    def transition_lineage(
+        self, network: str, account: str, expected: Iterable[str] | None, new_status: str, **fields: Any
+    ) -> bool:
+        """Atomic compare-and-set on the lineage status (see transition_search)."""
+        validate_network(network)
+        validate_account_id(account)
+        fields = dict(fields, status=new_status)
+        _check_fields(fields, LINEAGE_COLUMNS[2:], "account_lineage")
+        won = self._compare_and_set(
+            "account_lineage", network, account, None if expected is None else tuple(expected), fields
+        )
+        if won:
+            self._sync_active("lineage", network, account, fields)
+        return won
+
+    def claim(self, network: str, account: str, now: dt.datetime, **fields: Any) -> bool:
+        """PENDING|RE_INQUIRY -> PROCESSING. Exactly one concurrent claimer wins.
+
+        Each claim carries a unique claim_token, so an adapter whose conditional write timed out
+        with an unknown outcome (a Cassandra CAS timeout) can read back and tell whether it won.
+        """
+        fields.setdefault("processing_started_at", now)
+        fields.setdefault("updated_at", now)
+        fields.setdefault("claim_token", uuid.uuid4().hex)
+        return self.transition_lineage(network, account, CLAIMABLE, Status.PROCESSING.value, **fields)
+
+    # ------------------------------------------------------------ creation events and children
+    def add_creation_event(self, event: CreationEvent) -> None:
+        validate_network(event.network_name)
+        validate_account_id(event.stellar_account)
+        validate_account_id(event.creator, "creator")
+        self._add_creation_event(event)
+
+    def get_creation_events(self, network: str, account: str) -> list[CreationEvent]:
+        return self._get_creation_events(validate_network(network), validate_account_id(account))
+
+    def add_children(self, network: str, creator: str, children: Sequence[ChildEdge]) -> None:
+        """Idempotent: a child already stored is overwritten, never duplicated."""
+        validate_network(network)
+        validate_account_id(creator, "creator")
+        for c in children:
+            if c.network_name != network or c.creator != creator:
+                raise InvalidInput("invalid_child", "child edge does not belong to this creator/network")
+            validate_account_id(c.child, "child")
+        if children:
+            self._add_children(network, creator, list(children))
+
+    def get_children_page(self, network: str, creator: str, after: str | None = None, limit: int = 100) -> Page:
+        """Children ordered by account id; `after` is the previous page's next_cursor."""
+        validate_network(network)
+        validate_account_id(creator, "creator")
+        validate_page_size(limit)
+        if after is not None:
+            validate_account_id(after, "cursor")
+        return self._get_children_page(network, creator, after, limit)
+
+    def iter_children(self, network: str, creator: str, page_size: int = 1000) -> Iterator[ChildEdge]:
+        cursor = None
+        while True:
+            page = self.get_children_page(network, creator, cursor, page_size)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    # ------------------------------------------------------------ active work (pending accounts)
+    def list_active(self, kind: str, limit: int = 1000) -> list[dict]:
+        """Rows in PENDING/PROCESSING/RE_INQUIRY for kind 'cache' or 'lineage': one partition read."""
+        if kind not in KINDS:
+            raise InvalidInput("invalid_kind", f"kind must be one of {', '.join(KINDS)}", "kind")
+        validate_page_size(limit, 10_000)
+        return self._list_active(kind, limit)
+
+    def _sync_active(self, kind: str, network: str, account: str, fields: dict) -> None:
+        status = fields.get("status")
+        if status is None:
+            return
+        if status in ACTIVE_STATUSES:
+            self._put_active(kind, network, account, status, fields.get("updated_at"))
+        else:
+            self._delete_active(kind, network, account)
+
+    # ------------------------------------------------------------ stage executions
+    def record_stage(self, execution: StageExecution) -> None:
+        validate_network(execution.network_name)
+        validate_account_id(execution.stellar_account)
+        self._record_stage(execution)
+
+    def get_stage_executions(self, network: str, account: str, limit: int = 100) -> list[StageExecution]:
+        validate_network(network)
+        validate_account_id(account)
+        validate_page_size(limit)
+        return self._get_stage_executions(network, account, limit)
+
+    # ------------------------------------------------------------ cron health
+    def record_cron_run(self, run: CronRun) -> None:
+        if not run.job_name or not isinstance(run.job_name, str):
+            raise InvalidInput("invalid_job", "job_name is required", "job_name")
+        self._record_cron_run(run)
+
+    def get_cron_runs(self, job_name: str, limit: int = 20) -> list[CronRun]:
+        validate_page_size(limit)
+        return self._get_cron_runs(job_name, limit)
+
+    # ------------------------------------------------------------ balance index and HVA
+    def set_balance(self, network: str, account: str, new: Decimal | None, old: Decimal | None) -> None:
+        """Keep the balance index in step with an account's XLM balance (old is the stored one)."""
+        validate_network(network)
+        validate_account_id(account)
+        for v in (new, old):
+            if v is not None and (not isinstance(v, Decimal) or v < 0):
+                raise InvalidInput("invalid_balance", "balance must be a non-negative Decimal", "xlm_balance")
+        if old is not None and old != new:
+            self._delete_balance(network, balance_magnitude(old), old, account)
+        if new is not None:
+            self._put_balance(network, balance_magnitude(new), new, account)
+
+    def balances_at_least(self, network: str, threshold: Decimal) -> list[tuple[str, Decimal]]:
+        """(account, balance) with balance >= threshold, highest first, reading only the needed buckets."""
+        validate_network(network)
+        threshold = Decimal(threshold)
+        out: list[tuple[str, Decimal]] = []
+        for magnitude in range(20, balance_magnitude(threshold) - 1, -1):
+            for account, bal in self._read_balance_bucket(network, magnitude):
+                if bal >= threshold:
+                    out.append((account, bal))
+        out.sort(key=lambda ab: (-ab[1], ab[0]))
+        return out
+
+    def get_leaderboard(self, network: str, threshold: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
+        validate_network(network)
+        return self._get_leaderboard(network, int(threshold))
+
+    def put_leaderboard(self, network: str, threshold: int, entries: Sequence[LeaderboardEntry], snapshot_at: dt.datetime) -> None:
+        """Replace the snapshot of one (network, threshold) partition."""
+        validate_network(network)
+        self._put_leaderboard(network, int(threshold), list(entries), as_utc(snapshot_at))
+
+    def add_hva_events(self, events: Sequence[HvaEvent]) -> None:
+        for e in events:
+            validate_network(e.network_name)
+            validate_account_id(e.stellar_account)
+            if e.event_type not in ("ENTERED", "EXITED", "RANK_UP", "RANK_DOWN"):
+                raise InvalidInput("invalid_event", f"unknown HVA event type {e.event_type!r}")
+        if events:
+            self._add_hva_events(list(events))
+
+    def get_hva_events(self, network: str, threshold: int, since: dt.datetime, until: dt.datetime, limit: int = 1000) -> list[HvaEvent]:
+        validate_network(network)
+        validate_page_size(limit, 10_000)
+        return self._get_hva_events(network, int(threshold), as_utc(since), as_utc(until), limit)
+
+    def get_hva_events_for_account(self, network: str, account: str, day: dt.date) -> list[HvaEvent]:
+        return self._get_hva_events_for_account(validate_network(network), validate_account_id(account), day)
+
+    # ------------------------------------------------------------ configuration
+    def get_config(self) -> dict[str, Any]:
+        return self._get_config()
+
+    def set_config(self, key: str, value: Any, now: dt.datetime) -> None:
+        from common.config import parse_config_value
+
+        parsed = parse_config_value(key, value)  # ValueError for unknown keys / bad values
+        self._set_config(key, parsed, as_utc(now))
+
+    # ------------------------------------------------------------ BigQuery spend
+    def month_spend_micro_usd(self, month: str) -> int:
+        return self._month_spend(_check_month(month))
+
+    def try_reserve_spend(self, month: str, micro_usd: int, budget_micro_usd: int, now: dt.datetime) -> bool:
+        """Atomically add micro_usd to the month's spend iff the total stays within budget."""
+        _check_month(month)
+        if micro_usd < 0:
+            raise InvalidInput("invalid_amount", "spend must be >= 0")
+        return self._try_reserve_spend(month, int(micro_usd), int(budget_micro_usd), as_utc(now))
+
+    def adjust_spend(self, month: str, delta_micro_usd: int, now: dt.datetime) -> None:
+        """Reconcile a reservation with the billed figure (delta may be negative)."""
+        self._adjust_spend(_check_month(month), int(delta_micro_usd), as_utc(now))
+
+    def record_spend(self, month: str, query_id: str, bytes_processed: int, bytes_billed: int, cost_micro_usd: int, purpose: str, now: dt.datetime) -> None:
+        self._record_spend(_check_month(month), query_id, int(bytes_processed), int(bytes_billed), int(cost_micro_usd), purpose, as_utc(now))
+
+    def get_spend_ledger(self, month: str, limit: int = 100) -> list[dict]:
+        validate_page_size(limit)
+        return self._get_spend_ledger(_check_month(month), limit)
+
+    # ------------------------------------------------------------ bounded scans (query builder, stats)
+    def scan(self, table: str, network: str | None, max_rows: int) -> Iterator[dict]:
+        """Read at most max_rows rows of a whitelisted table (optionally one network). Read-only."""
+        if table not in SCANNABLE_TABLES:
+            raise InvalidInput("invalid_table", f"table must be one of {', '.join(SCANNABLE_TABLES)}", "table")
+        if network is not None:
+            validate_network(network)
+        validate_page_size(max_rows, 1_000_000)
+        return self._scan(table, network, max_rows)
+
+    # ------------------------------------------------------------ primitives (adapters)
+    @abc.abstractmethod
+    def _get_search(self, network: str, account: str) -> SearchCacheEntry | None: ...
+    @abc.abstractmethod
+    def _get_lineage(self, network: str, account: str) -> LineageRecord | None: ...
+    @abc.abstractmethod
+    def _get_lineages(self, network: str, accounts: list[str]) -> dict[str, LineageRecord]: ...
+    @abc.abstractmethod
+    def _put_row(self, table: str, network: str, account: str, fields: dict) -> None: ...
+    @abc.abstractmethod
+    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict) -> bool: ...
+    @abc.abstractmethod
+    def _put_active(self, kind: str, network: str, account: str, status: str, updated_at: dt.datetime | None) -> None: ...
+    @abc.abstractmethod
+    def _delete_active(self, kind: str, network: str, account: str) -> None: ...
+    @abc.abstractmethod
+    def _list_active(self, kind: str, limit: int) -> list[dict]: ...
+    @abc.abstractmethod
+    def _add_creation_event(self, event: CreationEvent) -> None: ...
+    @abc.abstractmethod
+    def _get_creation_events(self, network: str, account: str) -> list[CreationEvent]: ...
+    @abc.abstractmethod
+    def _add_children(self, network: str, creator: str, children: list[ChildEdge]) -> None: ...
+    @abc.abstractmethod
+    def _get_children_page(self, network: str, creator: str, after: str | None, limit: int) -> Page: ...
+    @abc.abstractmethod
+    def _record_stage(self, execution: StageExecution) -> None: ...
+    @abc.abstractmethod
+    def _get_stage_executions(self, network: str, account: str, limit: int) -> list[StageExecution]: ...
+    @abc.abstractmethod
+    def _record_cron_run(self, run: CronRun) -> None: ...
+    @abc.abstractmethod
+    def _get_cron_runs(self, job_name: str, limit: int) -> list[CronRun]: ...
+    @abc.abstractmethod
+    def _put_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
+    @abc.abstractmethod
+    def _delete_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
+    @abc.abstractmethod
+    def _read_balance_bucket(self, network: str, magnitude: int) -> Iterable[tuple[str, Decimal]]: ...
+    @abc.abstractmethod
+    def _get_leaderboard(self, network: str, threshold: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]: ...
+    @abc.abstractmethod
+    def _put_leaderboard(self, network: str, threshold: int, entries: list[LeaderboardEntry], snapshot_at: dt.datetime) -> None: ...
+    @abc.abstractmethod
+    def _add_hva_events(self, events: list[HvaEvent]) -> None: ...
+    @abc.abstractmethod
+    def _get_hva_events(self, network: str, threshold: int, since: dt.datetime, until: dt.datetime, limit: int) -> list[HvaEvent]: ...
+    @abc.abstractmethod
+    def _get_hva_events_for_account(self, network: str, account: str, day: dt.date) -> list[HvaEvent]: ...
+    @abc.abstractmethod
+    def _get_config(self) -> dict[str, Any]: ...
+    @abc.abstractmethod
+    def _set_config(self, key: str, value: Any, now: dt.datetime) -> None: ...
+    @abc.abstractmethod
+    def _month_spend(self, month: str) -> int: ...
+    @abc.abstractmethod
+    def _try_reserve_spend(self, month: str, micro_usd: int, budget_micro_usd: int, now: dt.datetime) -> bool: ...
+    @abc.abstractmethod
+    def _adjust_spend(self, month: str, delta_micro_usd: int, now: dt.datetime) -> None: ...
+    @abc.abstractmethod
+    def _record_spend(self, month: str, query_id: str, bytes_processed: int, bytes_billed: int, cost_micro_usd: int, purpose: str, now: dt.datetime) -> None: ...
+    @abc.abstractmethod
+    def _get_spend_ledger(self, month: str, limit: int) -> list[dict]: ...
+    @abc.abstractmethod
+    def _scan(self, table: str, network: str | None, max_rows: int) -> Iterator[dict]: ...
+
+
+def _check_month(month: str) -> str:
+    if not isinstance(month, str) or len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
+        raise InvalidInput("invalid_month", "month must look like 2026-11", "month")
+    return month

@@ -1,0 +1,374 @@
+"""The embedded SQLite Store: the zero-setup default (WAL, safe across threads and processes)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from common.domain import (
+    ChildEdge,
+    CreationEvent,
+    CronRun,
+    HvaEvent,
+    LeaderboardEntry,
+    LineageRecord,
+    Page,
+    SearchCacheEntry,
+    StageExecution,
+)
+from common.store import codec
+from common.store.port import Store
+from common.store.schema import alter_add, to_sqlite
+
+
+class SQLiteStore(Store):
+    backend = "sqlite"
+
+    def __init__(self, path: str | os.PathLike, timeout_s: float = 60.0):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._timeout = timeout_s
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ connections
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _tx(self):
+        return _Transaction(self._conn())
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    def ping(self) -> bool:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    # ------------------------------------------------------------ schema admin
+    def _ensure_migrations_table(self) -> None:
+        self._conn().execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (scope TEXT, version TEXT, name TEXT, checksum TEXT, "
+            "applied_at TEXT, PRIMARY KEY (scope, version))"
+        )
+
+    def applied_migrations(self) -> dict[str, dict]:
+        self._ensure_migrations_table()
+        rows = self._conn().execute("SELECT version, name, checksum, applied_at FROM schema_migrations WHERE scope='cql'")
+        return {r["version"]: {"name": r["name"], "checksum": r["checksum"], "applied_at": r["applied_at"]} for r in rows}
+
+    def actual_columns(self) -> dict[str, set]:
+        conn = self._conn()
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: {r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')} for t in tables if t != "schema_migrations"}
+
+    def apply_migration_statement(self, statement: str) -> None:
+        added = alter_add(statement)
+        if added and added[1] in self.actual_columns().get(added[0], set()):
+            return  # already there: ALTER ADD is not idempotent
+        for sql in to_sqlite(statement):
+            self._conn().execute(sql)
+
+    def record_migration(self, version: str, name: str, checksum: str) -> None:
+        self._ensure_migrations_table()
+        self._conn().execute(
+            "INSERT OR REPLACE INTO schema_migrations (scope, version, name, checksum, applied_at) VALUES ('cql', ?, ?, ?, ?)",
+            (version, name, checksum, codec.to_sqlite("cron_health", "run_at", dt.datetime.now(dt.timezone.utc))),
+        )
+
+    # ------------------------------------------------------------ generic row helpers
+    def _decode(self, table: str, row: sqlite3.Row) -> dict:
+        return {k: codec.from_sqlite(table, k, row[k]) for k in row.keys()}
+
+    def _upsert(self, conn: sqlite3.Connection, table: str, row: dict) -> None:
+        cols = list(row)
+        key = codec.primary_key(table)
+        values = [codec.to_sqlite(table, c, row[c]) for c in cols]
+        updates = [c for c in cols if c not in key]
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        if updates:
+            sql += f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in updates)
+        else:
+            sql += " ON CONFLICT DO NOTHING"
+        conn.execute(sql, values)
+
+    def _select(self, table: str, where: dict, order: str = "", limit: int | None = None, extra: str = "", params: tuple = ()) -> list[dict]:
+        clause = " AND ".join(f"{k}=?" for k in where)
+        sql = f"SELECT * FROM {table}" + (f" WHERE {clause}" if clause else "")
+        if extra:
+            sql += (" AND " if clause else " WHERE ") + extra
+        if order:
+            sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        vals = tuple(codec.to_sqlite(table, k, v) for k, v in where.items()) + params
+        return [self._decode(table, r) for r in self._conn().execute(sql, vals)]
+
+    # ------------------------------------------------------------ search cache / lineage
+    def _get_search(self, network: str, account: str) -> SearchCacheEntry | None:
+        rows = self._select("search_cache", {"network_name": network, "stellar_account": account})
+        return codec.record(SearchCacheEntry, rows[0]) if rows else None
+
+    def _get_lineage(self, network: str, account: str) -> LineageRecord | None:
+        rows = self._select("account_lineage", {"network_name": network, "stellar_account": account})
+        return codec.record(LineageRecord, rows[0]) if rows else None
+
+    def _get_lineages(self, network: str, accounts: list[str]) -> dict[str, LineageRecord]:
+        out: dict[str, LineageRecord] = {}
+        for i in range(0, len(accounts), 500):
+            chunk = accounts[i : i + 500]
+            rows = self._select(
+                "account_lineage", {"network_name": network}, extra=f"stellar_account IN ({', '.join('?' * len(chunk))})", params=tuple(chunk)
+            )
+            for r in rows:
+                out[r["stellar_account"]] = codec.record(LineageRecord, r)
+        return out
+
+    def _put_row(self, table: str, network: str, account: str, fields: dict) -> None:
+        row = {"network_name": network, "stellar_account": account, **fields}
+        self._upsert(self._conn(), table, row)
+
+    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict) -> bool:
+        conn = self._conn()
+        if expected is None:
+            row = {"network_name": network, "stellar_account": account, **fields}
+            cols = list(row)
+            cur = conn.execute(
+                f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [codec.to_sqlite(table, c, row[c]) for c in cols],
+            )
+            return cur.rowcount == 1
+        if not expected:
+            return False
+        sets = ", ".join(f"{c}=?" for c in fields)
+        cur = conn.execute(
+            f"UPDATE {table} SET {sets} WHERE network_name=? AND stellar_account=? AND status IN ({', '.join('?' * len(expected))})",
+            [codec.to_sqlite(table, c, v) for c, v in fields.items()] + [network, account, *expected],
+        )
+        return cur.rowcount == 1
+
+    # ------------------------------------------------------------ active work
+    def _put_active(self, kind: str, network: str, account: str, status: str, updated_at: dt.datetime | None) -> None:
+        self._upsert(
+            self._conn(),
+            "active_work",
+            {"kind": kind, "network_name": network, "stellar_account": account, "status": status, "updated_at": updated_at},
+        )
+
+    def _delete_active(self, kind: str, network: str, account: str) -> None:
+        self._conn().execute(
+            "DELETE FROM active_work WHERE kind=? AND network_name=? AND stellar_account=?", (kind, network, account)
+        )
+
+    def _list_active(self, kind: str, limit: int) -> list[dict]:
+        return self._select("active_work", {"kind": kind}, order="network_name, stellar_account", limit=limit)
+
+    # ------------------------------------------------------------ creation events / children
+    def _add_creation_event(self, event: CreationEvent) -> None:
+        self._upsert(self._conn(), "creation_events", codec.creation_event_row(event))
+
+    def _get_creation_events(self, network: str, account: str) -> list[CreationEvent]:
+        rows = self._select("creation_events", {"network_name": network, "stellar_account": account}, order="created_at, operation_id")
+        return [codec.record(CreationEvent, r) for r in rows]
+
+    def _add_children(self, network: str, creator: str, children: list[ChildEdge]) -> None:
+        with self._tx() as conn:
+            for c in children:
+                self._upsert(conn, "account_children", codec.child_row(c))
+
+    def _get_children_page(self, network: str, creator: str, after: str | None, limit: int) -> Page:
+        rows = self._select(
+            "account_children",
+            {"network_name": network, "creator": creator},
+            order="child",
+            limit=limit + 1,
+            extra="child > ?" if after else "",
+            params=(after,) if after else (),
+        )
+        items = [codec.child_from_row(r) for r in rows[:limit]]
+        return Page(items, items[-1].child if len(rows) > limit else None)
+
+    # ------------------------------------------------------------ stages / cron
+    def _record_stage(self, execution: StageExecution) -> None:
+        self._upsert(self._conn(), "stage_executions", codec.stage_row(execution))
+
+    def _get_stage_executions(self, network: str, account: str, limit: int) -> list[StageExecution]:
+        rows = self._select(
+            "stage_executions", {"network_name": network, "stellar_account": account}, order="started_at DESC, stage", limit=limit
+        )
+        return [codec.record(StageExecution, r) for r in rows]
+
+    def _record_cron_run(self, run: CronRun) -> None:
+        self._upsert(
+            self._conn(),
+            "cron_health",
+            {"job_name": run.job_name, "run_at": run.run_at, "status": run.status, "duration_ms": run.duration_ms, "details": run.details},
+        )
+
+    def _get_cron_runs(self, job_name: str, limit: int) -> list[CronRun]:
+        rows = self._select("cron_health", {"job_name": job_name}, order="run_at DESC", limit=limit)
+        return [codec.record(CronRun, r) for r in rows]
+
+    # ------------------------------------------------------------ balance index / HVA
+    def _put_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None:
+        self._upsert(
+            self._conn(), "balance_index", {"network_name": network, "magnitude": magnitude, "xlm_balance": balance, "stellar_account": account}
+        )
+
+    def _delete_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None:
+        self._conn().execute(
+            "DELETE FROM balance_index WHERE network_name=? AND magnitude=? AND xlm_balance=? AND stellar_account=?",
+            (network, magnitude, codec.to_sqlite("balance_index", "xlm_balance", balance), account),
+        )
+
+    def _read_balance_bucket(self, network: str, magnitude: int) -> Iterable[tuple[str, Decimal]]:
+        cur = self._conn().execute(
+            "SELECT stellar_account, xlm_balance FROM balance_index WHERE network_name=? AND magnitude=?", (network, magnitude)
+        )
+        return [(r[0], Decimal(r[1])) for r in cur]
+
+    def _get_leaderboard(self, network: str, threshold: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
+        rows = self._select("hva_leaderboard", {"network_name": network, "threshold": threshold}, order="rank")
+        snapshot = rows[0]["snapshot_at"] if rows else None
+        return snapshot, [LeaderboardEntry(r["rank"], r["stellar_account"], r["xlm_balance"]) for r in rows]
+
+    def _put_leaderboard(self, network: str, threshold: int, entries: list[LeaderboardEntry], snapshot_at: dt.datetime) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM hva_leaderboard WHERE network_name=? AND threshold=?", (network, threshold))
+            for e in entries:
+                self._upsert(
+                    conn,
+                    "hva_leaderboard",
+                    {
+                        "network_name": network,
+                        "threshold": threshold,
+                        "rank": e.rank,
+                        "stellar_account": e.stellar_account,
+                        "xlm_balance": e.xlm_balance,
+                        "snapshot_at": snapshot_at,
+                    },
+                )
+
+    def _add_hva_events(self, events: list[HvaEvent]) -> None:
+        with self._tx() as conn:
+            for e in events:
+                for table, row in codec.hva_event_rows(e).items():
+                    self._upsert(conn, table, row)
+
+    def _get_hva_events(self, network: str, threshold: int, since: dt.datetime, until: dt.datetime, limit: int) -> list[HvaEvent]:
+        out: list[HvaEvent] = []
+        day = until.date()
+        while day >= since.date() and len(out) < limit:
+            rows = self._select(
+                "hva_changes_by_day",
+                {"network_name": network, "threshold": threshold, "event_day": day},
+                order="event_time DESC, stellar_account",
+                extra="event_time >= ? AND event_time <= ?",
+                params=(codec.to_sqlite("hva_changes_by_day", "event_time", since), codec.to_sqlite("hva_changes_by_day", "event_time", until)),
+                limit=limit - len(out),
+            )
+            out.extend(codec.hva_event_from_row(r) for r in rows)
+            day -= dt.timedelta(days=1)
+        return out
+
+    def _get_hva_events_for_account(self, network: str, account: str, day: dt.date) -> list[HvaEvent]:
+        rows = self._select(
+            "hva_changes_by_account", {"network_name": network, "stellar_account": account, "event_day": day}, order="event_time DESC, threshold"
+        )
+        return [codec.hva_event_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------ config
+    def _get_config(self) -> dict[str, Any]:
+        rows = self._select("pipeline_config", {"scope": "global"})
+        return {r["config_key"]: json.loads(r["config_value"]) for r in rows}
+
+    def _set_config(self, key: str, value: Any, now: dt.datetime) -> None:
+        self._upsert(
+            self._conn(), "pipeline_config", {"scope": "global", "config_key": key, "config_value": json.dumps(value), "updated_at": now}
+        )
+
+    # ------------------------------------------------------------ spend
+    def _month_spend(self, month: str) -> int:
+        row = self._conn().execute("SELECT spent_micro_usd FROM bigquery_budget WHERE month=?", (month,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _try_reserve_spend(self, month: str, micro_usd: int, budget_micro_usd: int, now: dt.datetime) -> bool:
+        with self._tx() as conn:
+            row = conn.execute("SELECT spent_micro_usd FROM bigquery_budget WHERE month=?", (month,)).fetchone()
+            spent = int(row[0]) if row else 0
+            if spent + micro_usd > budget_micro_usd:
+                return False
+            self._upsert(conn, "bigquery_budget", {"month": month, "spent_micro_usd": spent + micro_usd, "updated_at": now})
+            return True
+
+    def _adjust_spend(self, month: str, delta_micro_usd: int, now: dt.datetime) -> None:
+        with self._tx() as conn:
+            row = conn.execute("SELECT spent_micro_usd FROM bigquery_budget WHERE month=?", (month,)).fetchone()
+            spent = max(0, (int(row[0]) if row else 0) + delta_micro_usd)
+            self._upsert(conn, "bigquery_budget", {"month": month, "spent_micro_usd": spent, "updated_at": now})
+
+    def _record_spend(self, month: str, query_id: str, bytes_processed: int, bytes_billed: int, cost_micro_usd: int, purpose: str, now: dt.datetime) -> None:
+        self._upsert(
+            self._conn(),
+            "bigquery_spend_ledger",
+            {
+                "month": month,
+                "recorded_at": now,
+                "query_id": query_id,
+                "bytes_processed": bytes_processed,
+                "bytes_billed": bytes_billed,
+                "cost_micro_usd": cost_micro_usd,
+                "purpose": purpose,
+            },
+        )
+
+    def _get_spend_ledger(self, month: str, limit: int) -> list[dict]:
+        return self._select("bigquery_spend_ledger", {"month": month}, order="recorded_at DESC, query_id", limit=limit)
+
+    # ------------------------------------------------------------ scans
+    def _scan(self, table: str, network: str | None, max_rows: int) -> Iterator[dict]:
+        has_network = "network_name" in codec.column_types()[table]
+        where = {"network_name": network} if network is not None and has_network else {}
+        # Materialised before yielding so a long-lived cursor never holds the read snapshot open.
+        return iter(self._select(table, where, limit=max_rows))
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT: one writer at a time across threads and processes."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,326 @@
+"""One contract for every Store adapter: runs on the embedded SQLite and on a real Cassandra 5.0."""
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import random
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+
+from common.domain import (
+    ChildEdge,
+    CreationEvent,
+    CronRun,
+    HvaEvent,
+    InvalidInput,
+    LeaderboardEntry,
+    StageExecution,
+)
+from tests.support import claim_worker, random_account
+
+pytestmark = pytest.mark.integration
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
+
+
+def test_lineage_roundtrip_keeps_every_type_exact(store):
+    acct, creator = random_account(), random_account()
+    store.put_lineage(
+        "public",
+        acct,
+        stellar_creator_account=creator,
+        account_creation_date=T0,
+        xlm_balance=Decimal("12345678.1234567"),
+        home_domain="<script>alert(1)</script>ü" + "x" * 1000,
+        flags={"auth_required": True, "auth_revocable": False, "auth_immutable": False, "auth_clawback_enabled": True},
+        assets=[{"code": "USDC", "issuer": creator, "balance": "10.0000000"}],
+        thresholds={"low": 1, "med": 2, "high": 3},
+        is_hva=True,
+        tags=["exchange", "anchor"],
+        num_child_accounts=3,
+        status="COMPLETE",
+        retry_count=0,
+        pipeline_source="API",
+        last_pipeline_attempt=T0,
+        processing_started_at=T0,
+        created_at=T0,
+        updated_at=T0,
+    )
+    rec = store.get_lineage("public", acct)
+    assert rec.stellar_creator_account == creator
+    assert rec.account_creation_date == T0
+    assert rec.xlm_balance == Decimal("12345678.1234567") and isinstance(rec.xlm_balance, Decimal)
+    assert rec.home_domain.startswith("<script>") and rec.home_domain.endswith("x" * 1000)
+    assert rec.flags["auth_clawback_enabled"] is True
+    assert rec.assets[0]["code"] == "USDC"
+    assert rec.is_hva is True
+    assert sorted(rec.tags) == ["anchor", "exchange"]
+    assert rec.pipeline_source == "API"
+    assert store.get_lineage("testnet", acct) is None  # networks never mix
+
+
+def test_partial_update_leaves_other_columns(store):
+    acct = random_account()
+    store.put_lineage("public", acct, home_domain="a.example", status="PENDING", updated_at=T0)
+    store.put_lineage("public", acct, xlm_balance=Decimal("1.5"))
+    rec = store.get_lineage("public", acct)
+    assert rec.home_domain == "a.example" and rec.status == "PENDING" and rec.xlm_balance == Decimal("1.5")
+
+
+def test_get_lineages_batch(store):
+    accts = [random_account() for _ in range(5)]
+    for i, a in enumerate(accts[:4]):
+        store.put_lineage("public", a, num_child_accounts=i)
+    got = store.get_lineages("public", accts)
+    assert set(got) == set(accts[:4])
+    assert got[accts[2]].num_child_accounts == 2
+
+
+def test_claim_state_machine(store):
+    acct = random_account()
+    assert not store.claim("public", acct, T0), "a missing row cannot be claimed"
+    assert store.transition_lineage("public", acct, None, "PENDING", updated_at=T0)
+    assert not store.transition_lineage("public", acct, None, "PENDING", updated_at=T0), "insert-if-absent twice"
+    assert store.claim("public", acct, T0)
+    assert not store.claim("public", acct, T0), "PROCESSING is not claimable"
+    rec = store.get_lineage("public", acct)
+    assert rec.status == "PROCESSING" and rec.processing_started_at == T0 and rec.claim_token
+    assert store.transition_lineage("public", acct, ["PROCESSING"], "COMPLETE", updated_at=T0)
+    assert not store.claim("public", acct, T0), "COMPLETE is not claimable"
+    assert store.transition_lineage("public", acct, ["COMPLETE"], "RE_INQUIRY", updated_at=T0)
+    assert store.claim("public", acct, T0), "RE_INQUIRY is claimable"
+    assert store.transition_lineage("public", acct, ["PROCESSING"], "FAILED", last_error="boom")
+    assert not store.claim("public", acct, T0), "FAILED is terminal"
+
+
+def test_search_cache_transitions_and_active_index(store):
+    acct = random_account()
+    assert store.get_search("public", acct) is None
+    assert store.transition_search("public", acct, None, "PENDING", created_at=T0, updated_at=T0)
+    assert not store.transition_search("public", acct, None, "PENDING", created_at=T0, updated_at=T0)
+    active = {(r["network_name"], r["stellar_account"]): r for r in store.list_active("cache")}
+    assert active[("public", acct)]["status"] == "PENDING"
+    assert store.transition_search("public", acct, ["PENDING"], "COMPLETE", cached_json='{"a":1}', last_fetched_at=T0)
+    assert ("public", acct) not in {(r["network_name"], r["stellar_account"]) for r in store.list_active("cache")}
+    entry = store.get_search("public", acct)
+    assert entry.status == "COMPLETE" and entry.cached_json == '{"a":1}' and entry.last_fetched_at == T0
+
+
+def test_lineage_active_index_follows_status(store):
+    acct = random_account()
+    store.put_lineage("testnet", acct, status="PENDING", updated_at=T0)
+    assert store.claim("testnet", acct, T0)
+    rows = {(r["network_name"], r["stellar_account"]): r["status"] for r in store.list_active("lineage")}
+    assert rows[("testnet", acct)] == "PROCESSING"
+    store.transition_lineage("testnet", acct, ["PROCESSING"], "COMPLETE")
+    rows = {(r["network_name"], r["stellar_account"]) for r in store.list_active("lineage")}
+    assert ("testnet", acct) not in rows
+
+
+def test_creation_events_keep_every_recreation(store):
+    acct, c1, c2 = random_account(), random_account(), random_account()
+    e1 = CreationEvent("public", acct, T0, "100", c1, Decimal("1"), "h1", "HORIZON")
+    e2 = CreationEvent("public", acct, T0 + dt.timedelta(days=30), "200", c2, Decimal("2.5"), "h2", "HORIZON")
+    store.add_creation_event(e2)
+    store.add_creation_event(e1)
+    store.add_creation_event(e1)  # idempotent
+    events = store.get_creation_events("public", acct)
+    assert [e.creator for e in events] == [c1, c2]
+    assert events[1].starting_balance == Decimal("2.5")
+
+
+def test_children_paging_never_skips_or_repeats(store):
+    creator = random_account()
+    children = [ChildEdge("public", creator, random_account(), T0, str(i), Decimal("1")) for i in range(2500)]
+    store.add_children("public", creator, children[:1500])
+    store.add_children("public", creator, children[1000:])  # overlap: must not duplicate
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = store.get_children_page("public", creator, cursor, 1000)
+        seen.extend(c.child for c in page.items)
+        pages += 1
+        if not page.next_cursor:
+            break
+        cursor = page.next_cursor
+    assert pages == 3
+    assert len(seen) == 2500 and len(set(seen)) == 2500
+    assert seen == sorted(c.child for c in children)
+    assert list(c.child for c in store.iter_children("public", creator, 700)) == seen
+    assert store.get_children_page("testnet", creator).items == []
+
+
+def test_stage_executions_newest_first(store):
+    acct = random_account()
+    for i, stage in enumerate(["parent_lineage", "horizon_data", "attributes"]):
+        store.record_stage(
+            StageExecution("public", acct, stage, "SUCCESS", T0 + dt.timedelta(seconds=i), T0 + dt.timedelta(seconds=i, milliseconds=5), 5, None, "API", "r1")
+        )
+    got = store.get_stage_executions("public", acct)
+    assert [s.stage for s in got] == ["attributes", "horizon_data", "parent_lineage"]
+    assert got[0].duration_ms == 5 and got[0].pipeline_source == "API"
+
+
+def test_cron_runs(store):
+    job = f"job_{random_account()[:8]}"
+    store.record_cron_run(CronRun(job, T0, "SUCCESS", 12, {"reset": 3}))
+    store.record_cron_run(CronRun(job, T0 + dt.timedelta(minutes=15), "FAILED", 7, {"error": "x"}))
+    runs = store.get_cron_runs(job)
+    assert [r.status for r in runs] == ["FAILED", "SUCCESS"]
+    assert runs[1].details == {"reset": 3}
+
+
+def test_balance_index_moves_between_buckets(store):
+    net = "testnet"
+    a, b, c = random_account(), random_account(), random_account()
+    store.set_balance(net, a, Decimal("2000000"), None)
+    store.set_balance(net, b, Decimal("15000.5"), None)
+    store.set_balance(net, c, Decimal("9999.9999999"), None)
+    mine = lambda rows: [x for x in rows if x[0] in (a, b, c)]  # noqa: E731
+    assert mine(store.balances_at_least(net, Decimal(10000))) == [(a, Decimal("2000000")), (b, Decimal("15000.5"))]
+    store.set_balance(net, a, Decimal("5"), Decimal("2000000"))  # falls out of the 1M bucket
+    store.set_balance(net, c, Decimal("10000"), Decimal("9999.9999999"))
+    assert mine(store.balances_at_least(net, Decimal(10000))) == [(b, Decimal("15000.5")), (c, Decimal("10000"))]
+    assert mine(store.balances_at_least(net, Decimal(1000000))) == []
+
+
+def test_leaderboard_snapshot_is_replaced(store):
+    net, threshold = "public", 123457
+    a, b, c = random_account(), random_account(), random_account()
+    store.put_leaderboard(net, threshold, [LeaderboardEntry(1, a, Decimal("3")), LeaderboardEntry(2, b, Decimal("2")), LeaderboardEntry(3, c, Decimal("1"))], T0)
+    store.put_leaderboard(net, threshold, [LeaderboardEntry(1, b, Decimal("5"))], T0 + dt.timedelta(hours=1))
+    snap, entries = store.get_leaderboard(net, threshold)
+    assert snap == T0 + dt.timedelta(hours=1)
+    assert entries == [LeaderboardEntry(1, b, Decimal("5"))]
+
+
+def test_hva_events_by_threshold_and_account(store):
+    net, threshold, acct = "public", 987653, random_account()
+    events = [
+        HvaEvent(net, threshold, acct, T0, "ENTERED", None, 5, None, Decimal("100"), None),
+        HvaEvent(net, threshold, acct, T0 + dt.timedelta(days=1), "RANK_UP", 25, 5, Decimal("100"), Decimal("200"), 100.0),
+    ]
+    store.add_hva_events(events)
+    got = store.get_hva_events(net, threshold, T0 - dt.timedelta(hours=1), T0 + dt.timedelta(days=2))
+    assert [e.event_type for e in got] == ["RANK_UP", "ENTERED"]
+    assert got[0].new_balance == Decimal("200") and got[0].pct_change == 100.0
+    assert len(store.get_hva_events(net, threshold, T0 + dt.timedelta(hours=1), T0 + dt.timedelta(days=2))) == 1
+    assert [e.event_type for e in store.get_hva_events_for_account(net, acct, T0.date())] == ["ENTERED"]
+
+
+def test_config_roundtrip_and_validation(store):
+    store.set_config("pipeline_mode", "API_ONLY", T0)
+    store.set_config("hva_thresholds", [50000, 10000], T0)
+    cfg = store.get_config()
+    assert cfg["pipeline_mode"] == "API_ONLY" and cfg["hva_thresholds"] == [10000, 50000]
+    with pytest.raises(ValueError, match="unknown config key"):
+        store.set_config("no_such_key", 1, T0)
+    with pytest.raises(ValueError, match="pipeline_mode"):
+        store.set_config("pipeline_mode", "FAST", T0)
+    assert store.get_config()["pipeline_mode"] == "API_ONLY"
+
+
+def _unique_month() -> str:
+    # The Cassandra keyspace lives for the whole session: each test takes its own month.
+    return f"{random.randint(2100, 9999)}-{random.randint(1, 12):02d}"
+
+
+def test_spend_reservation_is_capped_by_budget(store):
+    month = _unique_month()
+    assert store.month_spend_micro_usd(month) == 0
+    assert store.try_reserve_spend(month, 600_000, 1_000_000, T0)
+    assert not store.try_reserve_spend(month, 500_000, 1_000_000, T0)
+    assert store.try_reserve_spend(month, 400_000, 1_000_000, T0)
+    store.adjust_spend(month, -250_000, T0)
+    assert store.month_spend_micro_usd(month) == 750_000
+    store.record_spend(month, "q1", 10, 10485760, 62, "lineage", T0)
+    assert store.get_spend_ledger(month)[0]["bytes_billed"] == 10485760
+
+
+def test_concurrent_spend_never_exceeds_budget(store):
+    month = _unique_month()
+    budget, each, workers = 1_000_000, 90_000, 16
+
+    def spend(_):
+        return sum(store.try_reserve_spend(month, each, budget, T0) for _ in range(2))
+
+    with ThreadPoolExecutor(workers) as pool:
+        wins = sum(pool.map(spend, range(workers)))
+    assert wins == budget // each
+    assert store.month_spend_micro_usd(month) == wins * each
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.put_lineage("mainnet", random_account(), status="PENDING"),
+        lambda s: s.put_lineage("public", "GNOTANACCOUNT", status="PENDING"),
+        lambda s: s.put_lineage("public", random_account()[:-1] + "A", status="PENDING"),
+        lambda s: s.put_lineage("public", random_account(), no_such_column=1),
+        lambda s: s.put_lineage("public", random_account(), status="DONE"),
+        lambda s: s.get_children_page("public", random_account(), None, 1001),
+        lambda s: s.get_children_page("public", random_account(), None, 0),
+        lambda s: s.transition_search("devnet", random_account(), None, "PENDING"),
+        lambda s: s.scan("system_schema", None, 10),
+        lambda s: s.try_reserve_spend("November", 1, 2, T0),
+    ],
+    ids=["network", "malformed", "checksum", "column", "status", "page-over", "page-zero", "search-network", "scan-table", "month"],
+)
+def test_bad_input_is_a_clear_valueerror_and_writes_nothing(store, call):
+    before = {t: sum(1 for _ in store.scan(t, None, 100000)) for t in ("account_lineage", "search_cache", "bigquery_spend_ledger")}
+    with pytest.raises(ValueError) as info:
+        call(store)
+    assert isinstance(info.value, InvalidInput) and str(info.value)
+    after = {t: sum(1 for _ in store.scan(t, None, 100000)) for t in before}
+    assert after == before
+
+
+def test_scan_is_bounded_and_filters_network(store):
+    for _ in range(5):
+        store.put_lineage("testnet", random_account(), status="COMPLETE")
+    rows = list(store.scan("account_lineage", "testnet", 3))
+    assert len(rows) == 3 and all(r["network_name"] == "testnet" for r in rows)
+
+
+ROUNDS = 1000
+CLAIMERS = 16
+
+
+def _seed_pending(store, network: str, n: int) -> list[str]:
+    accounts = [random_account() for _ in range(n)]
+    for a in accounts:
+        store.put_lineage(network, a, status="PENDING", updated_at=T0)
+    return accounts
+
+
+def test_concurrent_claim_threads_exactly_one_winner(store):
+    accounts = _seed_pending(store, "public", ROUNDS)
+    barrier = threading.Barrier(CLAIMERS)
+
+    def worker(_):
+        barrier.wait()
+        return [a for a in accounts if store.claim("public", a, T0)]
+
+    with ThreadPoolExecutor(CLAIMERS) as pool:
+        results = list(pool.map(worker, range(CLAIMERS)))
+    wins = Counter(a for r in results for a in r)
+    assert len(wins) == ROUNDS, f"{ROUNDS - len(wins)} accounts were claimed by nobody"
+    assert max(wins.values()) == 1, "an account was claimed twice"
+
+
+def test_concurrent_claim_processes_exactly_one_winner(store, tmp_path, request):
+    accounts = _seed_pending(store, "testnet", ROUNDS)
+    if store.backend == "sqlite":
+        location = store.path
+    else:
+        location = request.getfixturevalue("cassandra_keyspace")
+    barrier = str(tmp_path / f"barrier-{CLAIMERS}")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(CLAIMERS) as pool:
+        results = pool.map(claim_worker, [(store.backend, location, "testnet", accounts, barrier, i) for i in range(CLAIMERS)])
+    wins = Counter(a for r in results for a in r)
+    assert len(wins) == ROUNDS
+    assert max(wins.values()) == 1
