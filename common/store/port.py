@@ -125,7 +125,9 @@ class Store(abc.ABC):
     ) -> bool:
         """Atomically set status=new_status (and fields) iff the current status is in `expected`.
 
-        expected=None means "the row must not exist yet". Exactly one concurrent caller wins.
+        expected=None means "the row must not exist yet"; a None *inside* expected matches an
+        existing row that has no status (e.g. a child known from its parent's crawl).
+        Exactly one concurrent caller wins.
         """
         validate_network(network)
         validate_account_id(account)

@@ -167,10 +167,16 @@ class SQLiteStore(Store):
             return cur.rowcount == 1
         if not expected:
             return False
+        values = [s for s in expected if s is not None]
+        conds = []
+        if values:
+            conds.append(f"status IN ({', '.join('?' * len(values))})")
+        if None in expected:
+            conds.append("status IS NULL")
         sets = ", ".join(f"{c}=?" for c in fields)
         cur = conn.execute(
-            f"UPDATE {table} SET {sets} WHERE network_name=? AND stellar_account=? AND status IN ({', '.join('?' * len(expected))})",
-            [codec.to_sqlite(table, c, v) for c, v in fields.items()] + [network, account, *expected],
+            f"UPDATE {table} SET {sets} WHERE network_name=? AND stellar_account=? AND ({' OR '.join(conds)})",
+            [codec.to_sqlite(table, c, v) for c, v in fields.items()] + [network, account, *values],
         )
         return cur.rowcount == 1
 

@@ -97,6 +97,18 @@ def test_claim_state_machine(store):
     assert not store.claim("public", acct, T0), "FAILED is terminal"
 
 
+def test_transition_from_no_status(store):
+    """A child known from its parent's crawl has a row but no status; searching it starts its run."""
+    acct, creator = random_account(), random_account()
+    store.put_lineage("public", acct, stellar_creator_account=creator, account_creation_date=T0)
+    assert not store.transition_lineage("public", acct, ("COMPLETE",), "PENDING")
+    assert store.transition_lineage("public", acct, (None, "COMPLETE"), "PENDING", updated_at=T0)
+    assert not store.transition_lineage("public", acct, (None,), "PENDING", updated_at=T0)
+    rec = store.get_lineage("public", acct)
+    assert rec.status == "PENDING" and rec.stellar_creator_account == creator
+    assert not store.transition_lineage("public", random_account(), (None,), "PENDING"), "no row, nothing to update"
+
+
 def test_search_cache_transitions_and_active_index(store):
     acct = random_account()
     assert store.get_search("public", acct) is None

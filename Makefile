@@ -1,0 +1,80 @@
+# StellarMap Serverless — the commands. `make test` is what CI runs (via .ci/run).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTEST := $(VENV)/bin/pytest
+PYTEST_ARGS ?=
+
+.PHONY: install test test-unit test-integration test-e2e test-browser test-site bench bench-short chaos chaos-short \
+        demo dev package terraform-check cassandra-start cassandra-stop emulators migrate clean
+
+$(PY):
+	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(PY)
+	$(PIP) install -q -e '.[test]'
+
+# Everything CI checks: every test level, the site's layout tests, the offline Terraform checks,
+# and the short benchmark and chaos runs (figures only; nothing timed is asserted).
+test: install
+	$(PYTEST) $(PYTEST_ARGS)
+	$(MAKE) test-site
+	$(MAKE) terraform-check
+	$(MAKE) bench-short
+	$(MAKE) chaos-short
+
+test-unit: install
+	$(PYTEST) -m unit $(PYTEST_ARGS)
+
+test-integration: install
+	$(PYTEST) -m "integration or cassandra or emulator" $(PYTEST_ARGS)
+
+test-e2e: install
+	$(PYTEST) -m e2e $(PYTEST_ARGS)
+
+test-browser: install
+	$(PYTEST) -m browser $(PYTEST_ARGS)
+
+test-site:
+	node --test static_site/tests/
+
+bench: install
+	$(PY) -m bench.run --full
+
+bench-short: install
+	$(PY) -m bench.run --short
+
+chaos: install
+	$(PY) -m bench.chaos --full
+
+chaos-short: install
+	$(PY) -m bench.chaos --short
+
+demo: install
+	$(PY) -m local.stack --urls-file .local-data/stack-urls.json
+
+dev: install
+	$(PY) -m local.stack --dev --urls-file .local-data/stack-urls.json
+
+package: install
+	$(PY) local/package.py
+
+terraform-check: install
+	bash terraform/check.sh
+
+migrate: install
+	$(VENV)/bin/stellarmap migrate --verify
+
+cassandra-start:
+	bash local/cassandra.sh start
+
+cassandra-stop:
+	bash local/cassandra.sh stop
+
+emulators:
+	bash local/emulators.sh build
+
+clean:
+	rm -rf .local-data test-artifacts terraform/build

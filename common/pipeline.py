@@ -1,0 +1,181 @@
+"""The account flow's shared state changes (docs/design.md, "The account flow").
+
+Every status change of a lineage row goes through here, so the state machine of
+ARCHITECTURE section 4 lives in one place. Each function takes the Container.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from typing import Any, Iterator
+
+from common.domain import Status, StageExecution, as_utc
+
+LINEAGE_QUEUE = "lineage"
+API_QUEUE = "api-fallback"
+
+
+def _now(c, now: dt.datetime | None) -> dt.datetime:
+    return as_utc(now or c.clock.now())
+
+
+def is_stale(rec, now: dt.datetime, ttl_hours: float) -> bool:
+    last = rec.updated_at or rec.last_pipeline_attempt or rec.created_at
+    return last is None or now - last > dt.timedelta(hours=ttl_hours)
+
+
+def task_payload(network: str, account: str, purpose: str, generation: Any, **extra: Any) -> dict:
+    return {"network": network, "account": account, "purpose": purpose, "generation": generation, **extra}
+
+
+def request_lineage(c, network: str, account: str, now: dt.datetime | None = None, generation: Any = None) -> bool:
+    """Make sure the account's lineage is (re)computed: PENDING + one `lineage` task.
+
+    Safe under any number of concurrent identical requests: status changes are
+    compare-and-set and the task name is deterministic, so the queue refuses duplicates.
+    Returns True when this call created the task.
+    """
+    now = _now(c, now)
+    store = c.store
+    rec = store.get_lineage(network, account)
+    if rec is None:
+        store.transition_lineage(network, account, None, Status.PENDING.value, created_at=now, updated_at=now, retry_count=0)
+        gen = 0
+    elif rec.status is None:
+        # Known from a parent's crawl but never searched: its own lineage run starts now.
+        store.transition_lineage(network, account, (None,), Status.PENDING.value, updated_at=now, retry_count=rec.retry_count or 0)
+        gen = rec.retry_count or 0
+    elif rec.status in (Status.PENDING.value, Status.RE_INQUIRY.value):
+        gen = rec.retry_count or 0  # waiting already: re-enqueueing the same name is a no-op
+    elif rec.status == Status.COMPLETE.value:
+        ttl = float(c.pipeline_config()["cache_ttl_hours"])
+        if not is_stale(rec, now, ttl):
+            return False
+        # Deterministic for requests in the same TTL window, new for the next window.
+        gen = f"r{int(now.timestamp() // (ttl * 3600))}"
+        store.transition_lineage(network, account, (Status.COMPLETE.value,), Status.RE_INQUIRY.value, updated_at=now)
+    else:
+        return False  # PROCESSING (being worked on) or terminal (FAILED, INVALID)
+    if generation is not None:
+        gen = generation
+    return c.queue.enqueue(LINEAGE_QUEUE, task_payload(network, account, "lineage", gen), purpose="lineage", generation=gen)
+
+
+def hand_to_api(c, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None, reason: str | None = None) -> bool:
+    """process_account gives the account to the rate-limited API pipeline.
+
+    PROCESSING -> PENDING first, then the api-fallback task (named by the claim token, so a
+    retried hand-over never enqueues twice). If enqueueing raises, the caller answers 503
+    and the lineage task is retried: the row is PENDING again, so nothing is lost.
+    """
+    now = _now(c, now)
+    rec = c.store.get_lineage(network, account)
+    if rec is None or rec.status != Status.PROCESSING.value:
+        return False
+    token = rec.claim_token or "0"
+    fields: dict[str, Any] = {"pipeline_source": pipeline_source, "updated_at": now, "last_pipeline_attempt": now}
+    if reason:
+        fields["last_error"] = reason[:500]
+    if not c.store.transition_lineage(network, account, (Status.PROCESSING.value,), Status.PENDING.value, **fields):
+        return False
+    c.queue.enqueue(API_QUEUE, task_payload(network, account, "lineage", token), purpose="lineage", generation=token)
+    return True
+
+
+def continue_later(c, network: str, account: str, cursor: str, pages_done: int, now: dt.datetime | None = None, delay_s: float = 0.0) -> bool:
+    """A children crawl used up its time budget: checkpoint, release, enqueue the continuation."""
+    now = _now(c, now)
+    if not c.store.transition_lineage(
+        network, account, (Status.PROCESSING.value,), Status.PENDING.value, children_cursor=cursor, updated_at=now
+    ):
+        return False
+    gen = f"p{pages_done}"
+    c.queue.enqueue(API_QUEUE, task_payload(network, account, "children", gen, cursor=cursor), purpose="children", generation=gen, delay_s=delay_s)
+    return True
+
+
+def complete_account(c, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None, **fields: Any) -> bool:
+    """PROCESSING -> COMPLETE, and the search cache row (if the account was searched) too."""
+    now = _now(c, now)
+    fields.setdefault("children_complete", True)
+    fields.setdefault("last_error", None)
+    won = c.store.transition_lineage(
+        network,
+        account,
+        (Status.PROCESSING.value,),
+        Status.COMPLETE.value,
+        pipeline_source=pipeline_source,
+        updated_at=now,
+        last_pipeline_attempt=now,
+        **fields,
+    )
+    if won:
+        _mirror_search(c, network, account, Status.COMPLETE.value, now, None)
+    return won
+
+
+def fail_account(c, network: str, account: str, error: str, invalid: bool = False, now: dt.datetime | None = None) -> bool:
+    """PROCESSING -> FAILED (after max attempts) or INVALID (no such account on that network)."""
+    now = _now(c, now)
+    status = Status.INVALID.value if invalid else Status.FAILED.value
+    won = c.store.transition_lineage(
+        network, account, (Status.PROCESSING.value,), status, last_error=error[:2000], updated_at=now, last_pipeline_attempt=now
+    )
+    if won:
+        _mirror_search(c, network, account, status, now, error[:2000])
+    return won
+
+
+def release_for_retry(c, network: str, account: str, error: str, now: dt.datetime | None = None) -> bool:
+    """A transient failure: PROCESSING -> PENDING with retry_count + 1 so the queue's retry can claim it.
+
+    After max_retries the account becomes FAILED instead. Returns True when a retry should follow.
+    """
+    now = _now(c, now)
+    rec = c.store.get_lineage(network, account)
+    if rec is None or rec.status != Status.PROCESSING.value:
+        return False
+    retries = (rec.retry_count or 0) + 1
+    if retries >= int(c.pipeline_config()["max_retries"]):
+        fail_account(c, network, account, f"failed after {retries} attempts: {error}", now=now)
+        return False
+    return c.store.transition_lineage(
+        network, account, (Status.PROCESSING.value,), Status.PENDING.value, retry_count=retries, last_error=error[:2000], updated_at=now
+    )
+
+
+def _mirror_search(c, network: str, account: str, status: str, now: dt.datetime, error: str | None) -> None:
+    entry = c.store.get_search(network, account)
+    if entry is None:
+        return
+    fields: dict[str, Any] = {"status": status, "updated_at": now, "last_error": error}
+    if status == Status.COMPLETE.value:
+        fields["last_fetched_at"] = now
+        fields["cached_json"] = None  # rebuilt from the store on the next read
+    c.store.put_search(network, account, **fields)
+
+
+@contextlib.contextmanager
+def stage(c, network: str, account: str, name: str, pipeline_source: str | None = None, run_id: str | None = None) -> Iterator[StageExecution]:
+    """Record one stage execution: RUNNING, then SUCCESS or FAILED with its duration and error.
+
+    The body may set `execution.status = "SKIPPED"` to record a skipped stage.
+    """
+    started = _now(c, None)
+    t0 = time.monotonic()
+    execution = StageExecution(network, account, name, "RUNNING", started, pipeline_source=pipeline_source, run_id=run_id)
+    c.store.record_stage(execution)
+    try:
+        yield execution
+    except BaseException as exc:
+        execution.status = "FAILED"
+        execution.error_message = f"{type(exc).__name__}: {exc}"[:2000]
+        raise
+    else:
+        if execution.status == "RUNNING":
+            execution.status = "SUCCESS"
+    finally:
+        execution.finished_at = _now(c, None)
+        execution.duration_ms = int((time.monotonic() - t0) * 1000)
+        c.store.record_stage(execution)
