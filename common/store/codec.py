@@ -38,9 +38,10 @@ def column_types() -> dict[str, dict[str, str]]:
     return {name: dict(t.columns) for name, t in expected_tables().items()}
 
 
-def primary_key(table: str) -> list[str]:
+@functools.lru_cache(maxsize=None)
+def primary_key(table: str) -> tuple[str, ...]:
     t = expected_tables()[table]
-    return t.partition_key + [c for c, _ in t.clustering]
+    return tuple(t.partition_key + [c for c, _ in t.clustering])
 
 
 def _ts_text(value: dt.datetime) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import sqlite3
@@ -107,17 +108,27 @@ class SQLiteStore(Store):
     def _decode(self, table: str, row: sqlite3.Row) -> dict:
         return {k: codec.from_sqlite(table, k, row[k]) for k in row.keys()}
 
-    def _upsert(self, conn: sqlite3.Connection, table: str, row: dict) -> None:
-        cols = list(row)
+    @staticmethod
+    @functools.lru_cache(maxsize=512)
+    def _upsert_sql(table: str, cols: tuple[str, ...]) -> str:
         key = codec.primary_key(table)
-        values = [codec.to_sqlite(table, c, row[c]) for c in cols]
         updates = [c for c in cols if c not in key]
         sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
         if updates:
             sql += f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in updates)
         else:
             sql += " ON CONFLICT DO NOTHING"
-        conn.execute(sql, values)
+        return sql
+
+    def _upsert(self, conn: sqlite3.Connection, table: str, row: dict) -> None:
+        cols = tuple(row)
+        conn.execute(self._upsert_sql(table, cols), [codec.to_sqlite(table, c, row[c]) for c in cols])
+
+    def _upsert_many(self, conn: sqlite3.Connection, table: str, rows: list[dict]) -> None:
+        if not rows:
+            return
+        cols = tuple(rows[0])
+        conn.executemany(self._upsert_sql(table, cols), [[codec.to_sqlite(table, c, r[c]) for c in cols] for r in rows])
 
     def _select(self, table: str, where: dict, order: str = "", limit: int | None = None, extra: str = "", params: tuple = ()) -> list[dict]:
         clause = " AND ".join(f"{k}=?" for k in where)
@@ -206,8 +217,7 @@ class SQLiteStore(Store):
 
     def _add_children(self, network: str, creator: str, children: list[ChildEdge]) -> None:
         with self._tx() as conn:
-            for c in children:
-                self._upsert(conn, "account_children", codec.child_row(c))
+            self._upsert_many(conn, "account_children", [codec.child_row(c) for c in children])
 
     def _get_children_page(self, network: str, creator: str, after: str | None, limit: int) -> Page:
         rows = self._select(

@@ -1,0 +1,77 @@
+"""Shared benchmark plumbing: every figure is reported beside a baseline measured in the same run."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+
+@dataclasses.dataclass
+class Result:
+    area: str  # e.g. "store (sqlite)"
+    figure: str  # what is measured, e.g. "claim ops/s"
+    value: float
+    unit: str
+    baseline_name: str  # the honest naive version measured in the same run
+    baseline_value: float | None
+    higher_is_better: bool = True
+    note: str = ""
+    goal: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.baseline_value or not self.value:
+            return None
+        return self.value / self.baseline_value if self.higher_is_better else self.baseline_value / self.value
+
+
+def percentile(samples: list[float], p: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    k = min(len(ordered) - 1, max(0, int(round(p / 100 * (len(ordered) - 1)))))
+    return ordered[k]
+
+
+def ops_per_second(fn: Callable[[int], None], n: int) -> float:
+    """Run fn(i) for i in range(n); return operations per second."""
+    t0 = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return n / (time.perf_counter() - t0)
+
+
+def latencies_ms(fn: Callable[[int], None], n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(i)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def machine_line() -> str:
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except OSError:
+        pass
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}){mem}, Python {platform.python_version()}"
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
