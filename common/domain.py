@@ -131,6 +131,12 @@ class LineageRecord:
     enriched_at: dt.datetime | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    toml_org_name: str | None = None
+    toml_org_url: str | None = None
+    toml_lists_account: bool | None = None
+    toml_checked_at: dt.datetime | None = None
+    toml_error: str | None = None
+    directory_name: str | None = None
 
     def to_json(self) -> dict:
         out = {}

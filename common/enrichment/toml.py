@@ -1,0 +1,265 @@
+"""stellar.toml enrichment: a rate-limited, SSRF-safe fetch and a real TOML parse.
+
+Safety rules (a home_domain is attacker-controlled text):
+- https only, on port 443, to a syntactically valid public host name;
+- every address the name resolves to must be public: no private, loopback, link-local,
+  multicast, reserved or unspecified address, and the connection is pinned to the checked
+  address (no second DNS answer can swap in 127.0.0.1);
+- redirects are followed by hand (at most 3), and each target passes the same checks;
+- at most 100 KB are read, with a short timeout.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import socket
+import ssl
+import threading
+import time
+import tomllib
+from typing import Callable, Iterable
+from urllib.parse import urljoin, urlsplit
+
+MAX_BYTES = 100_000
+TIMEOUT_S = 5.0
+MAX_REDIRECTS = 3
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+Resolver = Callable[[str, int], Iterable[str]]
+
+
+class TomlFetchError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclasses.dataclass(frozen=True)
+class TomlInfo:
+    org_name: str | None
+    org_url: str | None
+    lists_account: bool
+    accounts: tuple
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TomlFetchError("dns_failed", f"cannot resolve {host}: {exc}") from None
+    return sorted({i[4][0] for i in infos})
+
+
+@dataclasses.dataclass(frozen=True)
+class AddressPolicy:
+    """Which addresses a fetch may connect to. Production: public unicast only."""
+
+    extra_allowed: tuple = ()  # ip networks allowed despite the rules (tests on loopback only)
+
+    def check(self, ip_text: str) -> None:
+        ip = ipaddress.ip_address(ip_text)
+        if any(ip in ipaddress.ip_network(n) for n in self.extra_allowed):
+            return
+        if (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_multicast
+            or ip.is_reserved
+            or ip.is_unspecified
+            or (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None and not ip.ipv4_mapped.is_global)
+            or not ip.is_global
+        ):
+            raise TomlFetchError("forbidden_address", f"refusing to connect to non-public address {ip_text}")
+
+
+PUBLIC_ONLY = AddressPolicy()
+
+
+def validate_domain(domain: str) -> str:
+    """A bare host name (no scheme, port, path, credentials, IP literal)."""
+    if not isinstance(domain, str):
+        raise TomlFetchError("invalid_domain", "home_domain is not text")
+    host = domain.strip().rstrip(".").lower()
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise TomlFetchError("invalid_domain", "home_domain is not a valid host name") from None
+    labels = host.split(".")
+    if len(host) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        raise TomlFetchError("invalid_domain", "home_domain is not a valid host name")
+    try:
+        ipaddress.ip_address(host)
+        raise TomlFetchError("invalid_domain", "home_domain must be a name, not an IP address")
+    except ValueError:
+        pass
+    if labels[-1].isdigit():
+        raise TomlFetchError("invalid_domain", "home_domain must be a name, not an IP address")
+    return host
+
+
+class _RateLimiter:
+    def __init__(self, per_second: float):
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if delay > 0:
+            time.sleep(delay)
+
+
+class StellarTomlFetcher:
+    def __init__(
+        self,
+        resolver: Resolver = system_resolver,
+        policy: AddressPolicy = PUBLIC_ONLY,
+        timeout_s: float = TIMEOUT_S,
+        max_bytes: int = MAX_BYTES,
+        requests_per_second: float = 2.0,
+        ssl_context: ssl.SSLContext | None = None,
+        port: int = 443,
+    ):
+        self.resolver = resolver
+        self.policy = policy
+        self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+        self.port = port  # 443 in production; tests run a TLS server on a loopback port
+        self.limiter = _RateLimiter(requests_per_second)
+        self.ssl_context = ssl_context or ssl.create_default_context()
+
+    def fetch(self, domain: str) -> str:
+        host = validate_domain(domain)
+        url = f"https://{host}/.well-known/stellar.toml"
+        for _ in range(MAX_REDIRECTS + 1):
+            status, headers, body = self._get(url)
+            if status in (301, 302, 303, 307, 308):
+                location = headers.get("location")
+                if not location:
+                    raise TomlFetchError("bad_redirect", "redirect without a Location")
+                url = urljoin(url, location)
+                continue
+            if status != 200:
+                raise TomlFetchError("http_error", f"stellar.toml answered HTTP {status}")
+            try:
+                return body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise TomlFetchError("malformed", "stellar.toml is not UTF-8") from None
+        raise TomlFetchError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
+
+    def _get(self, url: str) -> tuple[int, dict, bytes]:
+        parts = urlsplit(url)
+        if parts.scheme != "https":
+            raise TomlFetchError("not_https", "stellar.toml must be fetched over https")
+        if parts.username or parts.password:
+            raise TomlFetchError("invalid_url", "credentials in a stellar.toml URL are refused")
+        host = validate_domain(parts.hostname or "")
+        port = parts.port or self.port
+        if port != self.port:
+            raise TomlFetchError("invalid_url", "stellar.toml must be served on the https port")
+        addresses = list(self.resolver(host, port))
+        if not addresses:
+            raise TomlFetchError("dns_failed", f"{host} has no address")
+        for ip in addresses:
+            self.policy.check(ip)  # every answer must be public, not just the first
+        self.limiter.wait()
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return self._request(addresses[0], port, host, path)
+
+    def _request(self, ip: str, port: int, host: str, path: str) -> tuple[int, dict, bytes]:
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            raw = socket.create_connection((ip, port), timeout=self.timeout_s)
+        except OSError as exc:
+            raise TomlFetchError("connect_failed", f"cannot connect to {host}: {exc}") from None
+        try:
+            sock = self.ssl_context.wrap_socket(raw, server_hostname=host)
+        except (ssl.SSLError, OSError) as exc:
+            raw.close()
+            raise TomlFetchError("tls_failed", f"TLS with {host} failed: {exc}") from None
+        try:
+            request = (
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: StellarMap/1 (+stellar.toml enrichment)\r\n"
+                "Accept: text/plain, application/toml, */*\r\nConnection: close\r\n\r\n"
+            )
+            sock.sendall(request.encode("ascii"))
+            data = bytearray()
+            limit = self.max_bytes + 16_384  # body limit plus room for headers
+            while True:
+                if time.monotonic() > deadline:
+                    raise TomlFetchError("timeout", f"stellar.toml from {host} took longer than {self.timeout_s:.0f}s")
+                sock.settimeout(max(0.05, deadline - time.monotonic()))
+                try:
+                    chunk = sock.recv(65536)
+                except socket.timeout:
+                    raise TomlFetchError("timeout", f"stellar.toml from {host} took longer than {self.timeout_s:.0f}s") from None
+                if not chunk:
+                    break
+                data += chunk
+                if len(data) > limit:
+                    raise TomlFetchError("too_large", f"stellar.toml is larger than {self.max_bytes} bytes")
+        except OSError as exc:
+            raise TomlFetchError("connect_failed", f"reading from {host} failed: {exc}") from None
+        finally:
+            sock.close()
+        return self._parse_response(bytes(data), host)
+
+    def _parse_response(self, data: bytes, host: str) -> tuple[int, dict, bytes]:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if not sep:
+            raise TomlFetchError("malformed", f"{host} sent a malformed HTTP response")
+        lines = head.decode("latin-1").split("\r\n")
+        try:
+            status = int(lines[0].split()[1])
+        except (IndexError, ValueError):
+            raise TomlFetchError("malformed", f"{host} sent a malformed status line") from None
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = _dechunk(body)
+        if len(body) > self.max_bytes:
+            raise TomlFetchError("too_large", f"stellar.toml is larger than {self.max_bytes} bytes")
+        return status, headers, body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out, rest = bytearray(), body
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        try:
+            size = int(size_line.split(b";")[0], 16)
+        except ValueError:
+            raise TomlFetchError("malformed", "bad chunked encoding") from None
+        if size == 0:
+            break
+        out += rest[:size]
+        rest = rest[size + 2 :]
+    return bytes(out)
+
+
+def parse_stellar_toml(text: str, account: str) -> TomlInfo:
+    """Organisation name and URL, and whether ACCOUNTS lists this account."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TomlFetchError("malformed", f"stellar.toml is not valid TOML: {exc}") from None
+    doc_info = doc.get("DOCUMENTATION") if isinstance(doc.get("DOCUMENTATION"), dict) else {}
+    accounts = doc.get("ACCOUNTS") if isinstance(doc.get("ACCOUNTS"), list) else []
+    accounts = tuple(a for a in accounts if isinstance(a, str))[:10_000]
+
+    def text_or_none(v):
+        return v[:500] if isinstance(v, str) else None
+
+    return TomlInfo(
+        org_name=text_or_none(doc_info.get("ORG_NAME")),
+        org_url=text_or_none(doc_info.get("ORG_URL")),
+        lists_account=account in accounts,
+        accounts=accounts,
+    )

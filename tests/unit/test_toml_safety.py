@@ -1,0 +1,170 @@
+"""stellar.toml fetch safety: host names, address policy, pinning, redirects, size and time limits."""
+import http.server
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+from common.enrichment.toml import (
+    PUBLIC_ONLY,
+    AddressPolicy,
+    StellarTomlFetcher,
+    TomlFetchError,
+    parse_stellar_toml,
+    validate_domain,
+)
+from local.tls_front import make_certificate
+
+pytestmark = pytest.mark.unit
+LOOPBACK_OK = AddressPolicy(extra_allowed=("127.0.0.1/32",))
+ACCOUNT = "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7"
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["127.0.0.1", "10.0.0.1", "[::1]", "https://x.example", "x.example/path", "x.example:8443", "user@x.example",
+     "<script>alert(1)</script>", "a" * 1000, "localhost", "", "x..example", "-x.example", "0x7f.1"],
+)
+def test_bad_home_domains_are_refused_before_any_network(domain):
+    with pytest.raises(TomlFetchError) as info:
+        validate_domain(domain)
+    assert info.value.code == "invalid_domain"
+
+
+def test_unicode_domain_becomes_punycode():
+    assert validate_domain("BÜCHER.example.") == "xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "ip", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
+           "224.0.0.1", "::1", "fc00::1", "fe80::1", "::ffff:127.0.0.1", "240.0.0.1"],
+)
+def test_non_public_addresses_are_forbidden(ip):
+    with pytest.raises(TomlFetchError) as info:
+        PUBLIC_ONLY.check(ip)
+    assert info.value.code == "forbidden_address"
+
+
+def test_public_addresses_pass():
+    PUBLIC_ONLY.check("8.8.8.8")
+    PUBLIC_ONLY.check("2606:4700:4700::1111")
+
+
+def test_a_name_resolving_to_loopback_is_never_connected():
+    attempts = []
+
+    def resolver(host, port):
+        attempts.append(host)
+        return ["127.0.0.1"]
+
+    with pytest.raises(TomlFetchError) as info:
+        StellarTomlFetcher(resolver=resolver).fetch("evil.example")
+    assert info.value.code == "forbidden_address" and attempts == ["evil.example"]
+
+
+def test_any_private_answer_among_several_is_refused():
+    with pytest.raises(TomlFetchError, match="non-public"):
+        StellarTomlFetcher(resolver=lambda h, p: ["93.184.216.34", "10.0.0.7"]).fetch("rebind.example")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict = {}
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        host = self.headers["Host"].split(":")[0]
+        status, headers, body, stall = self.routes[host]
+        if stall:
+            time.sleep(stall)
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    names = ["good.example", "big.example", "redir.example", "internal.example", "slow.example", "html.example", "loop.example"]
+    ca, crt, key = make_certificate(names, tmp_path_factory.mktemp("certs"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    good = f'ACCOUNTS = ["{ACCOUNT}"]\n[DOCUMENTATION]\nORG_NAME = "Good Org"\nORG_URL = "https://good.example"\n'.encode()
+    _Handler.routes = {
+        "good.example": (200, {"Content-Type": "text/plain"}, good, 0),
+        "big.example": (200, {}, b"# x\n" * 40_000, 0),
+        "redir.example": (302, {"Location": f"https://internal.example:{port}/.well-known/stellar.toml"}, b"", 0),
+        "loop.example": (302, {"Location": f"https://loop.example:{port}/.well-known/stellar.toml"}, b"", 0),
+        "slow.example": (200, {}, good, 3),
+        "html.example": (200, {"Content-Type": "text/html"}, b"<html><script>alert(1)</script></html>", 0),
+    }
+
+    def resolver(host, p):
+        return ["10.0.0.5"] if host == "internal.example" else ["127.0.0.1"]
+
+    def fetcher(**kw):
+        kw.setdefault("timeout_s", 2.0)
+        return StellarTomlFetcher(resolver=resolver, policy=LOOPBACK_OK, ssl_context=ssl.create_default_context(cafile=str(ca)), port=port, requests_per_second=100, **kw)
+
+    yield fetcher
+    server.shutdown()
+
+
+def test_good_toml_is_fetched_and_parsed(tls_server):
+    info = parse_stellar_toml(tls_server().fetch("good.example"), ACCOUNT)
+    assert info.org_name == "Good Org" and info.org_url == "https://good.example" and info.lists_account
+
+
+def test_oversized_toml_is_refused(tls_server):
+    with pytest.raises(TomlFetchError) as info:
+        tls_server().fetch("big.example")
+    assert info.value.code == "too_large"
+
+
+def test_https_redirect_to_a_private_address_is_refused(tls_server):
+    with pytest.raises(TomlFetchError) as info:
+        tls_server().fetch("redir.example")
+    assert info.value.code == "forbidden_address"
+
+
+def test_redirect_loops_stop(tls_server):
+    with pytest.raises(TomlFetchError) as info:
+        tls_server().fetch("loop.example")
+    assert info.value.code == "too_many_redirects"
+
+
+def test_slow_server_times_out(tls_server):
+    with pytest.raises(TomlFetchError) as info:
+        tls_server(timeout_s=0.5).fetch("slow.example")
+    assert info.value.code == "timeout"
+
+
+def test_html_is_malformed_toml(tls_server):
+    with pytest.raises(TomlFetchError) as info:
+        parse_stellar_toml(tls_server().fetch("html.example"), ACCOUNT)
+    assert info.value.code == "malformed"
+
+
+def test_certificate_must_match(tls_server):
+    # A fetcher that trusts only the system CAs refuses the throw-away certificate.
+    f = tls_server()
+    f.ssl_context = ssl.create_default_context()
+    with pytest.raises(TomlFetchError) as info:
+        f.fetch("good.example")
+    assert info.value.code == "tls_failed"
+
+
+def test_parse_ignores_junk_types():
+    info = parse_stellar_toml('ACCOUNTS = "not a list"\nDOCUMENTATION = 5\n', ACCOUNT)
+    assert info == parse_stellar_toml("", ACCOUNT)
+    assert not info.lists_account and info.org_name is None
