@@ -119,6 +119,89 @@ def cmd_config(args: argparse.Namespace) -> int:
         store.close()
 
 
+# ------------------------------------------------------------------ bulk queueing
+@command("queue")
+def cmd_queue(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from common.bulk import bulk_enqueue
+
+    console = _console()
+    if args.file == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            with open(args.file, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError as exc:
+            raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    c = _container(args)
+    started = time.monotonic()
+    try:
+        with Progress(TextColumn("enqueueing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("queue", total=None)
+            report = bulk_enqueue(
+                c, args.network, lines, workers=args.workers, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
+    finally:
+        c.close()
+    for err in report.errors[: args.max_errors]:
+        console.print(f"line {err['line']}: {err['message']} ({err['code']})")
+    if len(report.errors) > args.max_errors:
+        console.print(f"… and {len(report.errors) - args.max_errors} more bad lines")
+    console.print(
+        f"{report.lines} lines, {report.valid} valid, {len(report.errors)} bad, {report.duplicates} duplicates; "
+        f"{report.enqueued} enqueued, {report.already_queued_or_known} already queued or known; "
+        f"{time.monotonic() - started:.1f}s"
+    )
+    return 2 if report.errors and args.strict else 0
+
+
+# ------------------------------------------------------------------ export
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from common.addresses import normalize_account_input
+    from common.domain import InvalidInput
+    from common.export import ExportNotFound, export_lineage
+
+    console = _console()
+    try:
+        account = normalize_account_input(args.account)
+    except InvalidInput as exc:
+        raise CommandError(exc.message) from None
+    fmt = args.format or os.path.splitext(args.output)[1].lstrip(".") or "json"
+    c = _container(args)
+    target = os.path.abspath(args.output)
+    started = time.monotonic()
+    # Write beside the target and rename at the end: an interrupted export leaves nothing behind.
+    fd, tmp = tempfile.mkstemp(prefix=".export-", dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out, Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as bar:
+            task = bar.add_task("exporting")
+            chunks = export_lineage(
+                c.store, args.network, account, fmt,
+                progress=lambda n: bar.update(task, description=f"exported {n:,} children"),
+            )
+            for chunk in chunks:
+                out.write(chunk)
+        os.replace(tmp, target)
+    except (InvalidInput, ExportNotFound) as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        c.close()
+    console.print(f"wrote {target} ({os.path.getsize(target):,} bytes, {fmt}) in {time.monotonic() - started:.1f}s")
+    return 0
+
+
 # ------------------------------------------------------------------ local tooling
 @command("sim")
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -151,6 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("action", choices=["get", "set"])
     cfg.add_argument("key", nargs="?")
     cfg.add_argument("value", nargs="?")
+
+    q = sub.add_parser("queue", help="bulk-enqueue accounts from a file (one per line) or stdin")
+    q.add_argument("--file", required=True, help="path, or - for stdin")
+    q.add_argument("--network", default="public", choices=["public", "testnet"])
+    q.add_argument("--workers", type=int, default=16, help="parallel enqueues")
+    q.add_argument("--max-errors", type=int, default=50, help="bad lines to print")
+    q.add_argument("--strict", action="store_true", help="exit 2 when any line is bad")
+
+    e = sub.add_parser("export", help="export an account's whole lineage to a file")
+    e.add_argument("--account", required=True)
+    e.add_argument("--network", default="public", choices=["public", "testnet"])
+    e.add_argument("--format", choices=["json", "csv", "graphml"], help="default: from the file extension")
+    e.add_argument("--output", "-o", required=True)
 
     for name, helptext in (("sim", "run the local Stellar network simulator"), ("demo", "run the whole local stack")):
         s = sub.add_parser(name, help=helptext, add_help=False)
