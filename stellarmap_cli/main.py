@@ -202,6 +202,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ scheduled jobs
+@command("jobs")
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from google.api_core import exceptions as gexc
+
+    from stellarmap_cli.jobs import NETWORKS, SchedulerTarget, act
+
+    target = SchedulerTarget.from_env(args.project, args.location, args.prefix, args.endpoint)
+    networks = NETWORKS if args.network == "all" else (args.network,)
+    try:
+        for name, state in act(target, args.action, args.job, networks):
+            print(f"{args.action}: {name} ({state})")
+    except gexc.NotFound as exc:
+        raise CommandError(f"job not found: {exc.message}") from None
+    except gexc.GoogleAPICallError as exc:
+        raise CommandError(f"Cloud Scheduler refused: {exc.message}") from None
+    return 0
+
+
 # ------------------------------------------------------------------ local tooling
 @command("sim")
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -247,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--network", default="public", choices=["public", "testnet"])
     e.add_argument("--format", choices=["json", "csv", "graphml"], help="default: from the file extension")
     e.add_argument("--output", "-o", required=True)
+
+    j = sub.add_parser("jobs", help="run, pause or resume a scheduled job (Cloud Scheduler)")
+    j.add_argument("action", choices=["run", "pause", "resume"])
+    j.add_argument("job", choices=["hva_recalc", "reset_stale"])
+    j.add_argument("--network", default="all", choices=["all", "public", "testnet"])
+    j.add_argument("--project", help="default: CLOUD_SCHEDULER_PROJECT or CLOUD_TASKS_PROJECT")
+    j.add_argument("--location", help="default: CLOUD_SCHEDULER_LOCATION or CLOUD_TASKS_LOCATION")
+    j.add_argument("--prefix", help="job name prefix (terraform name_prefix; default stellarmap)")
+    j.add_argument("--endpoint", help="API endpoint override, e.g. a local server (CLOUD_SCHEDULER_ENDPOINT)")
 
     for name, helptext in (("sim", "run the local Stellar network simulator"), ("demo", "run the whole local stack")):
         s = sub.add_parser(name, help=helptext, add_help=False)
