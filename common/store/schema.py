@@ -45,14 +45,39 @@ def split_statements(text: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
+def _migration_sources(cql_dir: Path | None) -> list[tuple[str, Path, str]]:
+    """(file name, path, text) of every migration: from cql/ in a checkout, else from the bundle
+    that ships inside each function zip (zips carry common/**/*.py only)."""
+    directory = Path(cql_dir or CQL_DIR)
+    if directory.is_dir():
+        return [(p.name, p, p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.cql"))]
+    if cql_dir is not None:
+        raise SchemaError(f"migration folder {directory} does not exist")
+    from common.store import cql_bundle
+
+    return [(name, directory / name, text) for name, text in sorted(cql_bundle.MIGRATIONS.items())]
+
+
+def write_bundle(cql_dir: Path | None = None) -> Path:
+    """Regenerate common/store/cql_bundle.py from cql/ (a unit test keeps the two identical)."""
+    sources = _migration_sources(Path(cql_dir or CQL_DIR))
+    body = "".join(f"    {name!r}: {text!r},\n" for name, _, text in sources)
+    target = Path(__file__).with_name("cql_bundle.py")
+    target.write_text(
+        '"""Generated from cql/ by `python -m common.store.schema --bundle`: do not edit.\n\n'
+        "Function zips hold only common/**/*.py, so the migrations travel inside this module.\n"
+        '"""\n\nMIGRATIONS = {\n' + body + "}\n",
+        encoding="utf-8",
+    )
+    return target
+
+
 def load_migrations(cql_dir: Path | None = None) -> list[Migration]:
-    cql_dir = Path(cql_dir or CQL_DIR)
     found = []
-    for path in sorted(cql_dir.glob("*.cql")):
-        m = _FILE_RE.match(path.name)
+    for file_name, path, text in _migration_sources(cql_dir):
+        m = _FILE_RE.match(file_name)
         if not m:
-            raise SchemaError(f"migration file name {path.name!r} is not NNNN_name.cql")
-        text = path.read_text(encoding="utf-8")
+            raise SchemaError(f"migration file name {file_name!r} is not NNNN_name.cql")
         statements = tuple(split_statements(text))
         for stmt in statements:
             if _FORBIDDEN_RE.search(stmt):
@@ -60,7 +85,7 @@ def load_migrations(cql_dir: Path | None = None) -> list[Migration]:
         found.append(Migration(m.group(1), m.group(2), path, text, hashlib.sha256(text.encode()).hexdigest(), statements))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise SchemaError(f"duplicate migration versions in {cql_dir}")
+        raise SchemaError(f"duplicate migration versions: {sorted(versions)}")
     return found
 
 
@@ -206,3 +231,13 @@ def to_sqlite(stmt: str) -> list[str]:
     if idx:
         return [f"CREATE INDEX IF NOT EXISTS {idx[0]} ON {idx[1]} ({idx[2]})"]
     raise SchemaError(f"statement has no SQLite translation: {stmt[:80]}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--bundle"]:
+        print(f"wrote {write_bundle()}")
+    else:
+        print("usage: python -m common.store.schema --bundle", file=sys.stderr)
+        sys.exit(2)

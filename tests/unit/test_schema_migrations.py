@@ -99,3 +99,23 @@ def test_schema_gate_incident_replay(tmp_path):
     migrations.migrate(store)
     gate.require()
     assert store.get_search("public", "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7").status == "COMPLETE"
+
+
+def test_the_bundled_migrations_match_cql_folder(tmp_path):
+    """Function zips carry common/**/*.py only: the bundle must equal cql/ (regenerate with
+    `python -m common.store.schema --bundle`)."""
+    from common.store import cql_bundle
+
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in sorted(CQL.glob("*.cql"))}
+    assert cql_bundle.MIGRATIONS == on_disk, "run: python -m common.store.schema --bundle"
+
+
+def test_migrations_load_from_the_bundle_without_a_cql_folder(tmp_path):
+    """Lay out a function zip (common/ only, no cql/) and load the migrations there."""
+    import subprocess
+
+    shutil.copytree(CQL.parent / "common", tmp_path / "common", ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import sys; sys.path.insert(0, '.'); from common.store.schema import load_migrations; print([m.checksum for m in load_migrations()])"
+    out = subprocess.run(["python3", "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str([m.checksum for m in load_migrations(CQL)])
