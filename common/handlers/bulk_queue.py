@@ -1,0 +1,48 @@
+"""The operators' bulk-queue endpoint (internal: only authenticated callers; never public).
+
+POST text/plain (one account per line) with ?network=, or JSON {"network", "accounts": [...]}.
+Answers the same report as `stellarmap queue`: bad lines with their numbers, counts.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import Request
+
+from common.bulk import bulk_enqueue
+from common.domain import InvalidInput, validate_network
+from common.http import check_internal_auth, error_response, invalid_input_response, json_response, schema_unavailable
+
+MAX_BODY_BYTES = 12 * 1024 * 1024  # 100,000 lines of 56-character ids, with room to spare
+
+
+def handle(request: Request, c) -> object:
+    denied = check_internal_auth(request, c.settings.internal_token)
+    if denied is not None:
+        return denied
+    if request.method != "POST":
+        return error_response("method_not_allowed", "use POST with one account per line, or JSON {network, accounts}", 405)
+    behind = c.schema_gate.check()
+    if behind is not None:
+        return schema_unavailable(behind)
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return error_response("body_too_large", f"at most {MAX_BODY_BYTES // (1024 * 1024)} MB per request", 413)
+    try:
+        network = request.args.get("network", "public")
+        raw = request.get_data(cache=False, as_text=True)
+        if request.mimetype == "application/json":
+            try:
+                body = json.loads(raw or "{}")
+            except ValueError:
+                raise InvalidInput("invalid_json", "request body is not valid JSON") from None
+            if not isinstance(body, dict) or not isinstance(body.get("accounts"), list):
+                raise InvalidInput("invalid_json", 'JSON body must be {"network": ..., "accounts": [...]}', "accounts")
+            network = body.get("network", network)
+            lines = [a if isinstance(a, str) else json.dumps(a) for a in body["accounts"]]
+        else:
+            lines = raw.splitlines()
+        validate_network(network)
+        report = bulk_enqueue(c, network, lines)
+    except InvalidInput as exc:
+        return invalid_input_response(exc)
+    return json_response(report.to_json())
