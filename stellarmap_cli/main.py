@@ -221,6 +221,69 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ status
+def collect_status(c) -> dict:
+    """Health, queue depth and BigQuery spend against the budget, as plain data."""
+    from common.store import migrations
+
+    now = c.clock.now()
+    out: dict = {"store": {"backend": c.settings.store_backend, "reachable": False}}
+    store = c.store
+    out["store"]["reachable"] = store.ping()
+    if not out["store"]["reachable"]:
+        return out
+    v = migrations.verify(store)
+    out["schema"] = {"ok": v.ok, "missing_migrations": v.missing_migrations, "missing_columns": v.missing_columns}
+    config = PipelineConfig.from_stored(store.get_config()) if v.ok else PipelineConfig.from_stored({})
+    month = f"{now:%Y-%m}"
+    spent = store.month_spend_micro_usd(month) / 1e6 if v.ok else None
+    budget = float(config["monthly_budget_usd"])
+    out["bigquery"] = {"month": month, "spent_usd": spent, "budget_usd": budget}
+    out["pipeline_mode"] = config["pipeline_mode"]
+    queues = {}
+    for name in ("lineage", "api-fallback"):
+        try:
+            queues[name] = c.queue.depth(name)
+        except Exception as exc:  # the operator still gets the rest of the status
+            queues[name] = f"unavailable: {type(exc).__name__}: {exc}"
+    out["queues"] = queues
+    out["cron"] = {}
+    for job in ("hva_recalc", "reset_stale"):
+        runs = store.get_cron_runs(job, 1) if v.ok else []
+        out["cron"][job] = {"last_run": runs[0].run_at.isoformat(), "status": runs[0].status} if runs else None
+    return out
+
+
+@command("status")
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    c = _container(args)
+    try:
+        status = collect_status(c)
+    finally:
+        c.close()
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        table = Table(title="StellarMap status", show_header=False)
+        table.add_row("store", f"{status['store']['backend']}: {'reachable' if status['store']['reachable'] else 'UNREACHABLE'}")
+        if "schema" in status:
+            s = status["schema"]
+            table.add_row("schema", "current" if s["ok"] else f"BEHIND: {', '.join(s['missing_migrations'])}")
+            table.add_row("pipeline mode", status["pipeline_mode"])
+            b = status["bigquery"]
+            spent = "unknown" if b["spent_usd"] is None else f"${b['spent_usd']:.2f}"
+            table.add_row("BigQuery spend", f"{spent} of ${b['budget_usd']:.2f} ({b['month']})")
+            for q, depth in status["queues"].items():
+                table.add_row(f"queue {q}", str(depth))
+            for job, run in status["cron"].items():
+                table.add_row(f"job {job}", "never ran" if run is None else f"{run['status']} at {run['last_run']}")
+        _console().print(table)
+    healthy = status["store"]["reachable"] and status.get("schema", {}).get("ok", False)
+    return 0 if healthy else 1
+
+
 # ------------------------------------------------------------------ local tooling
 @command("sim")
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -275,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--location", help="default: CLOUD_SCHEDULER_LOCATION or CLOUD_TASKS_LOCATION")
     j.add_argument("--prefix", help="job name prefix (terraform name_prefix; default stellarmap)")
     j.add_argument("--endpoint", help="API endpoint override, e.g. a local server (CLOUD_SCHEDULER_ENDPOINT)")
+
+    st = sub.add_parser("status", help="health, queue depth and spend against the budget")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
 
     for name, helptext in (("sim", "run the local Stellar network simulator"), ("demo", "run the whole local stack")):
         s = sub.add_parser(name, help=helptext, add_help=False)
