@@ -1,0 +1,73 @@
+"""Compare what StellarMap stored for an account with the simulator's ground truth."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.request
+from typing import Any
+
+from common.domain import parse_iso
+
+
+def fetch_json(url: str, timeout: float = 60) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def truth_with_all_children(sim_url: str, network: str, account: str) -> dict:
+    """The simulator's truth of one account with every child (paged 10,000 at a time)."""
+    truth = fetch_json(f"{sim_url}/_sim/truth/{network}/{account}?children_limit=10000")
+    children = list(truth["children"]["items"])
+    cursor = truth["children"].get("next_cursor")
+    while cursor:
+        page = fetch_json(f"{sim_url}/_sim/truth/{network}/{account}?children_limit=10000&children_cursor={cursor}")
+        children += page["children"]["items"]
+        cursor = page["children"].get("next_cursor")
+    truth["all_children"] = children
+    return truth
+
+
+def expected_status(truth: dict) -> str:
+    """What the pipeline must end with: COMPLETE for an account that exists, INVALID otherwise."""
+    return "COMPLETE" if truth.get("exists") else "INVALID"
+
+
+def _same_instant(a: dt.datetime | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs((a - parse_iso(b)).total_seconds()) < 1
+
+
+def compare_lineage(store, network: str, account: str, truth: dict) -> list[str]:
+    """Differences between the stored lineage and the truth (empty when they agree)."""
+    problems: list[str] = []
+    rec = store.get_lineage(network, account)
+    if rec is None:
+        return [f"{account}: no lineage row"]
+    want = expected_status(truth)
+    if rec.status != want:
+        problems.append(f"{account}: status {rec.status} (last_error {rec.last_error!r}), truth says {want}")
+        return problems
+    if want != "COMPLETE":
+        if not rec.last_error:
+            problems.append(f"{account}: {rec.status} without a reason")
+        return problems
+    if rec.stellar_creator_account != truth.get("creator"):
+        problems.append(f"{account}: creator {rec.stellar_creator_account}, truth {truth.get('creator')}")
+    if not _same_instant(rec.account_creation_date, truth.get("created_at")):
+        problems.append(f"{account}: created {rec.account_creation_date}, truth {truth.get('created_at')}")
+    stored_events = {(e.creator, e.created_at.replace(microsecond=0)) for e in store.get_creation_events(network, account)}
+    for ev in truth.get("creation_events", []):
+        if ev.get("in_horizon_history", True):
+            key = (ev["creator"], parse_iso(ev["created_at"]).replace(microsecond=0))
+            if key not in stored_events:
+                problems.append(f"{account}: creation event {key} missing")
+    stored_children: list[str] = [c.child for c in store.iter_children(network, account, 1000)]
+    if len(stored_children) != len(set(stored_children)):
+        problems.append(f"{account}: duplicate children stored")
+    truth_children = {c["account"] for c in truth["all_children"]}
+    if set(stored_children) != truth_children:
+        missing = len(truth_children - set(stored_children))
+        extra = len(set(stored_children) - truth_children)
+        problems.append(f"{account}: children differ ({missing} missing, {extra} extra of {len(truth_children)})")
+    return problems
