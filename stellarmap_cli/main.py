@@ -348,7 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+PASS_THROUGH = ("sim", "demo")  # their own parsers own every option after the command
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASS_THROUGH:
+        return COMMANDS[argv[0]](argparse.Namespace(command=argv[0], rest=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
