@@ -59,7 +59,7 @@ dev: install
 	$(PY) -m local.stack --dev --urls-file .local-data/stack-urls.json
 
 package: install
-	$(PY) local/package.py
+	$(PY) -m local.package
 
 terraform-check: install
 	bash terraform/check.sh

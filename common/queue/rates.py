@@ -8,6 +8,7 @@ defaults (tests/unit/test_terraform_consistency.py checks that they agree).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 HORIZON_MAX_PER_HOUR = 3600  # public Horizon's documented default per IP
 EXPERT_MAX_PER_MINUTE = 50  # Stellar Expert publishes none; the original assumed about 50/min
@@ -43,7 +44,8 @@ def api_fallback_limits(
     horizon_per_s = horizon_max_per_hour * pct / 100 / 3600
     expert_per_s = expert_max_per_minute * pct / 100 / 60
     rate = min(horizon_per_s / horizon_calls_per_task, expert_per_s / expert_calls_per_task)
-    rate = round(rate, 4)
+    # Round down, never up: rounding up could put the queue above the upstream budget.
+    rate = math.floor(rate * 10_000) / 10_000
     # A burst of one task keeps instantaneous upstream calls at the per-task count.
     return QueueLimits(max_dispatches_per_second=rate, max_burst_size=1, max_concurrent_dispatches=2)
 

@@ -1,0 +1,1 @@
+"""StellarMap's custom checkov policies (loaded by terraform/check.sh with --external-checks-dir)."""

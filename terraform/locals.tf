@@ -1,0 +1,145 @@
+data "google_project" "this" {
+  project_id = var.project
+}
+
+locals {
+  functions_dir = "${path.module}/../functions"
+  common_dir    = "${path.module}/../common"
+  site_dir      = "${path.module}/${var.site_dir}"
+
+  # ---------------------------------------------------------------- functions
+  # One entry per functions/<name> folder (tests/unit/test_terraform_consistency.py checks the
+  # two agree). `enqueues` lists the queues the function's own service account may add tasks to;
+  # `bigquery` lets it run query jobs in this project (the Hubble path).
+  #
+  # Public functions: internet ingress, and the only ones allUsers may invoke.
+  public_functions = {
+    search = { entry_point = "search", enqueues = ["lineage"], bigquery = false }
+    stats  = { entry_point = "stats", enqueues = [], bigquery = false }
+  }
+
+  # Internal functions: internal ingress only, invoked with an OIDC token by the identities in
+  # `invokers` ("tasks" = the Cloud Tasks invoker, "scheduler" = the Cloud Scheduler invoker).
+  # Adding one is one more entry here plus its functions/<name> folder and a function_sizing entry.
+  internal_functions = {
+    process_account = { entry_point = "process_account", invokers = ["tasks"], enqueues = ["lineage", "api-fallback"], bigquery = true }
+    api_fallback    = { entry_point = "api_fallback", invokers = ["tasks"], enqueues = ["lineage"], bigquery = false }
+    hva_recalc      = { entry_point = "hva_recalc", invokers = ["scheduler"], enqueues = [], bigquery = false }
+    reset_stale     = { entry_point = "reset_stale", invokers = ["scheduler"], enqueues = ["lineage", "api-fallback"], bigquery = false }
+  }
+
+  # Operator functions: called by operators from their terminals (`gcloud auth
+  # print-identity-token`), so their ingress admits the internet, but run.invoker is held only by
+  # var.operator_members (never allUsers; without members nobody can invoke them).
+  operator_functions = {
+    bulk_queue = { entry_point = "bulk_queue", enqueues = ["lineage"], bigquery = false }
+  }
+
+  functions = merge(local.public_functions, local.internal_functions, local.operator_functions)
+
+  # Cloud Run service names (a gen2 function is a Cloud Run service of the same name).
+  service_names = { for k, f in local.functions : k => "${var.name_prefix}-${replace(k, "_", "-")}" }
+
+  # Function URLs used inside the functions' environment. search needs process_account's URL,
+  # process_account needs api_fallback's and api_fallback (children expansion) needs
+  # process_account's: referencing google_cloudfunctions2_function.*.url there would be a
+  # dependency cycle. Cloud Run gives every service a deterministic URL,
+  # https://SERVICE-PROJECT_NUMBER.REGION.run.app, known before the service exists, so the
+  # environment uses that form (a precondition checks the 63-character DNS label limit). It is a
+  # run.app URL, which internal ingress admits for Cloud Tasks and Cloud Scheduler, and a valid
+  # OIDC audience for the service.
+  function_urls = {
+    for k, name in local.service_names :
+    k => "https://${name}-${data.google_project.this.number}.${var.region}.run.app"
+  }
+
+  # ---------------------------------------------------------------- queues
+  # api-fallback: the upstream budget divided by the calls one task makes, for each upstream; the
+  # smaller rate wins. Same formula as common/queue/rates.py:api_fallback_limits, rounded down to
+  # 4 decimals so rounding never lifts the rate above the budget.
+  horizon_tasks_per_second = var.horizon_max_per_hour * var.upstream_rate_pct / 100 / 3600 / var.horizon_calls_per_task
+  expert_tasks_per_second  = var.expert_max_per_minute * var.upstream_rate_pct / 100 / 60 / var.expert_calls_per_task
+  api_fallback_rate        = floor(min(local.horizon_tasks_per_second, local.expert_tasks_per_second) * 10000) / 10000
+
+  queues = {
+    lineage = {
+      name                      = "${var.name_prefix}-lineage"
+      target                    = "process_account"
+      max_dispatches_per_second = var.lineage_max_dispatches_per_second
+      max_burst_size            = var.lineage_max_burst_size
+      max_concurrent_dispatches = var.lineage_max_concurrent_dispatches
+      slow_rate_reason          = ""
+    }
+    api-fallback = {
+      name                      = "${var.name_prefix}-api-fallback"
+      target                    = "api_fallback"
+      max_dispatches_per_second = local.api_fallback_rate
+      max_burst_size            = var.api_fallback_max_burst_size
+      max_concurrent_dispatches = var.api_fallback_max_concurrent_dispatches
+      slow_rate_reason          = var.api_fallback_slow_rate_reason
+    }
+  }
+
+  # ---------------------------------------------------------------- scheduled jobs
+  schedules = {
+    hva_recalc  = { target = "hva_recalc", schedule = var.hva_recalc_schedule, body = {} }
+    reset_stale = { target = "reset_stale", schedule = var.reset_stale_schedule, body = { dry_run = false } }
+  }
+
+  # One job per (schedule, network); the function takes {"network": ...} in its JSON body.
+  scheduler_jobs = merge([
+    for job, s in local.schedules : {
+      for network in var.networks :
+      "${job}-${network}" => merge(s, { job = job, network = network })
+    }
+  ]...)
+
+  # ---------------------------------------------------------------- environment
+  cors_origins = join(",", concat([var.site_origin], var.extra_cors_origins))
+
+  astra_bundle_mount = "/etc/secrets/astra"
+  astra_bundle_file  = "secure-connect.zip"
+
+  # Settings.from_env (common/config.py) and the adapters read these; docs/design.md lists them.
+  function_env = {
+    STELLARMAP_STORE         = "cassandra"
+    CASSANDRA_KEYSPACE       = var.astra_keyspace
+    ASTRA_SECURE_BUNDLE_PATH = "${local.astra_bundle_mount}/${local.astra_bundle_file}"
+    STELLARMAP_QUEUE         = "cloudtasks"
+    CLOUD_TASKS_PROJECT      = var.project
+    CLOUD_TASKS_LOCATION     = var.region
+    LINEAGE_QUEUE            = local.queues["lineage"].name
+    API_FALLBACK_QUEUE       = local.queues["api-fallback"].name
+    PROCESS_ACCOUNT_URL      = local.function_urls["process_account"]
+    API_FALLBACK_URL         = local.function_urls["api_fallback"]
+    TASKS_INVOKER_SA         = google_service_account.tasks_invoker.email
+    CORS_ORIGINS             = local.cors_origins
+    HUBBLE_ENGINE            = "bigquery"
+    BIGQUERY_PROJECT         = var.project
+    HUBBLE_DATASET           = var.hubble_dataset
+    HUBBLE_DBT_DATASET       = var.hubble_dbt_dataset
+    HORIZON_URL_PUBLIC       = var.horizon_url_public
+    HORIZON_URL_TESTNET      = var.horizon_url_testnet
+    EXPERT_URL               = var.expert_url
+  }
+
+  # Static site: every file but the generated config.js and the site's own docs and tests.
+  site_files = toset([
+    for f in fileset(local.site_dir, "**") : f
+    if f != "config.js" && !startswith(f, ".") && !startswith(f, "tests/") && !startswith(f, "node_modules/") && !endswith(f, ".md")
+  ])
+
+  mime_types = {
+    html  = "text/html; charset=utf-8"
+    js    = "text/javascript; charset=utf-8"
+    mjs   = "text/javascript; charset=utf-8"
+    css   = "text/css; charset=utf-8"
+    json  = "application/json"
+    svg   = "image/svg+xml"
+    png   = "image/png"
+    ico   = "image/x-icon"
+    txt   = "text/plain; charset=utf-8"
+    woff2 = "font/woff2"
+    map   = "application/json"
+  }
+}
