@@ -67,31 +67,46 @@ def lineage_view(
     rec = store.get_lineage(network, account)
     if rec is None:
         return None
-    page = store.get_children_page(network, account, cursor, limit)
-    kids = children_nodes(store, network, page.items)
-    total = int(rec.num_child_accounts or 0)
-    total = max(total, len(kids))
+    from common.stats import fanout  # lazy: fanout builds nodes with this module
+
+    known_total = int(rec.num_child_accounts or 0)
+    # Huge fan-out: its landing view (summary, first page, ancestor chain) is one precomputed row.
+    stored = fanout.stored_summary(store, network, account, known_total, limit)
+    landing = fanout.landing_page(stored, known_total, cursor, limit)
+    if landing is not None:
+        kids, next_cursor, chain = landing
+    else:
+        page = store.get_children_page(network, account, cursor, limit)
+        kids, next_cursor = children_nodes(store, network, page.items), page.next_cursor
+        chain = stored.get("ancestors") if stored else None  # the view's chain serves every page
+    total = max(known_total, len(kids))
     tree = node(account, rec)
     tree["children"] = kids
     remaining = total - len(kids) if cursor is None else None
-    tree["more"] = {"count": remaining, "next_cursor": page.next_cursor} if page.next_cursor else None
+    tree["more"] = {"count": remaining, "next_cursor": next_cursor} if next_cursor else None
     body: dict[str, Any] = {
         "account": account,
         "network": network,
-        "ancestors": ancestors(store, network, rec),
+        "ancestors": chain if chain is not None else ancestors(store, network, rec),
         "tree": tree,
         "children_page": {
             "limit": limit,
             "cursor": cursor,
-            "next_cursor": page.next_cursor,
+            "next_cursor": next_cursor,
             "returned": len(kids),
             "total": total,
+            "as_of": landing_as_of(stored) if landing is not None else None,
         },
-        "summary": None,
+        "summary": fanout.summary_json(stored, total, limit),
     }
     if siblings:
         body["siblings"] = siblings_page(store, network, rec, siblings_cursor, limit)
     return body
+
+
+def landing_as_of(stored: dict[str, Any] | None) -> str | None:
+    """When a precomputed first page was read (None: the page was read live)."""
+    return iso(stored.get("landing_at")) if stored else None
 
 
 def siblings_page(store: Store, network: str, rec: LineageRecord, cursor: str | None, limit: int) -> dict[str, Any]:

@@ -112,6 +112,9 @@ def complete_account(c, network: str, account: str, pipeline_source: str, now: d
     )
     if won:
         _mirror_search(c, network, account, Status.COMPLETE.value, now, None)
+        from common.stats.fanout import summarize_after_crawl
+
+        summarize_after_crawl(c.store, network, account, now)  # huge fan-outs only; never raises
     return won
 
 
@@ -127,17 +130,19 @@ def fail_account(c, network: str, account: str, error: str, invalid: bool = Fals
     return won
 
 
-def release_for_retry(c, network: str, account: str, error: str, now: dt.datetime | None = None) -> bool:
+def release_for_retry(c, network: str, account: str, error: str, now: dt.datetime | None = None, count_attempt: bool = True) -> bool:
     """A transient failure: PROCESSING -> PENDING with retry_count + 1 so the queue's retry can claim it.
 
     After max_retries the account becomes FAILED instead. Returns True when a retry should follow.
+    count_attempt=False (an upstream's 429, our limiter out of budget: back-pressure, not a
+    failure) releases without counting an attempt, so waiting for budget never makes an account FAILED.
     """
     now = _now(c, now)
     rec = c.store.get_lineage(network, account)
     if rec is None or rec.status != Status.PROCESSING.value:
         return False
-    retries = (rec.retry_count or 0) + 1
-    if retries >= int(c.pipeline_config()["max_retries"]):
+    retries = (rec.retry_count or 0) + (1 if count_attempt else 0)
+    if count_attempt and retries >= int(c.pipeline_config()["max_retries"]):
         fail_account(c, network, account, f"failed after {retries} attempts: {error}", now=now)
         return False
     return c.store.transition_lineage(

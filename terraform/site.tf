@@ -91,8 +91,10 @@ resource "google_storage_bucket_object" "site_config" {
   cache_control = "no-cache, max-age=0"
   content = templatefile("${path.module}/templates/config.js.tftpl", {
     config = jsonencode({
-      searchUrl = local.deployed_urls["search"]
-      statsUrl  = local.deployed_urls["stats"]
+      searchUrl      = local.deployed_urls["search"]
+      statsUrl       = local.deployed_urls["stats"]
+      networks       = var.networks
+      defaultNetwork = var.networks[0]
     })
   })
 }

@@ -1,7 +1,9 @@
 """Test doubles that subclass our ports (never mock.patch of our own code)."""
 from __future__ import annotations
 
+import heapq
 import threading
+from collections import Counter
 
 from common.queue.port import TaskQueue, task_name, validate_queue
 
@@ -41,3 +43,106 @@ class RecordingQueue(TaskQueue):
                     self.live.discard(t["name"])
                     return t
         return None
+
+
+class TaskRunner(TaskQueue):
+    """A TaskQueue that runs its own tasks: for tests and benchmarks that drive handlers in-process.
+
+    Cloud Tasks' semantics where they matter: a duplicate name is refused (and that is success),
+    `delay_s` and retries wait on the given clock (a SettableClock advances instead of blocking),
+    a non-2xx answer is retried after its Retry-After (else `min_backoff_s`) up to `max_attempts`
+    dispatches, then dropped (recorded in `dropped`). Delivery is at least once and the order is
+    by time of eligibility, then by enqueue order.
+
+        runner = TaskRunner(clock)
+        runner.drain({"lineage": lambda payload: (200, None), "api-fallback": ...})
+    """
+
+    def __init__(self, clock=None, max_attempts: int = 50, min_backoff_s: float = 5.0):
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.min_backoff_s = min_backoff_s
+        self.tasks: list[dict] = []  # every task ever created, in order
+        self.names: set[str] = set()
+        self.refused = 0
+        self.dispatches: Counter = Counter()  # per queue
+        self.answers: Counter = Counter()  # per (queue, status)
+        self.dropped: list[dict] = []
+        self._heap: list = []
+        self._seq = 0
+        self._live: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _now(self) -> float:
+        return self.clock.monotonic() if self.clock is not None else 0.0
+
+    def enqueue(self, queue, payload, *, purpose, generation=0, delay_s=0.0):
+        validate_queue(queue)
+        name = task_name(payload["network"], payload["account"], purpose, generation)
+        with self._lock:
+            if name in self.names:
+                self.refused += 1
+                return False
+            self.names.add(name)
+            self._live.add(name)
+            task = {"queue": queue, "name": name, "payload": dict(payload), "delay_s": delay_s, "attempts": 0}
+            self.tasks.append(task)
+            self._seq += 1
+            heapq.heappush(self._heap, (self._now() + max(0.0, delay_s), self._seq, task))
+            return True
+
+    def depth(self, queue):
+        with self._lock:
+            return sum(1 for _, _, t in self._heap if t["queue"] == queue)
+
+    def has_live_task(self, queue, name):
+        return name in self._live
+
+    def live_tasks(self, queue):
+        with self._lock:
+            return {t["name"] for _, _, t in self._heap if t["queue"] == queue}
+
+    def drain(self, handlers: dict, max_dispatches: int = 10_000_000) -> int:
+        """Run tasks until none is left; returns the number of dispatches."""
+        done = 0
+        while done < max_dispatches:
+            with self._lock:
+                if not self._heap:
+                    return done
+                eligible_at, _, task = heapq.heappop(self._heap)
+            wait = eligible_at - self._now()
+            if wait > 0 and self.clock is not None:
+                self.clock.sleep(wait)
+            task["attempts"] += 1
+            self.dispatches[task["queue"]] += 1
+            done += 1
+            status, retry_after = handlers[task["queue"]](dict(task["payload"]))
+            self.answers[(task["queue"], status)] += 1
+            if 200 <= status < 300:
+                self._live.discard(task["name"])
+                continue
+            if task["attempts"] >= self.max_attempts:
+                self._live.discard(task["name"])
+                self.dropped.append(task)
+                continue
+            backoff = retry_after if retry_after is not None else self.min_backoff_s
+            with self._lock:
+                self._seq += 1
+                heapq.heappush(self._heap, (self._now() + max(0.0, backoff), self._seq, task))
+        return done
+
+
+def call_handler(handle, c, payload=None, method: str = "POST", headers: dict | None = None, raw: bytes | None = None):
+    """Call a function handler in-process with a real Flask request (what functions-framework passes)."""
+    import flask
+
+    app = flask.Flask("stellarmap-handler-test")
+    kwargs = {"data": raw, "content_type": "application/json"} if raw is not None else ({"json": payload} if payload is not None else {})
+    with app.test_request_context("/", method=method, headers=headers or {}, **kwargs):
+        return handle(flask.request, c)
+
+
+def http_answer(response) -> tuple[int, float | None]:
+    """(status, Retry-After seconds or None) of a handler's Flask response, for TaskRunner.drain."""
+    retry = response.headers.get("Retry-After")
+    return response.status_code, float(retry) if retry else None

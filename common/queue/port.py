@@ -48,6 +48,11 @@ class TaskQueue(abc.ABC):
     def has_live_task(self, queue: str, name: str) -> bool:
         """True while a task with this name is queued or running."""
 
+    def live_tasks(self, queue: str) -> set[str] | None:
+        """Names of every task queued or running (retries included), or None when the backend
+        cannot list them. reset_stale uses it to tell a waiting account from a lost one."""
+        return None
+
     def close(self) -> None:
         """Release resources (optional)."""
 

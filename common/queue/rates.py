@@ -13,6 +13,10 @@ import math
 HORIZON_MAX_PER_HOUR = 3600  # public Horizon's documented default per IP
 EXPERT_MAX_PER_MINUTE = 50  # Stellar Expert publishes none; the original assumed about 50/min
 UPSTREAM_RATE_PCT = 71  # share of each upstream maximum we allow ourselves (as in the seeds)
+# Per api-fallback task, bench/bench_api_pipeline.py measures a mean of ~1.7 Horizon calls (lineage tasks: account +
+# one operations page; enrich tasks: account; crawl continuations: time-bounded pages, paced by the in-process
+# limiter) and ~0.7 Expert calls. 4 is a ceiling with headroom: the queue stays inside the budget but uses about
+# half of it; 2 would use ~85% (Terraform's horizon_calls_per_task default must move with it).
 HORIZON_CALLS_PER_TASK = 4  # account + operations pages (typical account) + creator lookup
 EXPERT_CALLS_PER_TASK = 1  # account (creator / created) when Horizon history is pruned
 MAX_ATTEMPTS = 10

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import json
+import logging
 import uuid
 from decimal import Decimal
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from common.domain import (
     ACTIVE_STATUSES,
@@ -157,8 +159,11 @@ class Store(abc.ABC):
         _check_fields(fields, LINEAGE_COLUMNS[2:], "account_lineage")
         if fields.get("stellar_creator_account") is not None:
             validate_account_id(fields["stellar_creator_account"], "stellar_creator_account")
+        counted = _mark_counted_change(self, network, account, fields)
         self._put_row("account_lineage", network, account, fields)
         self._sync_active("lineage", network, account, fields)
+        if counted:
+            self._sync_counted(network, account)
 
     def transition_lineage(
         self, network: str, account: str, expected: Iterable[str] | None, new_status: str, **fields: Any
@@ -168,11 +173,13 @@ class Store(abc.ABC):
         validate_account_id(account)
         fields = dict(fields, status=new_status)
         _check_fields(fields, LINEAGE_COLUMNS[2:], "account_lineage")
+        _mark_counted_change(self, network, account, fields)
         won = self._compare_and_set(
             "account_lineage", network, account, None if expected is None else tuple(expected), fields
         )
         if won:
             self._sync_active("lineage", network, account, fields)
+            self._sync_counted(network, account)
         return won
 
     def claim(self, network: str, account: str, now: dt.datetime, **fields: Any) -> bool:
@@ -232,6 +239,109 @@ class Store(abc.ABC):
             raise InvalidInput("invalid_kind", f"kind must be one of {', '.join(KINDS)}", "kind")
         validate_page_size(limit, 10_000)
         return self._list_active(kind, limit)
+
+    # ------------------------------------------------------------ exact pipeline counters (common/stats/counters.py)
+    def _sync_counted(self, network: str, account: str) -> None:
+        """After a status write: bring the counted state in line. A failure here never fails the
+        write that succeeded; the dirty marker written before it lets the reconciler finish."""
+        from common.stats import counters
+
+        try:
+            counters.sync(self, network, account)
+        except Exception:  # noqa: BLE001 - logged; repaired by counters.reconcile
+            logging.getLogger(__name__).warning("pipeline counter sync failed for %s/%s", network, account, exc_info=True)
+
+    def sync_pipeline_state(self, network: str, account: str) -> bool:
+        """Make one account's counted state equal its lineage row (idempotent). True when converged."""
+        from common.stats import counters
+
+        return counters.sync(self, validate_network(network), validate_account_id(account))
+
+    def get_pipeline_counts(self, network: str) -> dict[str, int]:
+        """The network's exact totals (sum of every shard's counts row): SHARDS single-row reads."""
+        from common.stats import counters
+
+        validate_network(network)
+        return counters.merge(self._read_pipeline_counts(network, list(range(counters.SHARDS))))
+
+    def stats_dirty_accounts(self, network: str, bucket: str, limit: int = 1_000_000) -> list[str]:
+        """Accounts whose lineage status was written in hour `bucket` (YYYY-MM-DDTHH): one partition."""
+        validate_network(network)
+        _check_hour_bucket(bucket)
+        validate_page_size(limit, 1_000_000)
+        return self._read_stats_dirty(network, bucket, limit)
+
+    def prune_stats_dirty(self, network: str, before_bucket: str) -> None:
+        """Forget dirty markers of hours before `before_bucket` (Cassandra: their TTL does it)."""
+        self._prune_stats_dirty(validate_network(network), _check_hour_bucket(before_bucket))
+
+    # ------------------------------------------------------------ children summaries (common/stats/fanout.py)
+    def put_children_summary(self, network: str, creator: str, summary: dict, computed_at: dt.datetime) -> None:
+        """Store the precomputed landing view of a creator's children (one row) and index it:
+        count, histogram, top-N, and (optional keys) first_page, first_page_next, ancestors, landing_at."""
+        validate_network(network)
+        validate_account_id(creator, "creator")
+        if summary.get("first_page_next") is not None:
+            validate_account_id(summary["first_page_next"], "first_page_next")
+
+        def dump(value):
+            return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+        row = {
+            "child_count": int(summary["count"]),
+            "known_balances": int(summary["known_balances"]),
+            "histogram": dump(summary["balance_histogram"]),
+            "top_by_balance": dump(summary["top_by_balance"]),
+            "computed_at": as_utc(computed_at),
+            "first_page": dump(summary.get("first_page")),
+            "first_page_next": summary.get("first_page_next"),
+            "ancestors": dump(summary.get("ancestors")),
+            "landing_at": as_utc(summary.get("landing_at") or computed_at),
+        }
+        self._put_children_summary(network, creator, row)
+
+    def get_children_summary(self, network: str, creator: str) -> dict | None:
+        validate_network(network)
+        validate_account_id(creator, "creator")
+        row = self._get_children_summary(network, creator)
+        if row is None:
+            return None
+        return {
+            "count": int(row["child_count"] or 0),
+            "known_balances": int(row["known_balances"] or 0),
+            "balance_histogram": json.loads(row["histogram"] or "[]"),
+            "top_by_balance": json.loads(row["top_by_balance"] or "[]"),
+            "computed_at": as_utc(row["computed_at"]),
+            "first_page": json.loads(row["first_page"]) if row.get("first_page") else None,
+            "first_page_next": row.get("first_page_next"),
+            "ancestors": json.loads(row["ancestors"]) if row.get("ancestors") else None,
+            "landing_at": as_utc(row.get("landing_at")),
+        }
+
+    def list_children_summaries(self, network: str, limit: int = 10_000) -> list[dict]:
+        """[{creator, child_count, computed_at}] of the network's summarised creators: one partition."""
+        validate_network(network)
+        validate_page_size(limit, 100_000)
+        return self._list_children_summaries(network, limit)
+
+    # ------------------------------------------------------------ bounded leaderboard read, bulk balances
+    def get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
+        """The first `limit` ranks of one leaderboard snapshot (a bounded partition read)."""
+        validate_network(network)
+        validate_page_size(limit, 10_000)
+        return self._get_leaderboard_top(network, int(threshold), limit)
+
+    def put_balances(self, network: str, rows: Sequence[tuple[str, Decimal]]) -> None:
+        """Bulk path for the balance index (backfill, benchmarks): accounts not indexed before."""
+        validate_network(network)
+        batch = []
+        for account, bal in rows:
+            validate_account_id(account)
+            if not isinstance(bal, Decimal) or bal < 0:
+                raise InvalidInput("invalid_balance", "balance must be a non-negative Decimal", "xlm_balance")
+            batch.append((balance_magnitude(bal), bal, account))
+        if batch:
+            self._put_balances(network, batch)
 
     def _sync_active(self, kind: str, network: str, account: str, fields: dict) -> None:
         status = fields.get("status")
@@ -422,6 +532,54 @@ class Store(abc.ABC):
     def _get_spend_ledger(self, month: str, limit: int) -> list[dict]: ...
     @abc.abstractmethod
     def _scan(self, table: str, network: str | None, max_rows: int) -> Iterator[dict]: ...
+    @abc.abstractmethod
+    def _apply_pipeline_state(self, network: str, shard: int, account: str, state: Any, delta: Callable) -> None:
+        """Atomically (one partition: conditional batch / transaction): read the shard's counts row
+        and the account's counted state `old`; unless old == state, write state and
+        delta(counts, old, state) together. Retry on a lost race; states are CountedState|None."""
+    @abc.abstractmethod
+    def _read_pipeline_counts(self, network: str, shards: list[int]) -> list[dict[str, int]]: ...
+    @abc.abstractmethod
+    def _mark_stats_dirty(self, network: str, bucket: str, account: str, marked_at: dt.datetime) -> None: ...
+    @abc.abstractmethod
+    def _read_stats_dirty(self, network: str, bucket: str, limit: int) -> list[str]: ...
+    @abc.abstractmethod
+    def _prune_stats_dirty(self, network: str, before_bucket: str) -> None: ...
+    @abc.abstractmethod
+    def _put_children_summary(self, network: str, creator: str, row: dict) -> None: ...
+    @abc.abstractmethod
+    def _get_children_summary(self, network: str, creator: str) -> dict | None: ...
+    @abc.abstractmethod
+    def _list_children_summaries(self, network: str, limit: int) -> list[dict]: ...
+    @abc.abstractmethod
+    def _get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]: ...
+    @abc.abstractmethod
+    def _put_balances(self, network: str, rows: list[tuple[int, Decimal, str]]) -> None: ...
+
+
+_COUNTED_FIELDS = ("status", "pipeline_source", "last_pipeline_attempt")
+
+
+def _mark_counted_change(store: "Store", network: str, account: str, fields: dict) -> bool:
+    """Before a lineage write that can change what /pipeline-stats counts: leave a dirty marker
+    (hour bucket of the write) so a writer dying before its counter sync is repaired."""
+    if not any(f in fields for f in _COUNTED_FIELDS):
+        return False
+    from common.stats import counters
+
+    when = as_utc(fields.get("updated_at") or fields.get("last_pipeline_attempt") or dt.datetime.now(dt.timezone.utc))
+    store._mark_stats_dirty(network, counters.hour_bucket(when), account, when)
+    return True
+
+
+def _check_hour_bucket(bucket: str) -> str:
+    try:
+        ok = isinstance(bucket, str) and len(bucket) == 13 and dt.datetime.strptime(bucket, "%Y-%m-%dT%H") is not None
+    except ValueError:
+        ok = False
+    if not ok:
+        raise InvalidInput("invalid_bucket", "hour bucket must look like 2026-11-30T14", "bucket")
+    return bucket
 
 
 def _check_month(month: str) -> str:

@@ -376,6 +376,93 @@ class SQLiteStore(Store):
         return iter(self._select(table, where, limit=max_rows))
 
 
+    # ------------------------------------------------------------ exact pipeline counters (common/stats/counters.py)
+    def _apply_pipeline_state(self, network: str, shard: int, account: str, state, delta) -> None:
+        from common.stats.counters import COUNTS_KEY, state_from_row
+
+        with self._tx() as conn:  # BEGIN IMMEDIATE: the read-modify-write is serialised
+            key = (network, shard)
+            row = conn.execute(
+                "SELECT status, pipeline_source, completed_hour FROM pipeline_state WHERE network_name=? AND shard=? AND stellar_account=?",
+                (*key, account),
+            ).fetchone()
+            old = state_from_row(dict(row) if row else None)
+            if old == state:
+                return
+            counts_row = conn.execute(
+                "SELECT counts, version FROM pipeline_state WHERE network_name=? AND shard=? AND stellar_account=?", (*key, COUNTS_KEY)
+            ).fetchone()
+            counts = json.loads(counts_row["counts"]) if counts_row and counts_row["counts"] else {}
+            version = int(counts_row["version"] or 0) if counts_row else 0
+            self._upsert(
+                conn,
+                "pipeline_state",
+                {"network_name": network, "shard": shard, "stellar_account": COUNTS_KEY,
+                 "counts": json.dumps(delta(counts, old, state), sort_keys=True), "version": version + 1},
+            )
+            if state is None:
+                conn.execute("DELETE FROM pipeline_state WHERE network_name=? AND shard=? AND stellar_account=?", (*key, account))
+            else:
+                self._upsert(conn, "pipeline_state", {"network_name": network, "shard": shard, "stellar_account": account, **state.as_row()})
+
+    def _read_pipeline_counts(self, network: str, shards: list[int]) -> list[dict[str, int]]:
+        from common.stats.counters import COUNTS_KEY
+
+        rows = self._conn().execute(
+            f"SELECT counts FROM pipeline_state WHERE network_name=? AND shard IN ({', '.join('?' * len(shards))}) AND stellar_account=?",
+            (network, *shards, COUNTS_KEY),
+        )
+        return [json.loads(r[0]) for r in rows if r[0]]
+
+    def _mark_stats_dirty(self, network: str, bucket: str, account: str, marked_at: dt.datetime) -> None:
+        self._upsert(
+            self._conn(),
+            "pipeline_state_dirty",
+            {"network_name": network, "bucket": bucket, "stellar_account": account, "marked_at": marked_at},
+        )
+
+    def _read_stats_dirty(self, network: str, bucket: str, limit: int) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT stellar_account FROM pipeline_state_dirty WHERE network_name=? AND bucket=? ORDER BY stellar_account LIMIT ?",
+            (network, bucket, limit),
+        )
+        return [r[0] for r in rows]
+
+    def _prune_stats_dirty(self, network: str, before_bucket: str) -> None:
+        self._conn().execute("DELETE FROM pipeline_state_dirty WHERE network_name=? AND bucket<?", (network, before_bucket))
+
+    # ------------------------------------------------------------ children summaries
+    def _put_children_summary(self, network: str, creator: str, row: dict) -> None:
+        with self._tx() as conn:
+            self._upsert(conn, "children_summary", {"network_name": network, "creator": creator, **row})
+            self._upsert(
+                conn,
+                "children_summary_index",
+                {"network_name": network, "creator": creator, "child_count": row["child_count"], "computed_at": row["computed_at"]},
+            )
+
+    def _get_children_summary(self, network: str, creator: str) -> dict | None:
+        rows = self._select("children_summary", {"network_name": network, "creator": creator})
+        return rows[0] if rows else None
+
+    def _list_children_summaries(self, network: str, limit: int) -> list[dict]:
+        rows = self._select("children_summary_index", {"network_name": network}, order="creator", limit=limit)
+        return [{"creator": r["creator"], "child_count": r["child_count"], "computed_at": r["computed_at"]} for r in rows]
+
+    # ------------------------------------------------------------ bounded leaderboard, bulk balances
+    def _get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
+        rows = self._select("hva_leaderboard", {"network_name": network, "threshold": threshold}, order="rank", limit=limit)
+        snapshot = rows[0]["snapshot_at"] if rows else None
+        return snapshot, [LeaderboardEntry(r["rank"], r["stellar_account"], r["xlm_balance"]) for r in rows]
+
+    def _put_balances(self, network: str, rows: list[tuple[int, Decimal, str]]) -> None:
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO balance_index (network_name, magnitude, xlm_balance, stellar_account) VALUES (?, ?, ?, ?)",
+                [(network, m, format(b, "f"), a) for m, b, a in rows],
+            )
+
+
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT: one writer at a time across threads and processes."""
 

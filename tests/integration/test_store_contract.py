@@ -336,3 +336,78 @@ def test_concurrent_claim_processes_exactly_one_winner(store, tmp_path, request)
     wins = Counter(a for r in results for a in r)
     assert len(wins) == ROUNDS
     assert max(wins.values()) == 1
+
+
+# ------------------------------------------------------------------ HVA / stats read models (0006)
+def _counts_delta(before: dict, after: dict) -> dict:
+    keys = set(before) | set(after)
+    return {k: after.get(k, 0) - before.get(k, 0) for k in keys if after.get(k, 0) != before.get(k, 0)}
+
+
+def test_pipeline_counters_follow_every_status_write_and_resync_is_idempotent(store):
+    a = random_account()
+    before = store.get_pipeline_counts("testnet")
+    store.transition_lineage("testnet", a, None, "PENDING", updated_at=T0)
+    assert _counts_delta(before, store.get_pipeline_counts("testnet")) == {"s:PENDING": 1}
+    assert store.claim("testnet", a, T0)
+    store.transition_lineage("testnet", a, ("PROCESSING",), "COMPLETE", pipeline_source="API", last_pipeline_attempt=T0, updated_at=T0)
+    done = {"s:COMPLETE": 1, "p:API": 1, "d:2026-03-01T12:API": 1}
+    assert _counts_delta(before, store.get_pipeline_counts("testnet")) == done
+    assert not store.transition_lineage("testnet", a, ("PROCESSING",), "FAILED")  # a lost CAS counts nothing
+    for _ in range(3):
+        assert store.sync_pipeline_state("testnet", a)
+    assert _counts_delta(before, store.get_pipeline_counts("testnet")) == done
+    store.put_lineage("testnet", random_account(), xlm_balance=Decimal("5"))  # no status: not counted
+    assert _counts_delta(before, store.get_pipeline_counts("testnet")) == done
+
+
+def test_stats_dirty_markers_by_hour(store):
+    a = random_account()
+    when = dt.datetime(2026, 3, 1, 7, 15, tzinfo=dt.timezone.utc)
+    store.put_lineage("public", a, status="PENDING", updated_at=when)
+    assert a in store.stats_dirty_accounts("public", "2026-03-01T07")
+    assert a not in store.stats_dirty_accounts("public", "2026-03-01T08")
+    with pytest.raises(InvalidInput):
+        store.stats_dirty_accounts("public", "2026-03-01 07; DROP TABLE x")
+    store.prune_stats_dirty("public", "2026-03-01T08")
+    if store.backend == "sqlite":  # Cassandra: the markers' TTL does it
+        assert a not in store.stats_dirty_accounts("public", "2026-03-01T07")
+
+
+def test_children_summary_roundtrip_and_index(store):
+    creator = random_account()
+    summary = {
+        "count": 2500,
+        "known_balances": 900,
+        "balance_histogram": [{"label": "≥ 10M", "min": 10_000_000, "max": None, "count": 3}],
+        "top_by_balance": [{"account": creator, "xlm_balance": "1.5", "home_domain": "<b>ü</b>"}],
+        "first_page": [{"account": creator}],
+        "first_page_next": creator,
+        "ancestors": [],
+    }
+    store.put_children_summary("public", creator, summary, T0)
+    got = store.get_children_summary("public", creator)
+    assert got["count"] == 2500 and got["known_balances"] == 900 and got["computed_at"] == T0 and got["landing_at"] == T0
+    assert got["balance_histogram"] == summary["balance_histogram"] and got["top_by_balance"] == summary["top_by_balance"]
+    assert got["first_page"] == [{"account": creator}] and got["first_page_next"] == creator and got["ancestors"] == []
+    assert {"creator": creator, "child_count": 2500, "computed_at": T0} in store.list_children_summaries("public")
+    assert store.get_children_summary("testnet", creator) is None
+    with pytest.raises(InvalidInput):
+        store.put_children_summary("public", creator, dict(summary, first_page_next="x' OR 1=1"), T0)
+
+
+def test_leaderboard_top_is_a_bounded_prefix_and_bulk_balances(store):
+    threshold = 7_777_777
+    entries = [LeaderboardEntry(i + 1, random_account(), Decimal(9_000_000 - i)) for i in range(30)]
+    store.put_leaderboard("testnet", threshold, entries, T0)
+    snapshot, top = store.get_leaderboard_top("testnet", threshold, 5)
+    assert snapshot == T0 and top == entries[:5]
+    with pytest.raises(InvalidInput):
+        store.get_leaderboard_top("testnet", threshold, 0)
+    rich = [(random_account(), Decimal("123456789012.1234567")), (random_account(), Decimal("99999999999.0000001"))]
+    store.put_balances("public", rich)
+    found = dict(store.balances_at_least("public", Decimal("99999999999")))
+    assert found[rich[0][0]] == rich[0][1] and found[rich[1][0]] == rich[1][1]
+    for bad in ([("x", Decimal(1))], [(random_account(), Decimal(-1))], [(random_account(), 5)]):
+        with pytest.raises(InvalidInput):
+            store.put_balances("public", bad)

@@ -557,13 +557,16 @@ def _top_level_keys(js_object: str) -> set[str]:
 def test_generated_config_js_has_the_shape_of_the_site_config():
     site_config = ROOT / "static_site" / "config.js"
     assert site_config.is_file(), "static_site/config.js does not exist yet"
-    text = re.sub(r"//[^\n]*", "", site_config.read_text())
+    # only whole-line comments: "//" also occurs inside the URLs
+    text = re.sub(r"(?m)^\s*//[^\n]*", "", site_config.read_text())
     match = re.search(r"window\.STELLARMAP_CONFIG\s*=\s*(\{.*\})\s*;?", text, flags=re.S)
     assert match, "static_site/config.js does not assign window.STELLARMAP_CONFIG = {...}"
     site_keys = _top_level_keys(match.group(1))
     content = RESOURCES[("google_storage_bucket_object", "site_config")]["content"]
-    terraform_keys = set(re.findall(r"\b([A-Za-z_]\w*)\s*=\s*local\.", content))
-    assert terraform_keys == site_keys, f"terraform/site.tf writes {sorted(terraform_keys)}, the site reads {sorted(site_keys)}"
+    terraform_keys = set(re.findall(r"\b([A-Za-z_]\w*)\s*=\s*(?:local|var)\.", content))
+    # the site requires searchUrl and statsUrl; every other key is optional with a default in js/api.js
+    assert {"searchUrl", "statsUrl"} <= terraform_keys, f"terraform/site.tf writes {sorted(terraform_keys)}"
+    assert terraform_keys <= site_keys, f"terraform/site.tf writes {sorted(terraform_keys)}, the site reads {sorted(site_keys)}"
 
 
 def test_outputs():

@@ -1,0 +1,174 @@
+"""`/account-lineage` latency for an account with 100,000 children (first page + fan-out summary),
+on SQLite and on Cassandra, through the real stats handler (in-process WSGI, no network hop).
+
+The account sits 15 hops below genesis (a deep ancestor chain), 10% of its children are enriched
+(have a balance). Ours: one page of the children partition + one batch read of those children +
+the precomputed summary row. Baseline, measured in the same run: the naive endpoint, which reads
+the whole children partition and every child's row on each request to build the summary.
+Goal: p99 of 50 ms or less.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+from bench.common import Result, latencies_ms, median, percentile
+
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+DEPTH = 15
+GOAL = "p99 ≤ 50 ms"
+
+
+def _accounts(n: int) -> list[str]:
+    from stellar_sdk import StrKey
+
+    return [StrKey.encode_ed25519_public_key(os.urandom(32)) for _ in range(n)]
+
+
+def _seed(store, n_children: int, workers: int) -> str:
+    from common.domain import GENESIS_ACCOUNT, ChildEdge
+
+    rng = random.Random(11)
+    chain = [GENESIS_ACCOUNT] + _accounts(DEPTH)
+    store.put_lineage("public", GENESIS_ACCOUNT, status="COMPLETE", num_child_accounts=1)
+    for parent, child in zip(chain, chain[1:]):
+        store.put_lineage("public", child, stellar_creator_account=parent, account_creation_date=T0, status="COMPLETE",
+                          xlm_balance=Decimal("100.5"), home_domain="chain.example", num_child_accounts=1)
+        store.add_children("public", parent, [ChildEdge("public", parent, child, T0, "1")])
+    creator = chain[-1]
+    kids = _accounts(n_children)
+    batches = [kids[i : i + 5000] for i in range(0, n_children, 5000)]
+
+    def add(batch):
+        store.add_children("public", creator, [ChildEdge("public", creator, k, T0, str(j), Decimal(1)) for j, k in enumerate(batch)])
+
+    enriched = kids[:: 10]
+
+    def enrich(k):
+        store.put_lineage("public", k, stellar_creator_account=creator, xlm_balance=Decimal(rng.lognormvariate(4, 3)).quantize(Decimal("0.0000001")),
+                          home_domain="kid.example")
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(add, batches))
+        list(pool.map(enrich, enriched))
+    store.put_lineage("public", creator, num_child_accounts=n_children, status="COMPLETE")
+    return creator
+
+
+def _naive_view(store, network: str, account: str) -> dict:
+    """What the original endpoint did: the whole partition and every child's row, per request."""
+    from common.lineage_view import ancestors, node
+    from common.stats.fanout import compute_summary
+
+    rec = store.get_lineage(network, account)
+    summary = compute_summary(store, network, account)  # reads every page and every child
+    first = store.get_children_page(network, account, None, 100)
+    return {"ancestors": ancestors(store, network, rec), "tree": node(account, rec), "first": first, "summary": summary}
+
+
+def _measure(area: str, store, n_children: int, n_requests: int, n_naive: int, workers: int) -> list[Result]:
+    from flask import Flask, request
+
+    from common.bootstrap import Container
+    from common.clock import SettableClock
+    from common.config import Settings
+    from common.handlers import stats
+    from common.stats.fanout import refresh_summary
+
+    t0 = time.perf_counter()
+    creator = _seed(store, n_children, workers)
+    seed_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    summary = refresh_summary(store, "public", creator, T0)
+    summary_s = time.perf_counter() - t0
+    assert summary["count"] == n_children
+
+    c = Container(Settings.from_env(env={}), SettableClock(T0), store=store)
+    app = Flask("bench")
+    app.add_url_rule("/<path:p>", "h", lambda p: stats.handle(request, c))
+    client = app.test_client()
+    url = f"/account-lineage?account={creator}&network=public&limit=100"
+
+    def one(_):
+        r = client.get(url)
+        assert r.status_code == 200
+        body = r.get_json()
+        assert body["summary"]["count"] == n_children and len(body["tree"]["children"]) == 100 and len(body["ancestors"]) == DEPTH
+
+    for _ in range(5):  # warm: prepared statements, SQLite page cache, schema gate
+        one(0)
+    ours = latencies_ms(one, n_requests)
+    # Any later page is read live: one page of the partition + one batch read of its children.
+    cursors = [e.child for e in store.get_children_page("public", creator, None, 1000).items[99::100]]
+
+    def later(i):
+        r = client.get(f"/account-lineage?account={creator}&network=public&limit=100&cursor={cursors[i % len(cursors)]}")
+        assert r.status_code == 200 and len(r.get_json()["tree"]["children"]) == 100
+
+    live = latencies_ms(later, max(50, n_requests // 4))
+    naive = latencies_ms(lambda _: _naive_view(store, "public", creator), n_naive)
+    note = (f"{n_children:,} children, {DEPTH}-hop ancestor chain, {n_requests} requests (naive: {n_naive}); "
+            f"summary precompute once: {summary_s:.1f} s; seeding {seed_s:.0f} s")
+    label = f"/account-lineage first page + summary, {n_children:,} children"
+    return [
+        Result(area, f"{label}: p50", median(ours), "ms", "naive: whole partition + every child row per request", median(naive), False, note, GOAL),
+        Result(area, f"{label}: p99", percentile(ours, 99), "ms", "naive (same samples), worst", max(naive), False, note, GOAL),
+        Result(area, "/account-lineage a later page (cursor, read live): p50", median(live), "ms", "naive: whole partition + every child row per request",
+               median(naive), False, "100 children: 1 page read + 100 point reads of the children (+ account and view rows)"),
+        Result(area, "/account-lineage a later page (cursor, read live): p99", percentile(live, 99), "ms", "naive (same samples), worst",
+               max(naive), False, f"{len(live)} requests"),
+    ]
+
+
+def run(short: bool = False) -> list[Result]:
+    from common.store import migrations
+    from common.store.sqlite import SQLiteStore
+
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(os.path.join(tmp, "bench.sqlite3"))
+        migrations.migrate(store)
+        results += _measure("lineage read (sqlite)", store, 100_000, 200 if short else 1000, 3 if short else 5, 1)
+        store.close()
+    results += _cassandra(short)
+    return results
+
+
+def _cassandra(short: bool) -> list[Result]:
+    from tests.support import CASSANDRA_PORT, port_open
+
+    if not port_open("127.0.0.1", CASSANDRA_PORT):
+        return [Result("lineage read (cassandra)", "skipped: Cassandra not running (local/cassandra.sh start)", 0, "", "", None)]
+    from cassandra.cluster import Cluster
+
+    from common.config import Settings
+    from common.store import migrations
+    from common.store.cassandra import CassandraStore
+
+    keyspace = f"stellarmap_bench_{uuid.uuid4().hex[:8]}"
+    cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT)
+    session = cluster.connect()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+    settings = Settings.from_env(env={}, store_backend="cassandra", cassandra_port=CASSANDRA_PORT, cassandra_keyspace=keyspace)
+    store = CassandraStore(settings)
+    try:
+        migrations.migrate(store)
+        return _measure("lineage read (cassandra)", store, 100_000, 200 if short else 1000, 1 if short else 3, 16)
+    finally:
+        store.close()
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--short", action="store_true")
+    for r in run(short=ap.parse_args().short):
+        print(f"{r.area}: {r.figure}: {r.value:.2f} {r.unit} | {r.baseline_name}: {r.baseline_value if r.baseline_value is None else round(r.baseline_value, 2)} | {r.note}")

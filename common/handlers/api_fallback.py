@@ -1,0 +1,597 @@
+"""api_fallback (internal; the api-fallback queue): an account's lineage from Horizon + Stellar Expert.
+
+POST {"network", "account", "purpose": "lineage"|"children"|"enrich", "generation", "cursor"?}.
+Internal auth, POST only, the schema gate, then the payload (400 on bad input, nothing written).
+
+`lineage` and `children` tasks claim the row (PENDING|RE_INQUIRY -> PROCESSING) and run the
+original pipeline's 8 stages, each recorded in stage_executions:
+
+1. parent_lineage     what the store already knows: creation events, a children checkpoint, or a
+                      re-inquiry (lineage stored: only the enrichment is refreshed);
+2. horizon_data       GET /accounts/{id}: one request for all the enrichment (404: INVALID);
+3. attributes         XLM balance (exact Decimal, balance index kept in step), home_domain (as
+                      given, hostile or not), thresholds;
+4. assets             the other balances (trustlines, pool shares);
+5. flags              the four account flags;
+6. creator_discovery  the first ascending operations page: its first record is the account's
+                      creating create_account when Horizon still has it (the first successful one
+                      with account == id); the same page starts the children;
+7. expert_enrichment  (inside 6) Stellar Expert's creator/created when Horizon's history is pruned
+                      or the creation is missing; SKIPPED when Horizon shows the whole history;
+8. expansion          the children crawl (ascending pages of 200, successful create_account with
+                      funder == id), a checkpoint after every page, the creator's lineage requested
+                      when unknown, the children's enrichment queued under children_enrichment_cap.
+
+A task stops after API_TASK_SECONDS (default 120) and enqueues its continuation (`children`,
+generation = pages done); a crash loses at most one page. Whatever the task's purpose or cursor,
+the stored checkpoint says where a crawl resumes, so a stale duplicate task never rewinds it. An upstream 429 or an empty budget
+answers 429 with Retry-After after releasing the claim without counting an attempt; 5xx,
+timeouts and malformed bodies that outlast tenacity's retries release the claim for a counted
+retry (503), FAILED with last_error after max_retries.
+
+`enrich` tasks refresh the enrichment of a known account (stages 2-5) and never change its status.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+from typing import Any
+
+from flask import Request
+
+from common import pipeline
+from common.config import ConfigError
+from common.domain import (
+    CLAIMABLE,
+    GENESIS_ACCOUNT,
+    ChildEdge,
+    CreationEvent,
+    InvalidInput,
+    LineageRecord,
+    PipelineSource,
+    Status,
+    as_utc,
+    iso,
+    validate_account_id,
+    validate_network,
+)
+from common.http import check_internal_auth, error_response, invalid_input_response, json_response, request_params, schema_unavailable
+from common.hubble.sql import NETWORK_START
+from common.upstream.errors import RateLimited, Unavailable, UpstreamError
+from common.upstream.horizon import MAX_LIMIT, HorizonAccount, Operation, OperationsPage
+from common.upstream.transport import tally
+
+log = logging.getLogger(__name__)
+
+PARENT_LINEAGE = "parent_lineage"
+HORIZON_DATA = "horizon_data"
+ATTRIBUTES = "attributes"
+ASSETS = "assets"
+FLAGS = "flags"
+EXPERT_ENRICHMENT = "expert_enrichment"
+CREATOR_DISCOVERY = "creator_discovery"
+EXPANSION = "expansion"
+STAGES = (PARENT_LINEAGE, HORIZON_DATA, ATTRIBUTES, ASSETS, FLAGS, EXPERT_ENRICHMENT, CREATOR_DISCOVERY, EXPANSION)
+
+PURPOSES = ("lineage", "children", "enrich")
+ALLOWED_KEYS = {"network", "account", "purpose", "generation", "cursor"}
+CURSOR_PREFIX = "horizon:v1:"
+DEFAULT_TASK_SECONDS = 120.0
+MAX_INLINE_WAIT_S = 30.0  # the longest a task waits in-process for budget; longer: 429 to the queue
+MIN_INLINE_WAIT_S = 2.0
+RETRY_AFTER_S = 30  # 503: the queue's own backoff also applies
+FULL_HISTORY_ELDER = 2  # a Horizon whose oldest ledger is 1 or 2 keeps the whole history
+BATCH_READ = 1000  # Store.get_lineages batch limit
+
+
+# ---------------------------------------------------------------------------------- values
+@dataclasses.dataclass(frozen=True)
+class Task:
+    network: str
+    account: str
+    purpose: str
+    generation: Any
+    cursor: str | None
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The task's result (the 200 body; also inside 429/503 error details)."""
+
+    status: str  # COMPLETE | CONTINUED | INVALID | FAILED | SKIPPED | ENRICHED | NOT_FOUND | RATE_LIMITED | RETRY
+    network: str
+    account: str
+    purpose: str
+    pipeline_source: str | None = None
+    reason: str | None = None
+    creator: str | None = None
+    children: int | None = None
+    pages: int = 0
+    calls: dict = dataclasses.field(default_factory=dict)
+    retry_after: float | None = None
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """The children crawl's position, stored in children_cursor after every page.
+
+    `horizon:v1:<paging token>:<pages done>:<1 when Horizon shows the account's whole history>`
+    """
+
+    cursor: str
+    pages: int
+    whole_history: bool
+
+    def encode(self) -> str:
+        return f"{CURSOR_PREFIX}{self.cursor}:{self.pages}:{1 if self.whole_history else 0}"
+
+    @classmethod
+    def decode(cls, raw: str | None) -> "Checkpoint | None":
+        """None for no checkpoint, another path's (hubble:...), or one we cannot read (start over)."""
+        if not raw or not raw.startswith(CURSOR_PREFIX):
+            return None
+        parts = raw[len(CURSOR_PREFIX):].split(":")
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or parts[2] not in ("0", "1"):
+            return None
+        return cls(parts[0], int(parts[1]), parts[2] == "1")
+
+
+class Deadline:
+    """The task's time budget on the container's clock (limiter waits count against it)."""
+
+    def __init__(self, clock, seconds: float):
+        self._clock = clock
+        self._end = clock.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self._end - self._clock.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def max_wait(self) -> float:
+        return min(MAX_INLINE_WAIT_S, max(self.remaining(), MIN_INLINE_WAIT_S))
+
+
+class CreatorNotFound(Unavailable):
+    """Neither Horizon's history nor Stellar Expert shows how the account was created (yet)."""
+
+    def __init__(self, detail: str):
+        super().__init__("api_fallback", f"creator not found: {detail}")
+
+
+# ---------------------------------------------------------------------------------- HTTP
+def parse_task(params: dict) -> Task:
+    unknown = set(params) - ALLOWED_KEYS
+    if unknown:
+        raise InvalidInput("invalid_request", f"unknown field(s): {', '.join(sorted(unknown))}")
+    network = validate_network(params.get("network"))
+    account = validate_account_id(params.get("account"))
+    purpose = params.get("purpose", "lineage")
+    if purpose not in PURPOSES:
+        raise InvalidInput("invalid_purpose", f"purpose must be one of {', '.join(PURPOSES)}", "purpose")
+    generation = params.get("generation", 0)
+    if isinstance(generation, bool) or not isinstance(generation, (int, str)) or (isinstance(generation, str) and len(generation) > 200):
+        raise InvalidInput("invalid_generation", "generation must be an integer or a short string", "generation")
+    cursor = params.get("cursor")
+    if cursor is not None and (not isinstance(cursor, str) or len(cursor) > 200):
+        raise InvalidInput("invalid_cursor", "cursor must be a short string", "cursor")
+    return Task(network, account, purpose, generation, cursor)
+
+
+def task_seconds(settings) -> float:
+    raw = settings.optional("API_TASK_SECONDS", DEFAULT_TASK_SECONDS)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError("API_TASK_SECONDS", f"must be a number of seconds, got {raw!r}") from None
+    if not 1 <= value <= 3600:
+        raise ConfigError("API_TASK_SECONDS", f"must be between 1 and 3600, got {raw!r}")
+    return value
+
+
+def handle(request: Request, c) -> object:
+    denied = check_internal_auth(request, c.settings.internal_token)
+    if denied is not None:
+        return denied
+    if request.method != "POST":
+        return error_response("method_not_allowed", 'use POST {"network", "account", "purpose", "generation"}', 405)
+    try:
+        behind = c.schema_gate.check()
+    except Exception as exc:  # noqa: BLE001 - the store is unreachable: let Cloud Tasks retry
+        log.warning("schema check failed: %s", exc)
+        return error_response("store_unavailable", f"the store cannot be reached: {type(exc).__name__}", 503, headers={"Retry-After": str(RETRY_AFTER_S)})
+    if behind is not None:
+        return schema_unavailable(behind)
+    try:
+        task = parse_task(request_params(request))
+    except InvalidInput as exc:
+        return invalid_input_response(exc)
+    try:
+        config = c.pipeline_config()
+        c.upstream.configure(config)
+        deadline = Deadline(c.clock, task_seconds(c.settings))
+    except ConfigError as exc:
+        return error_response("misconfigured", str(exc), 503, headers={"Retry-After": "300"})
+    except Exception as exc:  # noqa: BLE001 - the store failed while reading the configuration
+        log.warning("api_fallback setup failed: %s", exc)
+        return error_response("store_unavailable", f"the store cannot be reached: {type(exc).__name__}", 503, headers={"Retry-After": str(RETRY_AFTER_S)})
+    outcome = run_task(c, task, config, deadline)
+    return respond(outcome)
+
+
+def respond(outcome: Outcome):
+    if outcome.status == "RATE_LIMITED":
+        retry = max(1, math.ceil(outcome.retry_after or 1))
+        return error_response("upstream_rate_limited", outcome.reason or "upstream budget exhausted", 429,
+                              headers={"Retry-After": str(retry)}, details=outcome.to_json())
+    if outcome.status == "RETRY":
+        retry = max(1, math.ceil(outcome.retry_after or RETRY_AFTER_S))
+        return error_response("retry_later", outcome.reason or "transient failure", 503,
+                              headers={"Retry-After": str(retry)}, details=outcome.to_json())
+    return json_response(outcome.to_json())
+
+
+def run_task(c, task: Task, config, deadline: Deadline) -> Outcome:
+    """Run one task; never raises. Counts the upstream requests it made into outcome.calls."""
+    with tally() as calls:
+        if task.purpose == "enrich":
+            outcome = enrich(c, task, config, deadline)
+        else:
+            outcome = process(c, task, config, deadline)
+    outcome.calls = dict(calls)
+    return outcome
+
+
+# ---------------------------------------------------------------------------------- lineage / children
+def process(c, task: Task, config, deadline: Deadline) -> Outcome:
+    network, account, store = task.network, task.account, c.store
+    outcome = Outcome("SKIPPED", network, account, task.purpose)
+    claimed = False
+    try:
+        before = store.get_lineage(network, account)
+        if before is None or before.status not in CLAIMABLE:
+            outcome.reason = "not claimable (unknown, being processed, complete or terminal)"
+            return outcome
+        fallback = PipelineSource.BIGQUERY_WITH_API_FALLBACK.value
+        source = fallback if before.pipeline_source == fallback else PipelineSource.API.value
+        now = c.clock.now()
+        if not store.claim(network, account, now, pipeline_source=source, last_pipeline_attempt=now):
+            outcome.reason = "claimed by another worker"
+            return outcome
+        claimed = True
+        outcome.pipeline_source = source
+        return _run(c, outcome, before, config, deadline)
+    except RateLimited as exc:  # back-pressure: release without counting an attempt, the queue retries
+        outcome.status, outcome.retry_after, outcome.reason = "RATE_LIMITED", exc.retry_after, str(exc)[:500]
+        if claimed:
+            _release(c, outcome, count_attempt=False)
+        return outcome
+    except UpstreamError as exc:  # transient upstream failure after tenacity's retries
+        outcome.reason = str(exc)[:500]
+        if claimed:
+            _release(c, outcome, count_attempt=True)
+        return outcome
+    except Exception as exc:  # noqa: BLE001 - our store or queue failed: retry later, lose nothing
+        log.exception("api_fallback %s/%s failed", network, account)
+        outcome.status, outcome.reason = "RETRY", f"{type(exc).__name__}: {exc}"[:500]
+        if claimed:
+            _release(c, outcome, count_attempt=True)
+        return outcome
+
+
+def _release(c, outcome: Outcome, count_attempt: bool) -> None:
+    """Give the claim back for the queue's retry; FAILED (200) once max_retries is reached."""
+    try:
+        retry = pipeline.release_for_retry(c, outcome.network, outcome.account, outcome.reason or "failed", count_attempt=count_attempt)
+    except Exception:  # noqa: BLE001 - still PROCESSING: reset_stale recovers it
+        log.warning("could not release %s/%s for retry", outcome.network, outcome.account, exc_info=True)
+        retry = True
+    if outcome.status == "RATE_LIMITED":
+        return
+    if retry:
+        outcome.status = "RETRY"
+        return
+    rec = c.store.get_lineage(outcome.network, outcome.account)
+    outcome.status = rec.status if rec is not None and rec.status in (Status.FAILED.value, Status.INVALID.value) else "SKIPPED"
+
+
+def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline) -> Outcome:
+    network, account, source, store = outcome.network, outcome.account, outcome.pipeline_source, c.store
+    with pipeline.stage(c, network, account, PARENT_LINEAGE, source):
+        events = store.get_creation_events(network, account)
+        lineage_known = bool(events) or account == GENESIS_ACCOUNT
+        # A re-inquiry (COMPLETE before; also when handed over from RE_INQUIRY): never query the lineage again.
+        refresh_only = before.status == Status.RE_INQUIRY.value or (lineage_known and before.children_complete is not None)
+        checkpoint = None if refresh_only else Checkpoint.decode(before.children_cursor)
+    gone = False
+    if checkpoint is None:
+        if not refresh_only and _fresh(c, before, config):
+            _skip(c, network, account, source, (HORIZON_DATA, ATTRIBUTES, ASSETS, FLAGS),
+                  f"enriched at {iso(before.enriched_at)}, within cache_ttl_hours")
+        elif _enrichment(c, network, account, source, deadline) is None:
+            if not refresh_only:
+                return _invalid(c, outcome, (CREATOR_DISCOVERY, EXPERT_ENRICHMENT, EXPANSION))
+            _forget_balance(c, network, account)  # merged since its lineage was stored: the lineage stays true
+            gone = True
+    if refresh_only:
+        _skip(c, network, account, source, (CREATOR_DISCOVERY, EXPERT_ENRICHMENT, EXPANSION), "lineage already stored; enrichment refreshed")
+        done = before.children_complete if before.children_complete is not None else True
+        pipeline.complete_account(c, network, account, source, children_complete=done)
+        outcome.status = Status.COMPLETE.value
+        outcome.reason = ("re-inquiry: lineage kept; the account no longer exists on Horizon (merged)" if gone
+                          else "re-inquiry: lineage kept, enrichment refreshed")
+        outcome.creator, outcome.children = before.stellar_creator_account, before.num_child_accounts
+        return outcome
+    if checkpoint is None:
+        found = _discover_creator(c, outcome, events, deadline)
+        if found is None:
+            return _invalid(c, outcome, (EXPERT_ENRICHMENT, EXPANSION))
+        first_page, creator, whole_history = found
+        crawl = _Crawl(cursor=None, pages=0, count=0, whole_history=whole_history)
+    else:
+        first_page, creator = None, before.stellar_creator_account
+        crawl = _Crawl(cursor=checkpoint.cursor, pages=checkpoint.pages, count=int(before.num_child_accounts or 0),
+                       whole_history=checkpoint.whole_history)
+    outcome.creator = creator
+    with pipeline.stage(c, network, account, EXPANSION, source):
+        if checkpoint is None:
+            _request_creator(c, network, creator)
+        finished = _crawl_children(c, outcome, crawl, first_page, config, deadline)
+    outcome.children, outcome.pages = crawl.count, crawl.pages
+    if not finished:
+        return outcome
+    pipeline.complete_account(c, network, account, source, num_child_accounts=crawl.count, children_cursor=None,
+                              children_complete=crawl.whole_history)
+    outcome.status = Status.COMPLETE.value
+    if not crawl.whole_history:
+        outcome.reason = "Horizon's history is pruned before this account's creation: older children are not visible to the API path"
+    return outcome
+
+
+def _fresh(c, rec: LineageRecord, config) -> bool:
+    """Enrichment newer than the cache TTL (e.g. from a parent's crawl): no second GET /accounts."""
+    if rec.enriched_at is None:
+        return False
+    age = c.clock.now() - rec.enriched_at
+    return dt.timedelta(0) <= age < dt.timedelta(hours=float(config["cache_ttl_hours"]))
+
+
+def _invalid(c, outcome: Outcome, not_run: tuple) -> Outcome:
+    network, account = outcome.network, outcome.account
+    reason = f"not found: Horizon answers 404 for this account on {network} (it does not exist there)"
+    _skip(c, network, account, outcome.pipeline_source, not_run, "account does not exist")
+    pipeline.fail_account(c, network, account, reason, invalid=True)
+    outcome.status, outcome.reason = Status.INVALID.value, reason
+    return outcome
+
+
+def _skip(c, network: str, account: str, source: str | None, names: tuple, why: str) -> None:
+    for name in names:
+        with pipeline.stage(c, network, account, name, source) as execution:
+            execution.status = "SKIPPED"
+            execution.error_message = why
+
+
+# ---------------------------------------------------------------------------------- enrichment
+def _enrichment(c, network: str, account: str, source: str | None, deadline: Deadline) -> HorizonAccount | None:
+    """Stages horizon_data, attributes, assets, flags: one GET /accounts/{id}. None on 404."""
+    store = c.store
+    with pipeline.stage(c, network, account, HORIZON_DATA, source) as execution:
+        state = c.upstream.horizon(network).account(account, deadline.max_wait())
+        if state is None:
+            execution.status = "FAILED"
+            execution.error_message = "404: Horizon does not know this account"
+            return None
+    now = c.clock.now()
+    with pipeline.stage(c, network, account, ATTRIBUTES, source):
+        rec = store.get_lineage(network, account)
+        # The index first: a crash after it is repaired by the next run (old = the stored balance).
+        store.set_balance(network, account, state.xlm_balance, rec.xlm_balance if rec else None)
+        store.put_lineage(network, account, xlm_balance=state.xlm_balance, home_domain=state.home_domain,
+                          thresholds=state.thresholds, updated_at=now)
+    with pipeline.stage(c, network, account, ASSETS, source):
+        store.put_lineage(network, account, assets=state.assets)
+    with pipeline.stage(c, network, account, FLAGS, source):
+        store.put_lineage(network, account, flags=state.flags, enriched_at=now)
+    return state
+
+
+def _forget_balance(c, network: str, account: str) -> None:
+    """The account no longer exists (merged): no balance, and out of the balance index."""
+    rec = c.store.get_lineage(network, account)
+    c.store.set_balance(network, account, None, rec.xlm_balance if rec else None)
+    c.store.put_lineage(network, account, xlm_balance=None, enriched_at=c.clock.now())
+
+
+def enrich(c, task: Task, config, deadline: Deadline) -> Outcome:
+    """purpose=enrich: refresh the enrichment of a known account; its status never changes."""
+    network, account, store = task.network, task.account, c.store
+    outcome = Outcome("SKIPPED", network, account, task.purpose, pipeline_source=PipelineSource.API.value)
+    try:
+        rec = store.get_lineage(network, account)
+        if rec is None:
+            outcome.reason = "unknown account: nothing to enrich"
+            return outcome
+        if _fresh(c, rec, config):
+            outcome.reason = f"enriched at {iso(rec.enriched_at)}, within cache_ttl_hours: nothing to refresh"
+            return outcome
+        state = _enrichment(c, network, account, PipelineSource.API.value, deadline)
+        if state is None:  # gone (merged) since it was found: no balance any more
+            _forget_balance(c, network, account)
+            outcome.status, outcome.reason = "NOT_FOUND", "Horizon answers 404: the account no longer exists"
+            return outcome
+        outcome.status = "ENRICHED"
+        return outcome
+    except RateLimited as exc:
+        outcome.status, outcome.retry_after, outcome.reason = "RATE_LIMITED", exc.retry_after, str(exc)[:500]
+        return outcome
+    except Exception as exc:  # noqa: BLE001 - upstream or store trouble: the queue retries the task
+        if not isinstance(exc, UpstreamError):
+            log.exception("api_fallback enrich %s/%s failed", network, account)
+        outcome.status, outcome.reason = "RETRY", f"{type(exc).__name__}: {exc}"[:500]
+        return outcome
+
+
+# ---------------------------------------------------------------------------------- creator
+def _event(network: str, account: str, op: Operation) -> CreationEvent:
+    return CreationEvent(network, account, as_utc(op.created_at), op.id, op.funder, op.starting_balance, op.transaction_hash, "HORIZON")
+
+
+def _discover_creator(c, outcome: Outcome, stored: list[CreationEvent], deadline: Deadline) -> tuple[OperationsPage, str | None, bool] | None:
+    """Stage creator_discovery (with expert_enrichment inside it): (first page, creator, whole
+    history?), or None when Horizon does not know the account (404)."""
+    network, account, source, store = outcome.network, outcome.account, outcome.pipeline_source, c.store
+    horizon = c.upstream.horizon(network)
+    with pipeline.stage(c, network, account, CREATOR_DISCOVERY, source) as execution:
+        page = horizon.operations(account, None, MAX_LIMIT, deadline.max_wait())
+        if page is None:
+            execution.status = "FAILED"
+            execution.error_message = "404: Horizon does not know this account"
+            return None
+        seen = [_event(network, account, op) for op in page.records if op.creates(account)]
+        first_visible = bool(page.records) and page.records[0].creates(account)
+        pruned = None
+        if account == GENESIS_ACCOUNT or not stored:
+            pruned = horizon.history_elder_ledger(deadline.max_wait()) > FULL_HISTORY_ELDER
+        need_expert = account != GENESIS_ACCOUNT and not stored and (pruned or not first_visible)
+        with pipeline.stage(c, network, account, EXPERT_ENRICHMENT, source) as execution:
+            info = None
+            if not need_expert:
+                execution.status = "SKIPPED"
+                execution.error_message = ("genesis has no creator" if account == GENESIS_ACCOUNT else
+                                           "lineage already stored" if stored else "Horizon keeps the whole history")
+            else:
+                try:
+                    info = c.upstream.expert.account(network, account, deadline.max_wait())
+                except RateLimited:
+                    raise
+                except UpstreamError as exc:
+                    if not first_visible:
+                        raise
+                    execution.status = "FAILED"  # degraded: Horizon's visible creation stands
+                    execution.error_message = f"{exc}; the creator comes from Horizon's visible history"[:2000]
+                if execution.status == "RUNNING" and (info is None or not info.creator or info.created is None):
+                    execution.status = "FAILED"
+                    execution.error_message = "Stellar Expert does not know this account's creator"
+        if account == GENESIS_ACCOUNT:
+            first, whole = None, not pruned
+            creator, created = None, NETWORK_START[network]
+        elif stored:
+            first = stored[0]
+            creator, created = first.creator, first.created_at
+            whole = bool(page.records) and page.records[0].id == first.operation_id
+        elif info is not None and info.creator and info.created is not None:
+            if first_visible and seen[0].creator == info.creator and abs((seen[0].created_at - info.created).total_seconds()) < 1:
+                first, whole = seen[0], True
+            else:
+                first = CreationEvent(network, account, as_utc(info.created), f"expert:{int(info.created.timestamp())}",
+                                      info.creator, None, None, "EXPERT")
+                whole = False
+            creator, created = first.creator, first.created_at
+        elif first_visible:
+            first, whole = seen[0], True
+            creator, created = first.creator, first.created_at
+        else:
+            raise CreatorNotFound("Horizon's history does not show the creation and Stellar Expert does not know the account")
+        for event in ([first] if first is not None else []) + seen:
+            store.add_creation_event(event)
+        store.put_lineage(network, account, stellar_creator_account=creator, account_creation_date=created,
+                          updated_at=c.clock.now())
+    return page, creator, whole
+
+
+def _request_creator(c, network: str, creator: str | None) -> None:
+    """Expansion upward: the creator's own lineage, when it is not known yet (genesis ends the chain)."""
+    if not creator or creator == GENESIS_ACCOUNT:
+        return
+    known = c.store.get_lineage(network, creator)
+    if known is None or known.stellar_creator_account is None:
+        pipeline.request_lineage(c, network, creator, c.clock.now())
+
+
+# ---------------------------------------------------------------------------------- children
+@dataclasses.dataclass
+class _Crawl:
+    cursor: str | None
+    pages: int
+    count: int
+    whole_history: bool
+
+
+def _crawl_children(c, outcome: Outcome, crawl: _Crawl, page: OperationsPage | None, config, deadline: Deadline) -> bool:
+    """Page through the operations; True when the last page is done, False when a continuation
+    was enqueued (time budget spent, or out of upstream budget after some progress)."""
+    network, account, store = outcome.network, outcome.account, c.store
+    horizon = c.upstream.horizon(network)
+    cap = int(config["children_enrichment_cap"])
+    progressed = False
+    while True:
+        if page is None:
+            if progressed and deadline.expired():
+                return _continue(c, outcome, crawl, 0.0)
+            try:
+                page = horizon.operations(account, crawl.cursor, MAX_LIMIT, deadline.max_wait())
+            except RateLimited as exc:
+                if not progressed:
+                    raise
+                return _continue(c, outcome, crawl, exc.retry_after)
+            if page is None:
+                raise Unavailable("horizon", "operations answer 404 for an account that exists")
+        for op in page.records:
+            if op.creates(account):  # a re-creation after a merge: one more creation event
+                store.add_creation_event(_event(network, account, op))
+        kids = [op for op in page.records if op.child_of(account)]
+        _store_children(c, network, account, kids, crawl.count, cap)
+        crawl.count += len(kids)
+        crawl.pages += 1
+        progressed = True
+        nxt = page.next_cursor
+        if nxt is None:
+            return True
+        crawl.cursor = nxt
+        store.put_lineage(network, account, num_child_accounts=crawl.count, updated_at=c.clock.now(),
+                          children_cursor=Checkpoint(nxt, crawl.pages, crawl.whole_history).encode())
+        page = None
+
+
+def _continue(c, outcome: Outcome, crawl: _Crawl, delay_s: float) -> bool:
+    cursor = Checkpoint(crawl.cursor, crawl.pages, crawl.whole_history).encode()
+    if pipeline.continue_later(c, outcome.network, outcome.account, cursor, crawl.pages, delay_s=delay_s):
+        outcome.status = "CONTINUED"
+        outcome.reason = f"{crawl.pages} pages done; continuation enqueued" + (f" after {delay_s:.0f} s" if delay_s else "")
+    else:
+        outcome.status, outcome.reason = "SKIPPED", "the claim was lost before the continuation"
+    return False
+
+
+def _store_children(c, network: str, creator: str, ops: list[Operation], before: int, cap: int) -> None:
+    """Edges, a status-less lineage row per child (its creator + creation date), enrichment tasks
+    for the first `cap` children of the crawl that are not enriched yet."""
+    if not ops:
+        return
+    store = c.store
+    accounts = list(dict.fromkeys(op.account for op in ops))
+    known: dict[str, LineageRecord] = {}
+    for i in range(0, len(accounts), BATCH_READ):
+        known.update(store.get_lineages(network, accounts[i:i + BATCH_READ]))
+    store.add_children(network, creator, [ChildEdge(network, creator, op.account, as_utc(op.created_at), op.id, op.starting_balance) for op in ops])
+    now = c.clock.now()
+    for index, op in enumerate(ops, start=before):
+        rec = known.get(op.account)
+        created = as_utc(op.created_at)
+        if rec is None:
+            store.put_lineage(network, op.account, stellar_creator_account=creator, account_creation_date=created,
+                              created_at=now, updated_at=now)
+        elif rec.stellar_creator_account is None or rec.account_creation_date is None or created < rec.account_creation_date:
+            # Children keep the creator of their earliest known creation (a re-creation never overrides it).
+            store.put_lineage(network, op.account, stellar_creator_account=creator, account_creation_date=created, updated_at=now)
+        if index < cap and (rec is None or rec.enriched_at is None):
+            payload = pipeline.task_payload(network, op.account, "enrich", 0)
+            c.queue.enqueue(pipeline.API_QUEUE, payload, purpose="enrich", generation=0)
+

@@ -1,0 +1,145 @@
+"""BigQueryHubble: google-cloud-bigquery against BigQuery, or the goccy BigQuery emulator.
+
+The same code path serves both; only the client differs: with BIGQUERY_EMULATOR_HOST set the
+client talks to the emulator's REST endpoint with anonymous credentials. Settings:
+BIGQUERY_PROJECT (the project that runs and pays for the jobs; required), BIGQUERY_EMULATOR_HOST
+(optional), HUBBLE_DATASET / HUBBLE_DBT_DATASET (and the testnet pair; common/hubble/port.py).
+
+Every call has a bounded retry deadline and timeout, so an unreachable BigQuery makes the
+account fall back to the API path within seconds instead of holding the task.
+
+What the emulator does differently (it runs the same SQL, parameters, LIMIT @param, windows and
+month partitioning; found by reading goccy/bigquery-emulator v0.8.1's server/handler.go):
+- its dry run executes the query and reports the bytes of the *result* as totalBytesProcessed,
+  not the bytes a scan would read; it has no partition pruning or per-column accounting;
+- it ignores maximum_bytes_billed and reports billed = processed.
+The guard logic is the same for every engine; the scan-size figures come from the embedded engine.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from common.hubble.port import (
+    DryRun,
+    Hubble,
+    HubbleError,
+    HubbleQuery,
+    HubbleTables,
+    HubbleUnavailable,
+    QueryResult,
+    tables_from_settings,
+)
+
+DEFAULT_DEADLINE_S = 30.0
+DEFAULT_RESULT_TIMEOUT_S = 120.0
+
+
+def make_client(project: str, endpoint: str | None = None):
+    """A BigQuery client; with `endpoint` (the emulator's URL) anonymous and pointed there."""
+    from google.cloud import bigquery
+
+    if endpoint:
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        if not endpoint.startswith(("http://", "https://")):
+            endpoint = "http://" + endpoint
+        return bigquery.Client(project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint))
+    return bigquery.Client(project=project)
+
+
+class BigQueryHubble(Hubble):
+    engine = "bigquery"
+
+    def __init__(
+        self,
+        project: str,
+        tables: dict[str, HubbleTables],
+        endpoint: str | None = None,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        result_timeout_s: float = DEFAULT_RESULT_TIMEOUT_S,
+        client: Any = None,
+    ):
+        if not project:
+            raise ValueError("BigQuery project is required")
+        self.project = project
+        self.endpoint = endpoint
+        self._tables = dict(tables)
+        self._deadline = float(deadline_s)
+        self._result_timeout = float(result_timeout_s)
+        self._client = client
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings, clock=None) -> "BigQueryHubble":
+        return cls(
+            project=settings.require("BIGQUERY_PROJECT"),
+            tables=tables_from_settings(settings),
+            endpoint=settings.optional("BIGQUERY_EMULATOR_HOST"),
+        )
+
+    @property
+    def client(self):
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = make_client(self.project, self.endpoint)
+        return self._client
+
+    def tables(self, network: str) -> HubbleTables | None:
+        return self._tables.get(network)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # ------------------------------------------------------------------ jobs
+    def _job_config(self, query: HubbleQuery, **kwargs):
+        from google.cloud import bigquery
+
+        params = [bigquery.ScalarQueryParameter(p.name, p.type, p.value) for p in query.params]
+        return bigquery.QueryJobConfig(query_parameters=params, use_query_cache=False, **kwargs)
+
+    def _retry(self):
+        from google.cloud import bigquery
+
+        return bigquery.DEFAULT_RETRY.with_deadline(self._deadline).with_timeout(self._deadline)
+
+    def _call(self, what: str, fn):
+        from google.api_core import exceptions as gexc
+        import requests
+
+        try:
+            return fn()
+        except (gexc.BadRequest, gexc.Forbidden, gexc.NotFound) as exc:
+            # The query itself was refused (syntax, maximum_bytes_billed, missing table, quota).
+            raise HubbleError(f"BigQuery {what} refused: {exc}") from exc
+        except (gexc.GoogleAPIError, requests.RequestException, OSError, TimeoutError) as exc:
+            raise HubbleUnavailable(f"BigQuery {what} failed: {type(exc).__name__}: {exc}") from exc
+
+    def dry_run(self, query: HubbleQuery) -> DryRun:
+        def go():
+            job = self.client.query(
+                query.sql, job_config=self._job_config(query, dry_run=True), retry=self._retry(), timeout=self._deadline, job_retry=None
+            )
+            return DryRun(int(job.total_bytes_processed or 0))
+
+        return self._call("dry run", go)
+
+    def run(self, query: HubbleQuery, max_bytes_billed: int | None = None) -> QueryResult:
+        def go():
+            extra = {"maximum_bytes_billed": int(max_bytes_billed)} if max_bytes_billed is not None else {}
+            job = self.client.query(
+                query.sql, job_config=self._job_config(query, **extra), retry=self._retry(), timeout=self._deadline, job_retry=None
+            )
+            iterator = job.result(retry=self._retry(), timeout=self._result_timeout)
+            names = [field.name for field in iterator.schema]
+            rows = [dict(zip(names, row.values())) for row in iterator]
+            processed = int(job.total_bytes_processed or 0)
+            billed = job.total_bytes_billed
+            return QueryResult(rows=rows, bytes_processed=processed, bytes_billed=int(billed if billed is not None else processed), job_id=job.job_id)
+
+        return self._call("query", go)

@@ -1,0 +1,155 @@
+"""The Hubble port: Stellar's public BigQuery warehouse, or an embedded copy of its tables.
+
+One small interface for every engine (ARCHITECTURE section 3):
+- `BigQueryHubble` (common/hubble/bigquery.py): google-cloud-bigquery, against BigQuery itself or
+  the goccy BigQuery emulator (the same code path);
+- `DuckDBHubble` (common/hubble/duckdb_engine.py): DuckDB over Hubble-shaped tables loaded from
+  NDJSON or Parquet exports (local/hubble_load.py), running the same BigQuery SQL transpiled by sqlglot.
+
+Queries are built by common/hubble/sql.py (one SQL text for every engine, values as named query
+parameters) and are only ever run through common/hubble/cost_guard.py, which dry-runs them first.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Any, Mapping
+
+from common.config import DEFAULT_HUBBLE_DATASET, DEFAULT_HUBBLE_DBT_DATASET, ConfigError
+
+OPERATIONS_TABLE = "enriched_history_operations"  # stellar-dbt mart, in the dbt dataset
+ACCOUNTS_TABLE = "accounts_current"  # stellar-dbt current-state mart, in the main dataset
+
+PARAM_TYPES = ("STRING", "INT64", "TIMESTAMP", "BOOL", "FLOAT64")
+_PY_TYPES = {"STRING": (str,), "INT64": (int,), "TIMESTAMP": (dt.datetime,), "BOOL": (bool,), "FLOAT64": (float, int, Decimal)}
+_PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# project.dataset: a GCP project id (letters, digits, hyphens; optionally "domain:" prefixed) and a dataset id.
+_DATASET = re.compile(r"^(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,29}\.[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+
+
+class HubbleError(RuntimeError):
+    """A Hubble query failed (bad SQL for this engine, a job error, unreadable results)."""
+
+
+class HubbleUnavailable(HubbleError):
+    """The engine cannot be reached (network, emulator down, timeout, missing local database)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryParam:
+    name: str
+    type: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        if not _PARAM_NAME.match(self.name):
+            raise ValueError(f"query parameter name {self.name!r} must match {_PARAM_NAME.pattern}")
+        if self.type not in PARAM_TYPES:
+            raise ValueError(f"query parameter {self.name}: type must be one of {', '.join(PARAM_TYPES)}")
+        if self.value is None or not isinstance(self.value, _PY_TYPES[self.type]) or (
+            self.type == "INT64" and isinstance(self.value, bool)
+        ):
+            raise ValueError(f"query parameter {self.name}: {self.value!r} is not a {self.type}")
+        if self.type == "TIMESTAMP" and self.value.tzinfo is None:
+            raise ValueError(f"query parameter {self.name}: timestamps must be timezone-aware")
+
+
+@dataclasses.dataclass(frozen=True)
+class HubbleQuery:
+    """One SQL text (BigQuery dialect) with its named parameters.
+
+    `tables` lists the fully qualified tables it reads (BigQuery bills at least 10 MB per table).
+    `purpose` names the query in the spend ledger (lineage, children, state).
+    """
+
+    sql: str
+    params: tuple[QueryParam, ...]
+    purpose: str
+    tables: tuple[str, ...]
+
+    def param_values(self) -> dict[str, Any]:
+        return {p.name: p.value for p in self.params}
+
+
+@dataclasses.dataclass(frozen=True)
+class DryRun:
+    bytes_processed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryResult:
+    rows: list[dict]
+    bytes_processed: int
+    bytes_billed: int
+    job_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class HubbleTables:
+    """Fully qualified table names (`project.dataset.table`) for one network."""
+
+    operations: str
+    accounts: str
+
+    @classmethod
+    def from_datasets(cls, dataset: str, dbt_dataset: str) -> "HubbleTables":
+        return cls(operations=f"{dbt_dataset}.{OPERATIONS_TABLE}", accounts=f"{dataset}.{ACCOUNTS_TABLE}")
+
+    def all(self) -> tuple[str, str]:
+        return (self.operations, self.accounts)
+
+
+# Which variables name each network's datasets. Hubble publishes the public network; a testnet copy
+# is used only when its datasets are configured (otherwise testnet accounts take the API path).
+DATASET_VARIABLES = {
+    "public": (("HUBBLE_DATASET", DEFAULT_HUBBLE_DATASET), ("HUBBLE_DBT_DATASET", DEFAULT_HUBBLE_DBT_DATASET)),
+    "testnet": (("HUBBLE_TESTNET_DATASET", None), ("HUBBLE_TESTNET_DBT_DATASET", None)),
+}
+
+
+def validate_dataset(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _DATASET.match(value):
+        raise ConfigError(name, f"must be a BigQuery dataset written project.dataset (e.g. {DEFAULT_HUBBLE_DATASET}), got {value!r}")
+    return value
+
+
+def tables_from_settings(settings, env: Mapping[str, str] | None = None) -> dict[str, HubbleTables]:
+    """network -> HubbleTables for every network whose datasets are configured (validated)."""
+    out: dict[str, HubbleTables] = {}
+    for network, ((main_var, main_default), (dbt_var, dbt_default)) in DATASET_VARIABLES.items():
+        main = settings.optional(main_var, main_default, env)
+        dbt = settings.optional(dbt_var, dbt_default, env)
+        if main is None and dbt is None:
+            continue
+        if main is None or dbt is None:
+            missing = main_var if main is None else dbt_var
+            raise ConfigError(missing, f"is not set (it goes with {dbt_var if main is None else main_var})")
+        out[network] = HubbleTables.from_datasets(validate_dataset(main_var, main), validate_dataset(dbt_var, dbt))
+    return out
+
+
+class Hubble(abc.ABC):
+    """A Hubble engine. Adapters have `from_settings(settings, clock)` and create clients lazily."""
+
+    engine: str = "abstract"
+
+    @abc.abstractmethod
+    def tables(self, network: str) -> HubbleTables | None:
+        """The tables for this network, or None when the engine has no data for it."""
+
+    @abc.abstractmethod
+    def dry_run(self, query: HubbleQuery) -> DryRun:
+        """Bytes the query would process, without running it (or billing anything).
+
+        Raises HubbleUnavailable when the engine cannot be reached, HubbleError when the query is refused.
+        """
+
+    @abc.abstractmethod
+    def run(self, query: HubbleQuery, max_bytes_billed: int | None = None) -> QueryResult:
+        """Run the query. An engine that bills enforces max_bytes_billed (the job fails above it)."""
+
+    def close(self) -> None:
+        """Release clients and connections (optional)."""

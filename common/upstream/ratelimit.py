@@ -1,0 +1,125 @@
+"""The in-process limiter: each upstream gets a share (`upstream_rate_pct`) of its maximum.
+
+GCRA (the generic cell rate algorithm, as Horizon itself limits): a request may go when the
+theoretical arrival time minus the burst tolerance has passed. `acquire()` reserves the next slot
+and sleeps until it (through the Clock, so tests and benchmarks never block on real time), or
+raises NoBudget when that wait is longer than the caller may afford. `penalize()` honours an
+upstream's Retry-After: nobody in this process calls that upstream again before it has passed,
+and afterwards calls resume at the normal pace (no burst right after a 429).
+
+The queue's dispatch rate (common/queue/rates.py) is the global guard; this limiter is the
+second one, per process. When several processes share one budget (the function's max instances),
+`processes` divides it between them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+
+from common.clock import Clock
+from common.upstream.errors import NoBudget
+
+PAUSED_RETRY_AFTER_S = 300.0  # a paused upstream (budget 0): ask the queue to come back later
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """Requests per second we allow ourselves, and how many may go back to back."""
+
+    rate_per_s: float
+    burst: int
+
+    @classmethod
+    def share(cls, max_per_s: float, pct: float, processes: int = 1) -> "Budget":
+        """pct percent of an upstream's maximum, split between `processes`. A maximum or a
+        percentage of 0 pauses the upstream (every acquire answers NoBudget)."""
+        if max_per_s < 0 or not 0 <= pct <= 100:
+            raise ValueError("an upstream maximum must be >= 0 and upstream_rate_pct in [0, 100]")
+        if processes < 1:
+            raise ValueError("processes must be >= 1")
+        if max_per_s == 0 or pct == 0:
+            return cls(0.0, 1)
+        rate = max_per_s * pct / 100 / processes
+        # A small burst absorbs our own processing gaps without ever exceeding the upstream's:
+        # any window of T seconds holds at most burst + rate*T of our requests.
+        burst = max(1, min(6, int(rate * 60 / 10)))
+        return cls(rate, burst)
+
+    @property
+    def paused(self) -> bool:
+        return self.rate_per_s <= 0
+
+
+class RateLimiter:
+    def __init__(self, name: str, budget: Budget, clock: Clock):
+        self.name = name
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._budget = budget
+        self._tat = clock.monotonic()  # theoretical arrival time of the next request
+        self._blocked_until = 0.0
+        self.acquired = 0
+        self.waits = 0
+        self.waited_s = 0.0
+        self.no_budget = 0
+        self.penalties = 0
+
+    @property
+    def budget(self) -> Budget:
+        return self._budget
+
+    def configure(self, budget: Budget) -> None:
+        with self._lock:
+            if budget != self._budget:
+                self._budget = budget
+
+    def acquire(self, max_wait_s: float = math.inf) -> float:
+        """Take one request slot, sleeping until it comes. Returns the seconds waited."""
+        with self._lock:
+            if self._budget.paused:
+                self.no_budget += 1
+                raise NoBudget(self.name, PAUSED_RETRY_AFTER_S)
+            now = self._clock.monotonic()
+            interval = 1.0 / self._budget.rate_per_s
+            tolerance = interval * (self._budget.burst - 1)
+            tat = max(self._tat, now)
+            go_at = max(tat - tolerance, self._blocked_until, now)
+            wait = go_at - now
+            if wait > max_wait_s:
+                self.no_budget += 1
+                raise NoBudget(self.name, wait)
+            self._tat = max(tat, go_at) + interval
+            self.acquired += 1
+            if wait > 0:
+                self.waits += 1
+                self.waited_s += wait
+        if wait > 0:
+            self._clock.sleep(wait)
+        return wait
+
+    def penalize(self, retry_after_s: float) -> None:
+        """The upstream said 429: no request before retry_after_s, then the normal pace."""
+        with self._lock:
+            now = self._clock.monotonic()
+            until = now + max(0.0, retry_after_s)
+            self.penalties += 1
+            self._blocked_until = max(self._blocked_until, until)
+            if self._budget.paused:
+                return
+            interval = 1.0 / self._budget.rate_per_s
+            self._tat = max(self._tat, until + interval * (self._budget.burst - 1))
+
+    def metrics(self) -> dict:
+        with self._lock:
+            now = self._clock.monotonic()
+            return {
+                "allowed_per_minute": round(self._budget.rate_per_s * 60, 4),
+                "burst": self._budget.burst,
+                "acquired": self.acquired,
+                "waits": self.waits,
+                "waited_s": round(self.waited_s, 3),
+                "no_budget": self.no_budget,
+                "penalties": self.penalties,
+                "blocked_for_s": round(max(0.0, self._blocked_until - now), 3),
+            }
