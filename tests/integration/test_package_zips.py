@@ -6,7 +6,7 @@ under .cache/package-venvs/ by the requirements' hash, so reruns are fast; pip's
 first run), start `functions-framework --target <entry point>` on a free loopback port against an
 embedded SQLite store in the temp dir, and send one request the handler contract answers:
 
-- search: a well-shaped G-address with a bad checksum -> 400 {"error": {"code": "invalid_account"}}
+- search: a well-shaped G-address with a bad checksum -> 400 {"error": {"code": "invalid_checksum"}}
   (this also proves stellar-sdk is in the zip's requirements);
 - stats: GET /health -> JSON with a status;
 - internal and operator functions (any folder not public in terraform/locals.tf): POST without
@@ -167,7 +167,7 @@ def request(url: str, method: str = "GET", body: dict | None = None, headers: di
 def probe_search(base: str) -> None:
     status, body = request(f"{base}/search?account={BAD_CHECKSUM_ACCOUNT}&network=public")
     assert status == 400, body
-    assert body["error"]["code"] == "invalid_account" and body["error"]["field"] == "account", body
+    assert body["error"]["code"] == "invalid_checksum" and body["error"]["field"] == "account", body
 
 
 def probe_stats(base: str) -> None:
