@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import machine_line
-from bench.truth import compare_lineage, expected_status, fetch_json, truth_with_all_children
+from bench.truth import compare_lineage, fetch_json, history_window, truth_with_all_children
 from tests.support import ROOT, ensure_cassandra
 
 REPORT = Path(__file__).with_name("chaos.md")
@@ -118,8 +118,9 @@ def run(short: bool) -> int:
         events.append(f"all terminal by +{time.monotonic() - T0:.0f}s" if not pending else f"{len(pending)} still not terminal at the deadline")
 
         mismatches: list[str] = []
+        window = history_window(sim, network)
         for a in accounts:
-            mismatches += compare_lineage(store, network, a, truths[a])
+            mismatches += compare_lineage(store, network, a, truths[a], history_from=window)
         stats = fetch_json(f"{sim}/_sim/stats")
         totals = stats["totals"]
         final = {a: store.get_lineage(network, a) for a in accounts}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import json
 from typing import Any, Mapping
 
@@ -104,3 +105,25 @@ def schema_unavailable(result) -> Response:
         headers={"Retry-After": "30"},
         details={"missing_migrations": result.missing_migrations, "missing_columns": result.missing_columns},
     )
+
+
+def internal_post_only(request: Request, internal_token: str | None, usage: str) -> Response | None:
+    """The door of every internal worker: its callers only (check_internal_auth), and POST only."""
+    denied = check_internal_auth(request, internal_token)
+    if denied is not None:
+        return denied
+    if request.method != "POST":
+        return error_response("method_not_allowed", usage, 405, headers={"Allow": "POST"})
+    return None
+
+
+def schema_gate_response(schema_gate, retry_after_s: int = 30) -> Response | None:
+    """None when the schema is current; else 503 (behind, or the store cannot be reached) with
+    Retry-After, so Cloud Tasks or Cloud Scheduler retries and nothing is written."""
+    try:
+        behind = schema_gate.check()
+    except Exception as exc:  # noqa: BLE001 - the store is unreachable: the caller retries
+        logging.getLogger(__name__).warning("schema check failed: %s", exc)
+        return error_response("store_unavailable", f"the store cannot be reached: {type(exc).__name__}", 503,
+                              headers={"Retry-After": str(retry_after_s)})
+    return schema_unavailable(behind) if behind is not None else None

@@ -11,20 +11,16 @@ from flask import Request
 
 from common.bulk import bulk_enqueue
 from common.domain import InvalidInput, validate_network
-from common.http import check_internal_auth, error_response, invalid_input_response, json_response, schema_unavailable
+from common.http import error_response, internal_post_only, invalid_input_response, json_response, schema_gate_response
 
 MAX_BODY_BYTES = 12 * 1024 * 1024  # 100,000 lines of 56-character ids, with room to spare
 
 
 def handle(request: Request, c) -> object:
-    denied = check_internal_auth(request, c.settings.internal_token)
-    if denied is not None:
-        return denied
-    if request.method != "POST":
-        return error_response("method_not_allowed", "use POST with one account per line, or JSON {network, accounts}", 405)
-    behind = c.schema_gate.check()
-    if behind is not None:
-        return schema_unavailable(behind)
+    refused = internal_post_only(request, c.settings.internal_token, "use POST with one account per line, or JSON {network, accounts}") \
+        or schema_gate_response(c.schema_gate)
+    if refused is not None:
+        return refused
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return error_response("body_too_large", f"at most {MAX_BODY_BYTES // (1024 * 1024)} MB per request", 413)
     try:

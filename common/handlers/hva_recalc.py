@@ -18,7 +18,7 @@ import time
 from flask import Request
 
 from common.domain import NETWORKS, CronRun, InvalidInput, as_utc, iso, validate_network
-from common.http import check_internal_auth, error_response, invalid_input_response, json_response, request_params, schema_unavailable
+from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 
 log = logging.getLogger(__name__)
 JOB = "hva_recalc"
@@ -40,11 +40,9 @@ def run(c, networks: list[str], now: dt.datetime) -> dict:
 
 
 def handle(request: Request, c) -> object:
-    denied = check_internal_auth(request, c.settings.internal_token)
-    if denied is not None:
-        return denied
-    if request.method != "POST":
-        return error_response("method_not_allowed", 'use POST with JSON {"network"?: "public"|"testnet"}', 405, headers={"Allow": "POST"})
+    refused = internal_post_only(request, c.settings.internal_token, 'use POST with JSON {"network"?: "public"|"testnet"}')
+    if refused is not None:
+        return refused
     try:
         params = request_params(request)
         unknown = set(params) - {"network"}
@@ -53,9 +51,9 @@ def handle(request: Request, c) -> object:
         networks = [validate_network(params["network"])] if params.get("network") is not None else list(NETWORKS)
     except InvalidInput as exc:
         return invalid_input_response(exc)
-    behind = c.schema_gate.check()
-    if behind is not None:
-        return schema_unavailable(behind)
+    refused = schema_gate_response(c.schema_gate, retry_after_s=60)
+    if refused is not None:
+        return refused
     now = as_utc(c.clock.now())
     t0 = time.monotonic()
     try:

@@ -38,7 +38,7 @@ from flask import Request
 from common import pipeline
 from common.config import ConfigError
 from common.domain import GENESIS_ACCOUNT, InvalidInput, PipelineMode, PipelineSource, Status, validate_account_id, validate_network
-from common.http import check_internal_auth, error_response, invalid_input_response, json_response, request_params, schema_unavailable
+from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.hubble.cost_guard import CostGuard, GuardRefused, Limits
 from common.hubble.port import HubbleError, HubbleUnavailable
 from common.hubble.sql import (
@@ -118,18 +118,10 @@ def parse_task(params: dict) -> Task:
 
 
 def handle(request: Request, c) -> object:
-    denied = check_internal_auth(request, c.settings.internal_token)
-    if denied is not None:
-        return denied
-    if request.method != "POST":
-        return error_response("method_not_allowed", 'use POST {"network", "account", "purpose", "generation"}', 405)
-    try:
-        behind = c.schema_gate.check()
-    except Exception as exc:  # noqa: BLE001 - the store is unreachable: let Cloud Tasks retry
-        log.warning("schema check failed: %s", exc)
-        return error_response("store_unavailable", f"the store cannot be reached: {type(exc).__name__}", 503, headers={"Retry-After": "30"})
-    if behind is not None:
-        return schema_unavailable(behind)
+    refused = internal_post_only(request, c.settings.internal_token, 'use POST {"network", "account", "purpose", "generation"}') \
+        or schema_gate_response(c.schema_gate)
+    if refused is not None:
+        return refused
     try:
         task = parse_task(request_params(request))
     except InvalidInput as exc:

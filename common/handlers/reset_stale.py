@@ -36,7 +36,7 @@ from flask import Request
 
 from common import pipeline
 from common.domain import NETWORKS, CronRun, InvalidInput, PipelineSource, Status, as_utc, iso, validate_network
-from common.http import check_internal_auth, error_response, invalid_input_response, json_response, request_params, schema_unavailable
+from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.queue.port import QUEUES, task_name
 
 log = logging.getLogger(__name__)
@@ -289,11 +289,9 @@ def _dry_run(raw: Any) -> bool:
 
 
 def handle(request: Request, c) -> object:
-    denied = check_internal_auth(request, c.settings.internal_token)
-    if denied is not None:
-        return denied
-    if request.method != "POST":
-        return error_response("method_not_allowed", 'use POST with JSON {"network"?: "public"|"testnet", "dry_run"?: bool}', 405, headers={"Allow": "POST"})
+    refused = internal_post_only(request, c.settings.internal_token, 'use POST with JSON {"network"?: "public"|"testnet", "dry_run"?: bool}')
+    if refused is not None:
+        return refused
     try:
         params = request_params(request)
         unknown = set(params) - {"network", "dry_run"}
@@ -303,12 +301,9 @@ def handle(request: Request, c) -> object:
         dry_run = _dry_run(params.get("dry_run"))
     except InvalidInput as exc:
         return invalid_input_response(exc)
-    try:
-        behind = c.schema_gate.check()
-    except Exception as exc:  # noqa: BLE001 - the store is unreachable: the scheduler retries
-        return error_response("store_unavailable", f"the store cannot be reached: {type(exc).__name__}", 503, headers={"Retry-After": "60"})
-    if behind is not None:
-        return schema_unavailable(behind)
+    refused = schema_gate_response(c.schema_gate, retry_after_s=60)
+    if refused is not None:
+        return refused
     now = as_utc(c.clock.now())
     t0 = time.monotonic()
     try:
