@@ -28,10 +28,9 @@ import os
 import random
 import tempfile
 import time
-import uuid
 from decimal import Decimal
 
-from bench.common import Result
+from bench.common import Result, cassandra_bench_store
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 THRESHOLDS = [10_000, 50_000, 100_000, 500_000, 750_000, 1_000_000]
@@ -174,28 +173,10 @@ def run(short: bool = False) -> list[Result]:
 
 
 def _cassandra(short: bool) -> list[Result]:
-    from tests.support import CASSANDRA_PORT, port_open
-
-    if not port_open("127.0.0.1", CASSANDRA_PORT):
-        return [Result("hva (cassandra)", "skipped: Cassandra not running (local/cassandra.sh start)", 0, "", "", None)]
-    from cassandra.cluster import Cluster
-
-    from common.config import Settings
-    from common.store import migrations
-    from common.store.cassandra import CassandraStore
-
-    keyspace = f"stellarmap_bench_{uuid.uuid4().hex[:8]}"
-    cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT)
-    session = cluster.connect()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
-    store = CassandraStore(Settings.from_env(env={}, store_backend="cassandra", cassandra_port=CASSANDRA_PORT, cassandra_keyspace=keyspace))
-    try:
-        migrations.migrate(store)
-        return _measure("hva (cassandra)", store, 50_000 if short else 1_000_000, 6 if short else 24)
-    finally:
-        store.close()
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-        cluster.shutdown()
+    with cassandra_bench_store("hva (cassandra)") as opened:
+        if isinstance(opened, Result):
+            return [opened]
+        return _measure("hva (cassandra)", opened[0], 50_000 if short else 1_000_000, 6 if short else 24)
 
 
 if __name__ == "__main__":

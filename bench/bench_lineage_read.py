@@ -15,11 +15,10 @@ import os
 import random
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from bench.common import Result, latencies_ms, median, percentile
+from bench.common import Result, cassandra_bench_store, latencies_ms, median, percentile
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 DEPTH = 15
@@ -142,29 +141,10 @@ def run(short: bool = False) -> list[Result]:
 
 
 def _cassandra(short: bool) -> list[Result]:
-    from tests.support import CASSANDRA_PORT, port_open
-
-    if not port_open("127.0.0.1", CASSANDRA_PORT):
-        return [Result("lineage read (cassandra)", "skipped: Cassandra not running (local/cassandra.sh start)", 0, "", "", None)]
-    from cassandra.cluster import Cluster
-
-    from common.config import Settings
-    from common.store import migrations
-    from common.store.cassandra import CassandraStore
-
-    keyspace = f"stellarmap_bench_{uuid.uuid4().hex[:8]}"
-    cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT)
-    session = cluster.connect()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
-    settings = Settings.from_env(env={}, store_backend="cassandra", cassandra_port=CASSANDRA_PORT, cassandra_keyspace=keyspace)
-    store = CassandraStore(settings)
-    try:
-        migrations.migrate(store)
-        return _measure("lineage read (cassandra)", store, 100_000, 200 if short else 1000, 1 if short else 3, 16)
-    finally:
-        store.close()
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-        cluster.shutdown()
+    with cassandra_bench_store("lineage read (cassandra)") as opened:
+        if isinstance(opened, Result):
+            return [opened]
+        return _measure("lineage read (cassandra)", opened[0], 100_000, 200 if short else 1000, 1 if short else 3, 16)
 
 
 if __name__ == "__main__":

@@ -265,7 +265,7 @@ def _errs(errors: dict) -> str:
 def run(short: bool = False) -> list[Result]:
     seconds = 5.0 if short else 20.0
     n_accounts = 200 if short else 1000
-    results: list[Result] = []
+
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         db = str(tmp / "store.sqlite3")

@@ -10,10 +10,9 @@ import argparse
 import datetime as dt
 import os
 import tempfile
-import uuid
 from decimal import Decimal
 
-from bench.common import Result, ops_per_second
+from bench.common import Result, cassandra_bench_store, ops_per_second
 from common.domain import ChildEdge
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -95,29 +94,13 @@ def run(short: bool = False) -> list[Result]:
 
 
 def _cassandra(short: bool, n_ops: int) -> list[Result]:
-    from tests.support import CASSANDRA_PORT, port_open
+    with cassandra_bench_store("store (cassandra)") as opened:
+        if isinstance(opened, Result):
+            return [opened]
+        store, settings = opened
+        from common.store.cassandra import CassandraStore
 
-    if not port_open("127.0.0.1", CASSANDRA_PORT):
-        return [Result("store (cassandra)", "skipped: Cassandra not running (local/cassandra.sh start)", 0, "", "", None)]
-    from cassandra.cluster import Cluster
-
-    from common.config import Settings
-    from common.store import migrations
-    from common.store.cassandra import CassandraStore
-
-    keyspace = f"stellarmap_bench_{uuid.uuid4().hex[:8]}"
-    cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT)
-    session = cluster.connect()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
-    settings = Settings.from_env(env={}, store_backend="cassandra", cassandra_port=CASSANDRA_PORT, cassandra_keyspace=keyspace)
-    store = CassandraStore(settings)
-    try:
-        migrations.migrate(store)
         return _measure("store (cassandra)", store, lambda: CassandraStore(settings), n_ops // 2, 20_000 if short else 100_000)
-    finally:
-        store.close()
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-        cluster.shutdown()
 
 
 if __name__ == "__main__":

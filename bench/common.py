@@ -1,12 +1,14 @@
 """Shared benchmark plumbing: every figure is reported beside a baseline measured in the same run."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import uuid
 import platform
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 
 @dataclasses.dataclass
@@ -75,3 +77,37 @@ def machine_line() -> str:
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
+
+
+@contextlib.contextmanager
+def cassandra_bench_store(area: str) -> Iterator[tuple[object, object] | Result]:
+    """A CassandraStore in a throw-away keyspace (migrated), with its Settings; dropped afterwards.
+
+    Yields a skipped Result when Cassandra is not running on a laptop; in CI (CI=true) that is an
+    error, as for the tests."""
+    from tests.support import CASSANDRA_PORT, port_open
+
+    if not port_open("127.0.0.1", CASSANDRA_PORT):
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise RuntimeError(f"{area}: Cassandra is not running on 127.0.0.1:{CASSANDRA_PORT} (local/cassandra.sh start)")
+        yield Result(area, "skipped: Cassandra not running (local/cassandra.sh start)", 0, "", "", None)
+        return
+    from cassandra.cluster import Cluster
+
+    from common.config import Settings
+    from common.store import migrations
+    from common.store.cassandra import CassandraStore
+
+    keyspace = f"stellarmap_bench_{uuid.uuid4().hex[:8]}"
+    cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT)
+    session = cluster.connect()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+    settings = Settings.from_env(env={}, store_backend="cassandra", cassandra_port=CASSANDRA_PORT, cassandra_keyspace=keyspace)
+    store = CassandraStore(settings)
+    try:
+        migrations.migrate(store)
+        yield store, settings
+    finally:
+        store.close()
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        cluster.shutdown()

@@ -1,7 +1,6 @@
 """Fixtures shared by every test level."""
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest

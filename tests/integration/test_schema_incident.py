@@ -5,9 +5,6 @@ The database is at 0001 while the code expects every migration: each function an
 after `stellarmap migrate` the same process works and no row is lost.
 """
 import importlib.util
-import json
-import sys
-from pathlib import Path
 
 import pytest
 from flask import Flask, request
