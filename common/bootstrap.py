@@ -79,6 +79,12 @@ class Container:
         return self._get("upstream", lambda: load("common.upstream.clients:Upstream").from_settings(self.settings, self.clock))
 
     @property
+    def toml(self):
+        """The stellar.toml client (common.enrichment.toml.StellarTomlSource), or None when
+        STELLAR_TOML_ENABLED=0."""
+        return self._get("toml", lambda: load("common.enrichment.toml:toml_source_from_settings")(self.settings))
+
+    @property
     def schema_gate(self):
         from common.store.migrations import SchemaGate
 

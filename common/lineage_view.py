@@ -30,6 +30,10 @@ def node(account: str, rec: LineageRecord | None, edge: ChildEdge | None = None)
         "status": rec.status if rec else None,
         "tags": list(rec.tags or []) if rec else [],
         "num_children": int(rec.num_child_accounts or 0) if rec else 0,
+        # labels (issue 10): Stellar Expert's directory name, what the home domain's stellar.toml says
+        "directory_name": rec.directory_name if rec else None,
+        "toml_org_name": rec.toml_org_name if rec else None,
+        "toml_lists_account": rec.toml_lists_account if rec else None,
     }
 
 

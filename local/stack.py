@@ -250,6 +250,7 @@ class LocalStack:
         self.sim_env: dict[str, str] = {}
         self.settings: Settings | None = None
         self._site: ThreadingHTTPServer | None = None
+        self._toml_front = None  # local.tls_front.TlsFront: the simulator's stellar.toml files over https
         self._started = False
         self._lock = threading.RLock()
 
@@ -327,6 +328,9 @@ class LocalStack:
             self._site.shutdown()
             self._site.server_close()
             self._site = None
+        if self._toml_front is not None:
+            self._toml_front.__exit__(None, None, None)
+            self._toml_front = None
         if self._drop_keyspace and self.keyspace:
             try:
                 self._cassandra_session(lambda s: s.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}"))
@@ -394,6 +398,25 @@ class LocalStack:
         self.urls["horizon_testnet"] = info.get("horizon_testnet", self.sim_env.get("HORIZON_URL_TESTNET"))
         self.urls["expert"] = info["expert"]
         self.log(f"simulator on {self.urls['simulator']}")
+        self._start_toml_front()
+
+    def _start_toml_front(self) -> None:
+        """stellar.toml is fetched over https only: a TLS front on loopback (a throw-away CA) relays
+        to the simulator's toml files, and the functions reach it through the local-only settings."""
+        from local.tls_front import TlsFront
+
+        try:
+            front = TlsFront(self.urls["simulator"], ["stellarmap.test"], workdir=self.workdir / "toml-tls").__enter__()
+        except (OSError, subprocess.CalledProcessError) as exc:  # no openssl: toml checks record their errors
+            self.log(f"stellar.toml TLS front not started ({exc}); toml enrichment will record connection errors")
+            return
+        self._toml_front = front
+        self.sim_env.update({
+            "STELLAR_TOML_CONNECT_TO": f"{LOOPBACK}:{front.port}",
+            "STELLAR_TOML_CA_FILE": str(front.ca_file),
+            "STELLAR_TOML_ALLOW_NETWORKS": f"{LOOPBACK}/32",
+        })
+        self.log(f"stellar.toml TLS front on {LOOPBACK}:{front.port}")
 
     # ------------------------------------------------------------ store
     def _cassandra_session(self, fn):

@@ -4,10 +4,13 @@ stellar.toml is fetched over https only, so the toml tests need a real TLS serve
 terminates TLS on loopback with a throw-away certificate authority (made with openssl) whose
 certificate names every simulated domain, and relays `GET /.well-known/stellar.toml` for
 Host: DOMAIN to `{simulator}/toml/DOMAIN/.well-known/stellar.toml`, redirects included.
+A host name that is not in the initial certificate gets its own, issued by the same CA on first
+use (SNI), so the front serves every simulated domain (site-N.example, ...) without listing them.
 """
 from __future__ import annotations
 
 import http.server
+import re
 import ssl
 import subprocess
 import tempfile
@@ -15,6 +18,25 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def issue_certificate(name: str, ca_crt: Path, ca_key: Path, key: Path, workdir: Path) -> Path:
+    """A server certificate for one DNS name (the server key reused), signed by the CA."""
+    slug = re.sub(r"[^a-z0-9.-]", "_", name)
+    ext, csr, crt = workdir / f"{slug}.ext", workdir / f"{slug}.csr", workdir / f"{slug}.crt"
+    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                   f"extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{name}\n")
+    _openssl("req", "-new", "-key", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-out", str(crt), "-days", "2", "-extfile", str(ext))
+    return crt
 
 
 def make_certificate(domains: list[str], workdir: Path) -> tuple[Path, Path, Path]:
@@ -60,7 +82,10 @@ class _Relay(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (ssl.SSLError, OSError):  # the client stopped reading (a size limit): nothing to do
+            self.close_connection = True
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -80,15 +105,37 @@ class TlsFront:
 
     def __enter__(self) -> "TlsFront":
         self.ca_file, crt, key = make_certificate(self.domains, self.workdir)
+        self._key = key
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._issue_lock = threading.Lock()
         handler = type("Relay", (_Relay,), {"upstream": self.upstream})
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(crt, key)
+        ctx.sni_callback = self._sni
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
+
+    def _sni(self, sslobj, server_name, _context) -> None:
+        """A certificate for a name the initial one does not cover, issued once by the same CA."""
+        name = (server_name or "").lower()
+        if not name or name in self.domains or not _HOSTNAME.match(name):
+            return None  # the initial certificate (a client checking the name refuses a mismatch)
+        with self._issue_lock:
+            ctx = self._contexts.get(name)
+            if ctx is None:
+                try:
+                    crt = issue_certificate(name, Path(self.ca_file), self.workdir / "ca.key", self._key, self.workdir)
+                except (OSError, subprocess.CalledProcessError):
+                    return None
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(crt, self._key)
+                self._contexts[name] = ctx
+        sslobj.context = ctx
+        return None
 
     def client_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))

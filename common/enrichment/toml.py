@@ -6,19 +6,31 @@ Safety rules (a home_domain is attacker-controlled text):
   multicast, reserved or unspecified address, and the connection is pinned to the checked
   address (no second DNS answer can swap in 127.0.0.1);
 - redirects are followed by hand (at most 3), and each target passes the same checks;
-- at most 100 KB are read, with a short timeout.
+- at most 100 KB are read, with a short timeout for the whole fetch (redirects included);
+- requests are paced (STELLAR_TOML_RATE per second, per process); a caller that cannot wait gets
+  TomlFetchError("rate_limited") instead of a sleep (the pipeline defers the check).
+
+The port is `StellarTomlSource` (fetch(domain) -> text); `StellarTomlFetcher` is its adapter.
+`toml_source_from_settings(settings)` builds it for the container (explicit argument, else the
+environment variable, else the default):
+STELLAR_TOML_ENABLED (1: on; 0 turns the stage off), STELLAR_TOML_TIMEOUT_S (5), STELLAR_TOML_RATE (2),
+and for local use only (the demo's TLS front on loopback): STELLAR_TOML_CONNECT_TO (host:port every
+domain connects to, instead of its DNS answer and port 443), STELLAR_TOML_CA_FILE (an extra CA to
+trust), STELLAR_TOML_ALLOW_NETWORKS (comma-separated CIDRs allowed despite the address rules).
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import ipaddress
+import math
 import re
 import socket
 import ssl
 import threading
 import time
 import tomllib
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urljoin, urlsplit
 
 MAX_BYTES = 100_000
@@ -105,16 +117,29 @@ class _RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self, max_wait_s: float = math.inf) -> None:
         with self._lock:
             now = time.monotonic()
             delay = self._next - now
+            if delay > max_wait_s:
+                raise TomlFetchError("rate_limited", f"stellar.toml fetches are paced: next slot in {delay:.1f}s")
             self._next = max(now, self._next) + self.interval
         if delay > 0:
             time.sleep(delay)
 
 
-class StellarTomlFetcher:
+class StellarTomlSource(abc.ABC):
+    """The stellar.toml port: the file's text for a home domain, or TomlFetchError(code, message)."""
+
+    @abc.abstractmethod
+    def fetch(self, domain: str, max_wait_s: float = math.inf) -> str:
+        """`max_wait_s`: the longest the caller may wait for the pacing limiter."""
+
+    def close(self) -> None:
+        """Release resources (optional)."""
+
+
+class StellarTomlFetcher(StellarTomlSource):
     def __init__(
         self,
         resolver: Resolver = system_resolver,
@@ -133,11 +158,12 @@ class StellarTomlFetcher:
         self.limiter = _RateLimiter(requests_per_second)
         self.ssl_context = ssl_context or ssl.create_default_context()
 
-    def fetch(self, domain: str) -> str:
+    def fetch(self, domain: str, max_wait_s: float = math.inf) -> str:
         host = validate_domain(domain)
         url = f"https://{host}/.well-known/stellar.toml"
+        deadline = time.monotonic() + self.timeout_s  # one budget for the whole fetch, redirects included
         for _ in range(MAX_REDIRECTS + 1):
-            status, headers, body = self._get(url)
+            status, headers, body = self._get(url, max_wait_s, deadline)
             if status in (301, 302, 303, 307, 308):
                 location = headers.get("location")
                 if not location:
@@ -152,7 +178,7 @@ class StellarTomlFetcher:
                 raise TomlFetchError("malformed", "stellar.toml is not UTF-8") from None
         raise TomlFetchError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
 
-    def _get(self, url: str) -> tuple[int, dict, bytes]:
+    def _get(self, url: str, max_wait_s: float = math.inf, deadline: float | None = None) -> tuple[int, dict, bytes]:
         parts = urlsplit(url)
         if parts.scheme != "https":
             raise TomlFetchError("not_https", "stellar.toml must be fetched over https")
@@ -167,14 +193,18 @@ class StellarTomlFetcher:
             raise TomlFetchError("dns_failed", f"{host} has no address")
         for ip in addresses:
             self.policy.check(ip)  # every answer must be public, not just the first
-        self.limiter.wait()
+        self.limiter.wait(max_wait_s)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return self._request(addresses[0], port, host, path)
+        return self._request(addresses[0], port, host, path, deadline)
 
-    def _request(self, ip: str, port: int, host: str, path: str) -> tuple[int, dict, bytes]:
-        deadline = time.monotonic() + self.timeout_s
+    def _request(self, ip: str, port: int, host: str, path: str, deadline: float | None = None) -> tuple[int, dict, bytes]:
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout_s
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TomlFetchError("timeout", f"stellar.toml from {host} took longer than {self.timeout_s:g}s")
         try:
-            raw = socket.create_connection((ip, port), timeout=self.timeout_s)
+            raw = socket.create_connection((ip, port), timeout=left)
         except OSError as exc:
             raise TomlFetchError("connect_failed", f"cannot connect to {host}: {exc}") from None
         try:
@@ -263,3 +293,72 @@ def parse_stellar_toml(text: str, account: str) -> TomlInfo:
         lists_account=account in accounts,
         accounts=accounts,
     )
+
+
+# ---------------------------------------------------------------------------------- settings
+def _flag(raw: Any, name: str) -> bool:
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    from common.config import ConfigError
+
+    raise ConfigError(name, f"must be 1 or 0, got {raw!r}")
+
+
+def _number(raw: Any, name: str, low: float, high: float) -> float:
+    from common.config import ConfigError
+
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def toml_source_from_settings(settings, enabled: Any = None, timeout_s: Any = None, rate: Any = None,
+                              connect_to: str | None = None, ca_file: str | None = None,
+                              allow_networks: Any = None) -> StellarTomlSource | None:
+    """The container's stellar.toml client, or None when STELLAR_TOML_ENABLED=0. Builds, never connects."""
+    from common.config import ConfigError
+
+    def get(name: str, explicit: Any, default: Any) -> Any:
+        if explicit is not None:
+            return explicit
+        return settings.optional(name, default) if settings is not None else default
+
+    if not _flag(get("STELLAR_TOML_ENABLED", enabled, "1"), "STELLAR_TOML_ENABLED"):
+        return None
+    timeout = _number(get("STELLAR_TOML_TIMEOUT_S", timeout_s, TIMEOUT_S), "STELLAR_TOML_TIMEOUT_S", 0.05, 60)
+    per_second = _number(get("STELLAR_TOML_RATE", rate, 2.0), "STELLAR_TOML_RATE", 0.01, 1000)
+    networks = get("STELLAR_TOML_ALLOW_NETWORKS", allow_networks, "")
+    if isinstance(networks, str):
+        networks = [n.strip() for n in networks.split(",") if n.strip()]
+    try:
+        networks = tuple(str(ipaddress.ip_network(n)) for n in networks)
+    except ValueError as exc:
+        raise ConfigError("STELLAR_TOML_ALLOW_NETWORKS", f"not a network: {exc}") from None
+    ca = get("STELLAR_TOML_CA_FILE", ca_file, "")
+    context = ssl.create_default_context()
+    if ca:
+        try:
+            context.load_verify_locations(cafile=str(ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("STELLAR_TOML_CA_FILE", f"cannot load {ca}: {exc}") from None
+    resolver: Resolver = system_resolver
+    port = 443
+    target = get("STELLAR_TOML_CONNECT_TO", connect_to, "")
+    if target:
+        host, sep, port_text = str(target).rpartition(":")
+        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError("STELLAR_TOML_CONNECT_TO", f"must be host:port, got {target!r}")
+        host, port = host.strip("[]"), int(port_text)
+
+        def resolver(_name: str, p: int, _host: str = host) -> list[str]:
+            return system_resolver(_host, p)
+
+    return StellarTomlFetcher(resolver=resolver, policy=AddressPolicy(extra_allowed=networks), timeout_s=timeout,
+                              requests_per_second=per_second, ssl_context=context, port=port)

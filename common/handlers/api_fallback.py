@@ -13,6 +13,15 @@ original pipeline's 8 stages, each recorded in stage_executions:
                       given, hostile or not), thresholds;
 4. assets             the other balances (trustlines, pool shares);
 5. flags              the four account flags;
+   directory_labels   (best effort) Stellar Expert's Open Directory entry -> tags + directory_name,
+                      and tag `blocked-domain` when the home_domain (or a parent) is on Expert's
+                      blocked list. One attempt each, on spare Expert budget only (never a wait):
+                      no budget -> SKIPPED "deferred: Stellar Expert budget" (old labels kept); an
+                      upstream failure or a malformed body -> FAILED; the account goes on either way;
+   stellar_toml       (best effort) https://{home_domain}/.well-known/stellar.toml through the
+                      SSRF-safe fetcher (common/enrichment/toml.py): toml_org_name, toml_org_url,
+                      toml_lists_account, toml_checked_at; a refused or broken file -> toml_error
+                      "code: message" and the stage FAILED; the account goes on either way;
 6. creator_discovery  the first ascending operations page: its first record is the account's
                       creating create_account when Horizon still has it (the first successful one
                       with account == id); the same page starts the children;
@@ -29,7 +38,9 @@ answers 429 with Retry-After after releasing the claim without counting an attem
 timeouts and malformed bodies that outlast tenacity's retries release the claim for a counted
 retry (503), FAILED with last_error after max_retries.
 
-`enrich` tasks refresh the enrichment of a known account (stages 2-5) and never change its status.
+`enrich` tasks refresh the enrichment of a known account (stages 2-5 and the two label stages) and
+never change its status. Enrichment fresher than cache_ttl_hours (enriched_at) is not fetched again,
+labels included.
 """
 from __future__ import annotations
 
@@ -57,7 +68,8 @@ from common.domain import (
     validate_account_id,
     validate_network,
 )
-from common.http import check_internal_auth, error_response, invalid_input_response, json_response, request_params, schema_unavailable
+from common.enrichment.toml import TomlFetchError, parse_stellar_toml, validate_domain
+from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.hubble.sql import NETWORK_START
 from common.upstream.errors import RateLimited, Unavailable, UpstreamError
 from common.upstream.horizon import MAX_LIMIT, HorizonAccount, Operation, OperationsPage
@@ -74,6 +86,11 @@ EXPERT_ENRICHMENT = "expert_enrichment"
 CREATOR_DISCOVERY = "creator_discovery"
 EXPANSION = "expansion"
 STAGES = (PARENT_LINEAGE, HORIZON_DATA, ATTRIBUTES, ASSETS, FLAGS, EXPERT_ENRICHMENT, CREATOR_DISCOVERY, EXPANSION)
+DIRECTORY_LABELS = "directory_labels"
+STELLAR_TOML = "stellar_toml"
+LABEL_STAGES = (DIRECTORY_LABELS, STELLAR_TOML)  # best effort: SUCCESS, SKIPPED or FAILED, never fatal
+BLOCKED_DOMAIN_TAG = "blocked-domain"
+LABEL_MAX_WAIT_S = 0.0  # labels use spare budget only: they never wait for a slot
 
 PURPOSES = ("lineage", "children", "enrich")
 ALLOWED_KEYS = {"network", "account", "purpose", "generation", "cursor"}
@@ -196,18 +213,10 @@ def task_seconds(settings) -> float:
 
 
 def handle(request: Request, c) -> object:
-    denied = check_internal_auth(request, c.settings.internal_token)
-    if denied is not None:
-        return denied
-    if request.method != "POST":
-        return error_response("method_not_allowed", 'use POST {"network", "account", "purpose", "generation"}', 405)
-    try:
-        behind = c.schema_gate.check()
-    except Exception as exc:  # noqa: BLE001 - the store is unreachable: let Cloud Tasks retry
-        log.warning("schema check failed: %s", exc)
-        return error_response("store_unavailable", f"the store cannot be reached: {type(exc).__name__}", 503, headers={"Retry-After": str(RETRY_AFTER_S)})
-    if behind is not None:
-        return schema_unavailable(behind)
+    refused = internal_post_only(request, c.settings.internal_token, 'use POST {"network", "account", "purpose", "generation"}') \
+        or schema_gate_response(c.schema_gate, retry_after_s=RETRY_AFTER_S)
+    if refused is not None:
+        return refused
     try:
         task = parse_task(request_params(request))
     except InvalidInput as exc:
@@ -312,7 +321,7 @@ def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline)
     gone = False
     if checkpoint is None:
         if not refresh_only and _fresh(c, before, config):
-            _skip(c, network, account, source, (HORIZON_DATA, ATTRIBUTES, ASSETS, FLAGS),
+            _skip(c, network, account, source, (HORIZON_DATA, ATTRIBUTES, ASSETS, FLAGS) + LABEL_STAGES,
                   f"enriched at {iso(before.enriched_at)}, within cache_ttl_hours")
         elif _enrichment(c, network, account, source, deadline) is None:
             if not refresh_only:
@@ -380,7 +389,8 @@ def _skip(c, network: str, account: str, source: str | None, names: tuple, why: 
 
 # ---------------------------------------------------------------------------------- enrichment
 def _enrichment(c, network: str, account: str, source: str | None, deadline: Deadline) -> HorizonAccount | None:
-    """Stages horizon_data, attributes, assets, flags: one GET /accounts/{id}. None on 404."""
+    """Stages horizon_data, attributes, assets, flags: one GET /accounts/{id}. None on 404.
+    Then the best-effort label stages directory_labels and stellar_toml (never raise for upstream trouble)."""
     store = c.store
     with pipeline.stage(c, network, account, HORIZON_DATA, source) as execution:
         state = c.upstream.horizon(network).account(account, deadline.max_wait())
@@ -399,7 +409,96 @@ def _enrichment(c, network: str, account: str, source: str | None, deadline: Dea
         store.put_lineage(network, account, assets=state.assets)
     with pipeline.stage(c, network, account, FLAGS, source):
         store.put_lineage(network, account, flags=state.flags, enriched_at=now)
+    _directory_labels(c, network, account, source, state.home_domain)
+    _stellar_toml(c, network, account, source, state.home_domain)
     return state
+
+
+def _host_name(home_domain: str | None) -> str | None:
+    """The home_domain as a DNS name, or None (absent, or hostile text that is no host name)."""
+    if not home_domain:
+        return None
+    try:
+        return validate_domain(home_domain)
+    except TomlFetchError:
+        return None
+
+
+def _directory_labels(c, network: str, account: str, source: str | None, home_domain: str | None) -> None:
+    """Stage directory_labels: Expert's directory entry and blocked-domain answer -> tags, directory_name.
+
+    Best effort, on spare Expert budget only: no budget leaves the old labels (SKIPPED, deferred);
+    a failure is recorded (FAILED) and the account goes on."""
+    with pipeline.stage(c, network, account, DIRECTORY_LABELS, source) as execution:
+        host = _host_name(home_domain)
+        try:
+            expert = c.upstream.expert
+            entry = expert.directory(account, LABEL_MAX_WAIT_S, best_effort=True)
+        except RateLimited as exc:
+            execution.status = "SKIPPED"
+            execution.error_message = f"deferred: Stellar Expert budget ({exc.message})"[:2000]
+            return
+        except (UpstreamError, ConfigError) as exc:
+            execution.status = "FAILED"
+            execution.error_message = f"{exc}; labels kept as they were"[:2000]
+            return
+        notes = [] if entry is not None else ["not listed in Stellar Expert's directory"]
+        blocked: bool | None = False
+        if host:
+            try:
+                blocked = expert.domain_blocked(host, LABEL_MAX_WAIT_S, best_effort=True)
+            except RateLimited:
+                blocked = None
+                notes.append("blocked-domain check deferred: Stellar Expert budget")
+            except UpstreamError as exc:
+                blocked = None
+                execution.status = "FAILED"
+                notes.append(f"blocked-domain check failed: {exc}")
+        if blocked is None:  # not answered this time: the previous answer stands
+            rec = c.store.get_lineage(network, account)
+            blocked = bool(rec and rec.tags and BLOCKED_DOMAIN_TAG in rec.tags)
+        elif blocked:
+            notes.append("home domain blocked")
+        tags = set(entry.tags) if entry is not None else set()
+        if blocked:
+            tags.add(BLOCKED_DOMAIN_TAG)
+        c.store.put_lineage(network, account, tags=sorted(tags), directory_name=entry.name if entry else None,
+                            updated_at=c.clock.now())
+        if notes:
+            execution.error_message = "; ".join(notes)[:2000]
+
+
+def _stellar_toml(c, network: str, account: str, source: str | None, home_domain: str | None) -> None:
+    """Stage stellar_toml: the home domain's stellar.toml (org name and URL, does it list the account)."""
+    with pipeline.stage(c, network, account, STELLAR_TOML, source) as execution:
+        if not home_domain:
+            execution.status, execution.error_message = "SKIPPED", "no home_domain"
+            return
+        try:
+            fetcher = c.toml
+        except ConfigError as exc:
+            execution.status, execution.error_message = "FAILED", str(exc)[:2000]
+            return
+        if fetcher is None:
+            execution.status, execution.error_message = "SKIPPED", "stellar.toml checks are off (STELLAR_TOML_ENABLED=0)"
+            return
+        now = c.clock.now()
+        try:
+            info = parse_stellar_toml(fetcher.fetch(home_domain, LABEL_MAX_WAIT_S), account)
+        except TomlFetchError as exc:
+            if exc.code == "rate_limited":
+                execution.status, execution.error_message = "SKIPPED", f"deferred: {exc}"[:2000]
+                return
+            error = f"{exc.code}: {exc}"[:2000]
+            # The stored answer is the last check's: a broken file vouches for nothing.
+            c.store.put_lineage(network, account, toml_org_name=None, toml_org_url=None, toml_lists_account=None,
+                                toml_error=error, toml_checked_at=now, updated_at=now)
+            execution.status, execution.error_message = "FAILED", error
+            return
+        c.store.put_lineage(network, account, toml_org_name=info.org_name, toml_org_url=info.org_url,
+                            toml_lists_account=info.lists_account, toml_checked_at=now, toml_error=None, updated_at=now)
+        if not info.lists_account:
+            execution.error_message = "the stellar.toml does not list this account"
 
 
 def _forget_balance(c, network: str, account: str) -> None:

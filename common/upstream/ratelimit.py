@@ -74,8 +74,12 @@ class RateLimiter:
             if budget != self._budget:
                 self._budget = budget
 
-    def acquire(self, max_wait_s: float = math.inf) -> float:
-        """Take one request slot, sleeping until it comes. Returns the seconds waited."""
+    def acquire(self, max_wait_s: float = math.inf, reserve: int = 0) -> float:
+        """Take one request slot, sleeping until it comes. Returns the seconds waited.
+
+        `reserve` > 0 (best-effort callers): go only when `reserve` more slots of the burst would
+        still be free afterwards, so spare-budget requests never delay the ones that matter.
+        """
         with self._lock:
             if self._budget.paused:
                 self.no_budget += 1
@@ -84,7 +88,8 @@ class RateLimiter:
             interval = 1.0 / self._budget.rate_per_s
             tolerance = interval * (self._budget.burst - 1)
             tat = max(self._tat, now)
-            go_at = max(tat - tolerance, self._blocked_until, now)
+            spare = min(max(0, reserve), self._budget.burst - 1)  # a burst of 1 keeps no reserve
+            go_at = max(tat + interval * spare - tolerance, self._blocked_until, now)
             wait = go_at - now
             if wait > max_wait_s:
                 self.no_budget += 1

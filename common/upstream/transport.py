@@ -147,8 +147,9 @@ class JsonTransport:
         return {"base_url": self.base_url, **stats, "limiter": self.limiter.metrics()}
 
     # ------------------------------------------------------------------ one attempt
-    def _attempt(self, path: str, params: Mapping[str, Any] | None, parse: Callable[[Any], Any], max_wait_s: float) -> Any:
-        self.limiter.acquire(max_wait_s)
+    def _attempt(self, path: str, params: Mapping[str, Any] | None, parse: Callable[[Any], Any], max_wait_s: float,
+                 reserve: int = 0) -> Any:
+        self.limiter.acquire(max_wait_s, reserve)
         self._bump("requests")
         _count(self.upstream)
         url = f"{self.base_url}{path}"
@@ -221,14 +222,17 @@ class JsonTransport:
         self._bump("retries")
 
     def get(self, path: str, params: Mapping[str, Any] | None = None, parse: Callable[[Any], Any] = lambda d: d,
-            max_wait_s: float = math.inf) -> Any:
-        """GET base_url + path and return parse(json). Raises an UpstreamError subclass."""
+            max_wait_s: float = math.inf, attempts: int | None = None, reserve: int = 0) -> Any:
+        """GET base_url + path and return parse(json). Raises an UpstreamError subclass.
+
+        `attempts` overrides the tries for this call; `reserve` is passed to the limiter (best effort:
+        only spare budget)."""
         retrying = Retrying(
             retry=retry_if_exception(self._retryable),
-            stop=stop_after_attempt(self.attempts),
+            stop=stop_after_attempt(attempts or self.attempts),
             wait=self._wait_for,
             sleep=self.clock.sleep,
             before_sleep=self._before_sleep,
             reraise=True,
         )
-        return retrying(self._attempt, path, params, parse, max_wait_s)
+        return retrying(self._attempt, path, params, parse, max_wait_s, reserve)

@@ -123,3 +123,19 @@ export function formatUsd(value) {
   const [intPart, frac] = Math.abs(v).toFixed(2).split(".");
   return `${v < 0 ? "-" : ""}$${groupDigits(intPart)}.${frac}`;
 }
+
+/**
+ * An account's labels as [label, text] rows (plain text, hostile text made visible): Stellar
+ * Expert's directory name and what the home domain's stellar.toml says about the account.
+ */
+export function labelFacts(d) {
+  const rows = [];
+  if (!d || typeof d !== "object") return rows;
+  if (typeof d.directory_name === "string" && d.directory_name) rows.push(["Directory name", truncate(displayText(d.directory_name), 80)]);
+  if (typeof d.toml_org_name === "string" && d.toml_org_name) {
+    const listed = d.toml_lists_account === true ? "lists this account" : d.toml_lists_account === false ? "does not list this account" : null;
+    const org = truncate(displayText(d.toml_org_name), 80);
+    rows.push(["stellar.toml", listed ? `${org} (${listed})` : org]);
+  }
+  return rows;
+}

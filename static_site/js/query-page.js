@@ -1,7 +1,7 @@
 // The query builder: presets, a filter builder (add / remove filters), sortable results,
 // clickable accounts and a notice when the scan cap cut the results short.
 import { accountHref, createApi, preferredNetwork, rememberNetwork, siteConfig } from "./api.js";
-import { announce, el, replace } from "./dom.js";
+import { announce, el, replace, tagBadge } from "./dom.js";
 import { displayText, formatCount, formatXlm, truncate } from "./format.js";
 import { networkSwitch, setNetworkBadge } from "./network-switch.js";
 import { isValidAccountId } from "./strkey.js";
@@ -124,6 +124,7 @@ function cellContent(column, value) {
   if (looksLikeAccount(column, value)) {
     return el("a", { href: accountHref(value, state.network), class: "mono", title: value }, `${value.slice(0, 8)}…${value.slice(-8)}`);
   }
+  if (column === "tags" && Array.isArray(value)) return value.length ? el("span", { class: "tags" }, value.map(tagBadge)) : "—";
   if (Array.isArray(value)) return value.map((v) => displayText(v)).join(", ") || "—";
   if (typeof value === "object") return truncate(displayText(JSON.stringify(value)), 120);
   if (typeof value === "boolean") return value ? "yes" : "no";

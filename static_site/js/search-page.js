@@ -3,7 +3,7 @@ import { ApiError, accountHref, createApi, preferredNetwork, rememberNetwork, si
 import { announce, el, replace, tagBadge } from "./dom.js";
 import { DEFAULTS } from "./layout.js";
 import { appendPage, attachChildren, awaitingEnrichment, canExpand, countLoaded, findNode, fromLineage, refreshFacts, revealMore } from "./lineage-model.js";
-import { displayText, formatAssets, formatCount, formatDate, formatDuration, formatFlags, formatXlm, shortAccount } from "./format.js";
+import { displayText, formatAssets, formatCount, formatDate, formatDuration, formatFlags, formatXlm, labelFacts, shortAccount } from "./format.js";
 import { networkSwitch } from "./network-switch.js";
 import { VisibilityPoller } from "./poller.js";
 import { validateSearch } from "./strkey.js";
@@ -182,6 +182,7 @@ function showDetails(n) {
     field("Pipeline", displayText(d.pipeline_source)),
     field("Status", displayText(d.status)),
     field("Children", d.num_children === null || d.num_children === undefined ? "—" : formatCount(d.num_children)),
+    labelFacts(d).map(([label, text]) => field(label, text)),
   );
   replace($("details-body"), tags.length ? el("div", { class: "tags" }, tags.map(tagBadge)) : null, dl);
   $("details-recenter").hidden = n.kind === "root";

@@ -9,6 +9,7 @@ import {
   formatDate,
   formatFlags,
   formatXlm,
+  labelFacts,
   shortAccount,
   truncate,
 } from "./format.js";
@@ -65,6 +66,7 @@ function tooltipContent(n) {
     ["Home domain", displayText(d.home_domain)],
     ["Flags", formatFlags(d.flags)],
     ["Pipeline", displayText(d.pipeline_source)],
+    ...labelFacts(d),
   ];
   if (Number.isFinite(Number(d.num_children)) && d.num_children !== null) rows.push(["Children", formatCount(d.num_children)]);
   const dl = el("dl", {});

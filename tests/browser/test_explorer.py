@@ -425,8 +425,6 @@ def test_siblings_view_lists_the_creators_other_children_page_by_page(probe, sit
     assert tree_accounts(page, "ancestor")[-1] == creator
 
 
-@pytest.mark.xfail(strict=True, reason="the pipeline stores no Stellar Expert directory tags yet (no directory lookup in "
-                   "common/handlers/api_fallback.py); remove this marker when it does")
 def test_directory_labels_show_as_badges(probe, site, sim):
     tagged = [a for a in sim.accounts("malicious", limit=10) if a["exists"]]
     account = tagged[0]["account"]
@@ -436,6 +434,10 @@ def test_directory_labels_show_as_badges(probe, site, sim):
     wait_tree(page, account)
     page.wait_for_function("() => document.querySelectorAll('#details-body .badge.tag').length > 0", timeout=45_000)
     badges = page.eval_on_selector_all("#details-body .badge.tag", "bs => bs.map(b => b.textContent)")
-    assert badges == tags
+    # Expert's tags, plus blocked-domain: the simulated malicious accounts use blocked home domains
+    assert badges == sorted(set(tags) | {"blocked-domain"})
+    facts = dict(zip(page.eval_on_selector_all("#details-body dt", "ds => ds.map(d => d.textContent)"),
+                     page.eval_on_selector_all("#details-body dd", "ds => ds.map(d => d.textContent)")))
+    assert facts["Directory name"] == sim.truth(account)["directory"]["name"]
     assert "tag-malicious" in page.get_attribute("#tree g.node[data-kind=root]", "class")
     assert page.text_content("#tree g.node[data-kind=root] text.label").startswith("⚠")

@@ -252,3 +252,139 @@ def test_a_config_read_failure_is_503(tmp_path):
     assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "store_unavailable"
     assert c.queue.tasks == [] and store.get_lineage("public", ACCOUNT) is None
     store.close()
+
+
+# ---------------------------------------------------------------------------------- label stages (fakes subclass the ports)
+import math  # noqa: E402
+
+from common.enrichment.toml import StellarTomlSource, TomlFetchError  # noqa: E402
+from common.upstream.errors import MalformedResponse, NoBudget  # noqa: E402
+from common.upstream.expert import DirectoryEntry, Expert  # noqa: E402
+
+
+class ScriptedExpert(Expert):
+    def __init__(self, entry=None, blocked=False, error=None):
+        self.entry, self.blocked, self.error, self.calls = entry, blocked, error, []
+
+    def account(self, network, account_id, max_wait_s=math.inf):
+        raise AssertionError("the label stages never ask for the account")
+
+    def directory(self, address, max_wait_s=math.inf, best_effort=False):
+        self.calls.append(("directory", address, max_wait_s, best_effort))
+        if self.error:
+            raise self.error
+        return self.entry
+
+    def domain_blocked(self, domain, max_wait_s=math.inf, best_effort=False):
+        self.calls.append(("blocked", domain, max_wait_s, best_effort))
+        return self.blocked
+
+
+class ScriptedToml(StellarTomlSource):
+    def __init__(self, text=None, error=None):
+        self.text, self.error, self.fetched = text, error, []
+
+    def fetch(self, domain, max_wait_s=math.inf):
+        self.fetched.append((domain, max_wait_s))
+        if self.error:
+            raise self.error
+        return self.text
+
+
+class UpstreamWith(Upstream):
+    def __init__(self, expert):
+        super().__init__(UNREACHABLE_URLS, UNREACHABLE["EXPERT_URL"], SettableClock())
+        self._fake = expert
+
+    @property
+    def expert(self):
+        return self._fake
+
+
+def _labels(tmp_path, expert, toml, home_domain="anchor.example", before=None):
+    store = SQLiteStore(tmp_path / "labels.db")
+    migrations.migrate(store)
+    c = Container(Settings.from_env(env=UNREACHABLE), SettableClock(), store=store, queue=RecordingQueue(),
+                  pipeline_config=PipelineConfig.from_stored({}), upstream=UpstreamWith(expert), toml=toml)
+    store.put_lineage("public", ACCOUNT, **(before or {}))
+    api_fallback._directory_labels(c, "public", ACCOUNT, "API", home_domain)
+    api_fallback._stellar_toml(c, "public", ACCOUNT, "API", home_domain)
+    stages = {e.stage: e for e in store.get_stage_executions("public", ACCOUNT, 10)}
+    return store.get_lineage("public", ACCOUNT), stages, store
+
+
+def test_labels_are_sorted_deduplicated_and_the_blocked_domain_tagged(tmp_path):
+    expert = ScriptedExpert(DirectoryEntry(ACCOUNT, "Anchor", "anchor.example", ("issuer", "anchor")), blocked=True)
+    toml = ScriptedToml(f'ACCOUNTS = ["{ACCOUNT}"]\n[DOCUMENTATION]\nORG_NAME = "Anchor"\nORG_URL = "https://anchor.example"\n')
+    rec, stages, store = _labels(tmp_path, expert, toml)
+    assert rec.tags == ["anchor", "blocked-domain", "issuer"] and rec.directory_name == "Anchor"
+    assert rec.toml_org_name == "Anchor" and rec.toml_lists_account is True and rec.toml_error is None
+    assert all(call[2] == 0 and call[3] is True for call in expert.calls), "spare budget only, never a wait"
+    assert toml.fetched == [("anchor.example", 0)]
+    assert stages["directory_labels"].status == "SUCCESS" and stages["stellar_toml"].status == "SUCCESS"
+    store.close()
+
+
+def test_no_expert_budget_defers_and_keeps_the_old_labels(tmp_path):
+    rec, stages, store = _labels(tmp_path, ScriptedExpert(error=NoBudget("expert", 4.0)), ScriptedToml("x = 1"),
+                                 before={"tags": ["exchange"], "directory_name": "Old"})
+    assert rec.tags == ["exchange"] and rec.directory_name == "Old"
+    assert stages["directory_labels"].status == "SKIPPED" and stages["directory_labels"].error_message.startswith("deferred: Stellar Expert budget")
+    store.close()
+
+
+def test_an_expert_failure_fails_only_the_stage(tmp_path):
+    rec, stages, store = _labels(tmp_path, ScriptedExpert(error=MalformedResponse("expert", "not JSON")), ScriptedToml("x = 1"),
+                                 before={"tags": ["exchange"]})
+    assert rec.tags == ["exchange"] and stages["directory_labels"].status == "FAILED"
+    assert stages["stellar_toml"].status == "SUCCESS" and rec.toml_lists_account is False
+    store.close()
+
+
+def test_a_toml_error_is_stored_and_clears_what_the_last_file_said(tmp_path):
+    rec, stages, store = _labels(tmp_path, ScriptedExpert(), ScriptedToml(error=TomlFetchError("too_large", "too big")),
+                                 before={"toml_org_name": "Was", "toml_lists_account": True})
+    assert rec.toml_error == "too_large: too big" and rec.toml_checked_at is not None
+    assert rec.toml_org_name is None and rec.toml_lists_account is None
+    assert stages["stellar_toml"].status == "FAILED" and stages["stellar_toml"].error_message == rec.toml_error
+    store.close()
+
+
+def test_a_paced_toml_fetch_is_deferred_not_waited_for(tmp_path):
+    rec, stages, store = _labels(tmp_path, ScriptedExpert(), ScriptedToml(error=TomlFetchError("rate_limited", "later")))
+    assert rec.toml_checked_at is None and rec.toml_error is None and stages["stellar_toml"].status == "SKIPPED"
+    store.close()
+
+
+def test_hostile_or_absent_home_domains(tmp_path):
+    expert, toml = ScriptedExpert(), ScriptedToml("x = 1")
+    rec, stages, store = _labels(tmp_path, expert, toml, home_domain="<script>.example")
+    assert [c[0] for c in expert.calls] == ["directory"], "no blocked-domain question for text that is no host name"
+    store.close()
+    expert, toml = ScriptedExpert(), ScriptedToml("x = 1")
+    rec, stages, store = _labels(tmp_path / "none", expert, toml, home_domain=None)
+    assert stages["stellar_toml"].status == "SKIPPED" and toml.fetched == []
+    store.close()
+
+
+class HalfBudgetExpert(ScriptedExpert):
+    """The directory answers; the blocked-domain question finds no spare budget (or fails)."""
+
+    def __init__(self, entry, blocked_error):
+        super().__init__(entry)
+        self.blocked_error = blocked_error
+
+    def domain_blocked(self, domain, max_wait_s=math.inf, best_effort=False):
+        raise self.blocked_error
+
+
+def test_a_deferred_blocked_domain_check_keeps_its_previous_answer_and_the_new_entry(tmp_path):
+    entry = DirectoryEntry(ACCOUNT, "Fake giveaway", None, ("malicious",))
+    rec, stages, store = _labels(tmp_path, HalfBudgetExpert(entry, NoBudget("expert", 2.0)), ScriptedToml("x = 1"),
+                                 before={"tags": ["blocked-domain"]})
+    assert rec.tags == ["blocked-domain", "malicious"] and rec.directory_name == "Fake giveaway"
+    assert stages["directory_labels"].status == "SUCCESS" and "deferred" in stages["directory_labels"].error_message
+    store.close()
+    rec, stages, store = _labels(tmp_path / "2", HalfBudgetExpert(entry, MalformedResponse("expert", "bad")), ScriptedToml("x = 1"))
+    assert rec.tags == ["malicious"] and stages["directory_labels"].status == "FAILED"
+    store.close()

@@ -221,3 +221,25 @@ def test_catalogue_lists_ten_presets_whitelisted_tables_and_operators():
     assert cat["operators"] == ["=", "!=", ">", "<", ">=", "<=", "contains"]
     assert "claim_token" not in cat["tables"]["account_lineage"] and "network_name" not in cat["tables"]["account_lineage"]
     assert "pipeline_config" not in cat["tables"]
+
+
+def test_account_labels_are_filterable(store):
+    """Issue 10: directory tags (exchange, malicious, blocked-domain) and the stellar.toml facts."""
+    phish, exchange, plain = random_account(), random_account(), random_account()
+    store.put_lineage("public", phish, tags=["blocked-domain", "malicious"], directory_name="<script>x</script>",
+                      toml_org_name="Claim your free XLM", toml_lists_account=True)
+    store.put_lineage("public", exchange, tags=["exchange", "memo-required"], directory_name="Exchange 1",
+                      toml_org_name="Exchange 1", toml_lists_account=True)
+    store.put_lineage("public", plain, toml_error="too_large: stellar.toml is larger than 100000 bytes", toml_lists_account=None)
+
+    def q(*triples):
+        return {r["stellar_account"] for r in qb.run_custom(store, "public", {"table": "account_lineage", "filters": _f(*triples), "limit": "50"})["rows"]}
+
+    assert q(("tags", "contains", "malicious")) == {phish}
+    assert q(("tags", "contains", "BLOCKED-DOMAIN")) == {phish}, "a whole tag, any case"
+    assert q(("tags", "contains", "memo")) == set(), "a tag is matched whole, not as a substring"
+    assert q(("tags", "contains", "exchange"), ("toml_lists_account", "=", "true")) == {exchange}
+    assert q(("toml_error", "contains", "too_large")) == {plain}
+    assert q(("directory_name", "contains", "<script>")) == {phish}
+    with pytest.raises(InvalidInput):
+        q(("tags", "=", "malicious"))  # sets take `contains` only

@@ -168,3 +168,70 @@ def test_parse_ignores_junk_types():
     info = parse_stellar_toml('ACCOUNTS = "not a list"\nDOCUMENTATION = 5\n', ACCOUNT)
     assert info == parse_stellar_toml("", ACCOUNT)
     assert not info.lists_account and info.org_name is None
+
+
+# ---------------------------------------------------------------------------------- settings (the env rule)
+from common.config import ConfigError, Settings  # noqa: E402
+from common.enrichment.toml import StellarTomlSource, toml_source_from_settings  # noqa: E402
+
+
+def _settings(**extra):
+    return Settings.from_env(env={}, extra=extra)
+
+
+def test_toml_client_defaults_to_public_only_on_port_443():
+    fetcher = toml_source_from_settings(_settings())
+    assert isinstance(fetcher, StellarTomlSource) and fetcher.port == 443
+    assert fetcher.policy == PUBLIC_ONLY and fetcher.timeout_s == 5.0
+
+
+def test_toml_client_can_be_turned_off_and_explicit_arguments_win():
+    assert toml_source_from_settings(_settings(STELLAR_TOML_ENABLED="0")) is None
+    assert toml_source_from_settings(_settings(STELLAR_TOML_ENABLED="0"), enabled="1") is not None
+
+
+def test_local_settings_point_every_domain_at_one_address(tmp_path):
+    ca, _, _ = make_certificate(["x.example"], tmp_path)
+    fetcher = toml_source_from_settings(_settings(STELLAR_TOML_CONNECT_TO="127.0.0.1:8443", STELLAR_TOML_CA_FILE=str(ca),
+                                                  STELLAR_TOML_ALLOW_NETWORKS="127.0.0.1/32, ::1/128", STELLAR_TOML_TIMEOUT_S="1"))
+    assert fetcher.port == 8443 and fetcher.resolver("anything.example", 8443) == ["127.0.0.1"]
+    assert fetcher.policy.extra_allowed == ("127.0.0.1/32", "::1/128") and fetcher.timeout_s == 1.0
+
+
+def test_without_the_allowance_the_local_address_is_still_refused():
+    fetcher = toml_source_from_settings(_settings(STELLAR_TOML_CONNECT_TO="127.0.0.1:8443"))
+    with pytest.raises(TomlFetchError) as info:
+        fetcher.fetch("good.example")
+    assert info.value.code == "forbidden_address"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("STELLAR_TOML_ENABLED", "maybe"), ("STELLAR_TOML_TIMEOUT_S", "0"), ("STELLAR_TOML_TIMEOUT_S", "soon"),
+    ("STELLAR_TOML_RATE", "-1"), ("STELLAR_TOML_CONNECT_TO", "127.0.0.1"), ("STELLAR_TOML_CONNECT_TO", "h:99999"),
+    ("STELLAR_TOML_ALLOW_NETWORKS", "10.0.0.0/33"), ("STELLAR_TOML_CA_FILE", "/nonexistent/ca.pem"),
+])
+def test_bad_toml_settings_name_the_variable(name, value):
+    with pytest.raises(ConfigError) as info:
+        toml_source_from_settings(_settings(**{name: value}))
+    assert name in str(info.value)
+
+
+def test_a_caller_that_cannot_wait_is_told_so_instead_of_sleeping():
+    fetcher = StellarTomlFetcher(resolver=lambda h, p: ["127.0.0.1"], policy=LOOPBACK_OK, requests_per_second=0.01, port=9)
+    with pytest.raises(TomlFetchError) as first:
+        fetcher.fetch("a.example", max_wait_s=0)  # takes the slot, then nothing listens on port 9
+    assert first.value.code == "connect_failed"
+    started = time.monotonic()
+    with pytest.raises(TomlFetchError) as second:
+        fetcher.fetch("a.example", max_wait_s=0)
+    assert second.value.code == "rate_limited" and time.monotonic() - started < 1
+
+
+def test_the_container_builds_the_toml_client_lazily():
+    from common.bootstrap import Container
+
+    c = Container(_settings(STELLAR_TOML_ENABLED="maybe"))
+    assert "toml" not in c._built, "nothing built at construction"
+    with pytest.raises(ConfigError):
+        c.toml
+    assert Container(_settings(STELLAR_TOML_ENABLED="0")).toml is None

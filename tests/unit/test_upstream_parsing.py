@@ -225,3 +225,61 @@ def test_retry_after_in_seconds_dates_and_horizon_s_reset_header():
     assert retry_after_seconds({"Retry-After": "-5"}, now) == 0
     assert retry_after_seconds({"Retry-After": "1e12"}, now) == MAX_RETRY_AFTER_S
     assert retry_after_seconds({"Retry-After": "inf"}, now) == DEFAULT_RETRY_AFTER_S
+
+
+# ---------------------------------------------------------------------------------- Open Directory
+from common.upstream.expert import DirectoryEntry, check_host_name, parse_blocked_domain, parse_directory_entry  # noqa: E402
+
+
+def test_directory_entry_is_parsed_with_clean_sorted_tags():
+    body = {"address": A, "name": "<script>alert(1)</script>", "domain": "exchange-1.example", "tags": ["exchange", "Memo-Required", "exchange"]}
+    assert parse_directory_entry(body, A) == DirectoryEntry(A, "<script>alert(1)</script>", "exchange-1.example", ("exchange", "memo-required"))
+
+
+def test_an_empty_directory_answer_means_not_listed():
+    assert parse_directory_entry({}, A) is None
+
+
+def test_a_directory_entry_without_tags_or_name_is_still_an_entry():
+    assert parse_directory_entry({"address": A}, A) == DirectoryEntry(A, None, None, ())
+
+
+def test_long_directory_names_are_capped():
+    assert len(parse_directory_entry({"address": A, "name": "N" * 5000, "tags": []}, A).name) == 500
+
+
+@pytest.mark.parametrize("body", [
+    [], "x", None, 5,
+    {"address": B, "name": "other", "tags": []},
+    {"address": A, "name": 7, "tags": []},
+    {"address": A, "domain": ["x"], "tags": []},
+    {"address": A, "tags": "exchange"},
+    {"address": A, "tags": [1]},
+    {"address": A, "tags": ["<b>bold</b>"]},
+    {"address": A, "tags": ["x" * 41]},
+    {"address": A, "tags": ["t"] * 21},
+])
+def test_malformed_directory_bodies_are_refused(body):
+    with pytest.raises(MalformedResponse):
+        parse_directory_entry(body, A)
+
+
+def test_blocked_domain_answers():
+    assert parse_blocked_domain({"domain": "Phish.example", "blocked": True}, "phish.example") is True
+    assert parse_blocked_domain({"blocked": False}, "ok.example") is False
+
+
+@pytest.mark.parametrize("body", [{"domain": "other.example", "blocked": True}, {"domain": "x.example"}, {"blocked": "yes"}, [], None])
+def test_malformed_blocked_domain_answers_are_refused(body):
+    with pytest.raises(MalformedResponse):
+        parse_blocked_domain(body, "x.example")
+
+
+@pytest.mark.parametrize("text", ["<script>.example", "../../etc/passwd", "a b.example", "", None, "localhost", "x" * 300 + ".example"])
+def test_only_host_names_are_asked_about(text):
+    with pytest.raises(ValueError):
+        check_host_name(text)
+
+
+def test_host_names_are_normalised():
+    assert check_host_name(" Login.XLM-Giveaway.example. ") == "login.xlm-giveaway.example"

@@ -126,3 +126,23 @@ def test_threads_share_one_budget_each_slot_given_once():
     for t in threads:
         t.join()
     assert sorted(round(w, 6) for w in waits) == [round(k * 0.1, 6) for k in range(400)]
+
+
+def test_a_best_effort_reserve_leaves_slots_for_the_calls_that_matter():
+    clock = SettableClock()
+    limiter = RateLimiter("expert", Budget(1.0, 3), clock)
+    limiter.acquire(0, reserve=1)
+    limiter.acquire(0, reserve=1)
+    with pytest.raises(NoBudget):
+        limiter.acquire(0, reserve=1)  # only one slot left: kept for a normal call
+    assert limiter.acquire(0) == 0, "the reserved slot is there at once"
+    clock.advance(3)
+    assert limiter.acquire(0, reserve=1) == 0, "refilled: spare budget again"
+
+
+def test_a_burst_of_one_keeps_no_reserve():
+    clock = SettableClock()
+    limiter = RateLimiter("expert", Budget(1.0, 1), clock)
+    assert limiter.acquire(0, reserve=1) == 0
+    with pytest.raises(NoBudget):
+        limiter.acquire(0, reserve=1)
