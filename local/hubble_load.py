@@ -322,8 +322,12 @@ def load_duckdb(
     network: str = "public",
     tables: Iterable[str] | None = None,
     log: Callable[[str], None] | None = None,
+    on_table: Callable[[str, dict], None] | None = None,
 ) -> LoadReport:
-    """Load (replace) a network's Hubble tables into the DuckDB file at db_path, in one transaction."""
+    """Load (replace) a network's Hubble tables into the DuckDB file at db_path, in one transaction.
+
+    on_table(table, info) is called as each table is loaded (info: rows, files, partitions, bytes);
+    the load commits only after the last one."""
     import duckdb
 
     if network not in NETWORKS:
@@ -354,6 +358,8 @@ def load_duckdb(
             con.execute(f"CREATE OR REPLACE TABLE {local_schema(network)}.{_q(table)} AS {select}")
             rows, partitions, nbytes = _write_stats(con, network, table, columns, str(directory))
             report.tables[table] = {**info, "rows": rows, "partitions": partitions, "bytes": nbytes}
+            if on_table:
+                on_table(table, report.tables[table])
         con.execute("COMMIT")
     except BaseException as exc:
         try:
@@ -381,6 +387,7 @@ def load_bigquery(
     log: Callable[[str], None] | None = None,
     chunk_bytes: int | None = None,
     only_needed_columns: bool = False,
+    on_table: Callable[[str, dict], None] | None = None,
 ) -> LoadReport:
     """Create the datasets and (re)load the tables through google-cloud-bigquery load jobs.
 
@@ -444,6 +451,8 @@ def load_bigquery(
                 job.result()
                 rows += lines
         report.tables[table] = {"format": "json", "files": len(files), "rows": rows, "columns": len(fields)}
+        if on_table:
+            on_table(table, report.tables[table])
     return report
 
 
@@ -483,38 +492,85 @@ def _pieces(path: str, chunk_bytes: int | None, keep: list[str] | None = None):
 
 
 # ---------------------------------------------------------------------------------- CLI
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.hubble_load", description="Load Hubble-shaped exports into the embedded Hubble (DuckDB) or BigQuery.")
+def build_parser(prog: str = "python -m local.hubble_load") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Load Hubble-shaped exports into the embedded Hubble (DuckDB) or BigQuery.")
     parser.add_argument("source", help="export directory (a network's files, or <network>/ subfolders)")
     parser.add_argument("--network", default="public", choices=NETWORKS)
-    parser.add_argument("--table", action="append", choices=TABLES, help="load only this table (repeatable)")
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--db", help="DuckDB file of the embedded Hubble (HUBBLE_DUCKDB_PATH)")
+    parser.add_argument("--table", action="append", choices=TABLES, help="load only this table (repeatable; default: both)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--db", help="DuckDB file of the embedded Hubble (default: HUBBLE_DUCKDB_PATH)")
     target.add_argument("--bigquery", action="store_true", help="load into BigQuery (or the emulator with --endpoint)")
-    parser.add_argument("--project", help="BigQuery project (with --bigquery)")
-    parser.add_argument("--endpoint", help="BigQuery emulator URL, e.g. http://127.0.0.1:9050 (with --bigquery)")
+    parser.add_argument("--project", help="BigQuery project, with --bigquery (default: BIGQUERY_PROJECT)")
+    parser.add_argument("--endpoint", help="BigQuery emulator URL, e.g. http://127.0.0.1:9050, with --bigquery (default: BIGQUERY_EMULATOR_HOST)")
     parser.add_argument("--dataset", default=DEFAULT_HUBBLE_DATASET)
     parser.add_argument("--dbt-dataset", default=DEFAULT_HUBBLE_DBT_DATASET)
-    args = parser.parse_args(argv)
+    return parser
 
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
 
+def main(argv: list[str] | None = None, prog: str = "python -m local.hubble_load") -> int:
+    """Load with a progress bar (tables loaded of tables selected) and a one-line summary on stderr:
+    tables, rows, errors and elapsed time. The per-table report is printed on stdout."""
+    import time
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from common.config import setting
+
+    args = build_parser(prog).parse_args(argv)
+    console = Console(stderr=True)
+    started = time.monotonic()
+    selected = list(dict.fromkeys(args.table)) if args.table else list(TABLES)
+    loaded: dict[str, dict] = {}
+
+    def summary(errors: int, target: str) -> str:
+        rows = sum(int(v.get("rows", 0)) for v in loaded.values())
+        state = "FAILED; " if errors else ""
+        where = f"; into {target}" if target else ""
+        return (f"hubble load: {state}{len(loaded)} of {len(selected)} table(s) loaded, {rows:,} rows, {errors} error(s)"
+                f"{where} ({args.network}) in {time.monotonic() - started:.1f}s")
+
+    target = ""
     try:
-        if args.db:
-            report = load_duckdb(args.db, args.source, args.network, args.table, log)
-        else:
-            if not args.project:
-                raise LoadError("--project is required with --bigquery")
-            from common.hubble.bigquery import make_client
+        db = None if args.bigquery else setting("HUBBLE_DUCKDB_PATH", args.db, None)
+        if not args.bigquery and not db:
+            raise LoadError("say where to load: --db PATH (or HUBBLE_DUCKDB_PATH) for the embedded Hubble, or --bigquery")
+        project = setting("BIGQUERY_PROJECT", args.project, None) if args.bigquery else None
+        if args.bigquery and not project:
+            raise LoadError("--project (or BIGQUERY_PROJECT) is required with --bigquery")
+        target = str(db) if db else f"bigquery:{project}"
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("tables"), TimeElapsedColumn(), console=console, transient=False) as bar:
+            task = bar.add_task(f"loading {args.network}", total=len(selected))
 
-            client = make_client(args.project, args.endpoint)
-            chunk = EMULATOR_CHUNK_BYTES if args.endpoint else None
-            report = load_bigquery(client, args.source, args.network, (args.dataset, args.dbt_dataset), args.table, log, chunk)
-    except (LoadError, OSError) as exc:
+            def log(message: str) -> None:
+                bar.update(task, description=escape(message))
+
+            def on_table(table: str, info: dict) -> None:
+                loaded[table] = info
+                bar.console.print(f"{table}: {int(info.get('rows', 0)):,} rows from {info.get('files', 0)} file(s)", markup=False, highlight=False)
+                bar.update(task, advance=1)
+
+            if db:
+                report = load_duckdb(db, args.source, args.network, selected, log, on_table)
+            else:
+                from common.hubble.bigquery import make_client
+
+                endpoint = setting("BIGQUERY_EMULATOR_HOST", args.endpoint, None)
+                client = make_client(project, endpoint)
+                chunk = EMULATOR_CHUNK_BYTES if endpoint else None
+                report = load_bigquery(client, args.source, args.network, (args.dataset, args.dbt_dataset), selected, log, chunk,
+                                       on_table=on_table)
+            bar.update(task, description=f"loaded {args.network}")
+    except (LoadError, OSError, ConfigError) as exc:
         print(f"hubble_load: {exc}", file=sys.stderr)
+        if not target.startswith("bigquery:"):
+            loaded.clear()  # the DuckDB load is one transaction: it was rolled back, nothing was kept
+        console.print(summary(1, target), markup=False, highlight=False, soft_wrap=True)
         return 1
     print(report.summary())
+    console.print(summary(0, report.target), markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

@@ -31,7 +31,7 @@ def command(name: str):
 def _console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)  # one-line summaries stay one line in logs
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -56,35 +56,60 @@ def _container(args: argparse.Namespace):
 # ------------------------------------------------------------------ migrate
 @command("migrate")
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from common.store import migrations
 
     console = _console()
     c = _container(args)
     store = c.store
     started = time.monotonic()
+    counts = {"applied": 0, "already": 0, "errors": 0}
+    verified = "not run"
     try:
         if not args.verify_only:
-            with console.status("checking applied migrations…"):
-                report = migrations.migrate(
-                    store,
-                    dry_run=args.dry_run,
-                    progress=lambda m, i, n: console.print(f"[{i + 1}/{n}] applying {m.label} ({len(m.statements)} statements)"),
-                )
-            console.print(report.summary())
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console) as bar:
+                task = bar.add_task("checking applied migrations…", total=None)
+
+                def step(m, i, n):
+                    bar.update(task, description=f"applying {m.label}", completed=i, total=n)
+                    bar.console.print(f"[{i + 1}/{n}] applying {m.label} ({len(m.statements)} statements)", markup=False)
+
+                report = migrations.migrate(store, dry_run=args.dry_run, progress=step)
+                if args.dry_run:
+                    bar.remove_task(task)
+                else:
+                    bar.update(task, description="migrations applied", completed=len(report.applied),
+                               total=len(report.applied) + len(report.not_applied))
+            counts.update(applied=len(report.applied), already=len(report.already_applied), errors=1 if report.failed else 0)
+            console.print(report.summary(), markup=False)
             if not report.ok:
                 return 1
         if args.verify or args.verify_only:
             result = migrations.verify(store)
             if result.ok:
+                verified = "ok"
                 console.print(f"verify: ok ({len(result.applied)} migrations applied, every declared column present)")
             else:
+                verified = "FAILED"
+                counts["errors"] += 1
                 cols = "; ".join(f"{t}: {', '.join(c)}" for t, c in sorted(result.missing_columns.items()))
-                console.print(f"verify: FAILED; missing migrations: {', '.join(result.missing_migrations) or 'none'}; missing columns: {cols or 'none'}")
+                console.print(f"verify: FAILED; missing migrations: {', '.join(result.missing_migrations) or 'none'}; missing columns: {cols or 'none'}",
+                              markup=False)
                 return 1
-        console.print(f"done in {time.monotonic() - started:.1f}s")
         return 0
+    except Exception:  # reported by main() as one line; the summary still counts it
+        counts["errors"] += 1
+        raise
     finally:
         store.close()
+        would = " (dry run: nothing applied)" if args.dry_run else ""
+        console.print(
+            f"migrate: {counts['applied']} applied{would}, {counts['already']} already applied, {counts['errors']} error(s), "
+            f"verify {verified}; done in {time.monotonic() - started:.1f}s",
+            markup=False, highlight=False, soft_wrap=True,
+        )
 
 
 # ------------------------------------------------------------------ config
@@ -178,6 +203,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     c = _container(args)
     target = os.path.abspath(args.output)
     started = time.monotonic()
+    done = {"children": 0}
     # Write beside the target and rename at the end: an interrupted export leaves nothing behind.
     fd, tmp = tempfile.mkstemp(prefix=".export-", dir=os.path.dirname(target))
     try:
@@ -185,10 +211,12 @@ def cmd_export(args: argparse.Namespace) -> int:
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
         ) as bar:
             task = bar.add_task("exporting")
-            chunks = export_lineage(
-                c.store, args.network, account, fmt,
-                progress=lambda n: bar.update(task, description=f"exported {n:,} children"),
-            )
+
+            def progress(n: int) -> None:
+                done["children"] = n
+                bar.update(task, description=f"exported {n:,} children")
+
+            chunks = export_lineage(c.store, args.network, account, fmt, progress=progress)
             for chunk in chunks:
                 out.write(chunk)
         os.replace(tmp, target)
@@ -198,7 +226,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         if os.path.exists(tmp):
             os.unlink(tmp)
         c.close()
-    console.print(f"wrote {target} ({os.path.getsize(target):,} bytes, {fmt}) in {time.monotonic() - started:.1f}s")
+    console.print(
+        f"wrote {target}: {done['children']:,} children ({fmt}, {os.path.getsize(target):,} bytes), 0 errors, "
+        f"in {time.monotonic() - started:.1f}s",
+        markup=False, highlight=False, soft_wrap=True,
+    )
     return 0
 
 
@@ -299,6 +331,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return stack_main(args.rest) or 0
 
 
+HUBBLE_ACTIONS = {"load": "load a Hubble export (NDJSON/Parquet, or raw stellar-etl) into the embedded Hubble (DuckDB) or BigQuery"}
+
+
+@command("hubble")
+def cmd_hubble(args: argparse.Namespace) -> int:
+    from local.hubble_load import main as load_main
+
+    rest = list(args.rest)
+    if not rest or rest[0] in ("-h", "--help"):
+        print("usage: stellarmap hubble load [--db PATH | --bigquery --project P [--endpoint URL]] [--network N] [--table T] SOURCE\n")
+        for action, text in HUBBLE_ACTIONS.items():
+            print(f"  {action:<6} {text}")
+        print("\n`stellarmap hubble load --help` lists every option.")
+        return 0 if rest else 2
+    if rest[0] not in HUBBLE_ACTIONS:
+        raise CommandError(f"unknown hubble action {rest[0]!r}; actions: {', '.join(HUBBLE_ACTIONS)}")
+    return load_main(rest[1:], prog="stellarmap hubble load") or 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stellarmap", description="Operate a StellarMap deployment.")
     p.add_argument("--store", choices=["sqlite", "cassandra"], help="store backend (default: STELLARMAP_STORE or sqlite)")
@@ -342,19 +393,27 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="health, queue depth and spend against the budget")
     st.add_argument("--json", action="store_true", help="machine-readable output")
 
-    for name, helptext in (("sim", "run the local Stellar network simulator"), ("demo", "run the whole local stack")):
+    for name, helptext in (
+        ("sim", "run the local Stellar network simulator"),
+        ("demo", "run the whole local stack"),
+        ("hubble", "hubble load: load a Hubble export into the embedded Hubble (DuckDB) or BigQuery"),
+    ):
         s = sub.add_parser(name, help=helptext, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 
-PASS_THROUGH = ("sim", "demo")  # their own parsers own every option after the command
+PASS_THROUGH = ("sim", "demo", "hubble")  # their own parsers own every option after the command
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASS_THROUGH:
-        return COMMANDS[argv[0]](argparse.Namespace(command=argv[0], rest=argv[1:]))
+        try:
+            return COMMANDS[argv[0]](argparse.Namespace(command=argv[0], rest=argv[1:]))
+        except CommandError as exc:
+            print(f"stellarmap {argv[0]}: {exc}", file=sys.stderr)
+            return 1
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -175,8 +175,8 @@ def account_lineage(c, params: dict, now: dt.datetime) -> Response:
     from common.lineage_view import lineage_view
 
     network, account = _network(params), _account(params)
-    fmt = params.get("format", "json")
-    if fmt not in FORMATS:
+    fmt = params.get("format")  # absent: the paged d3 body; json|csv|graphml: the whole lineage, streamed
+    if fmt is not None and fmt not in FORMATS:
         raise InvalidInput("invalid_format", f"format must be one of {', '.join(FORMATS)}", "format")
     limit = _int(params, "limit", 100, 1, MAX_PAGE)
     cursor = params.get("cursor")
@@ -186,7 +186,7 @@ def account_lineage(c, params: dict, now: dt.datetime) -> Response:
     siblings_cursor = params.get("siblings_cursor")
     if siblings_cursor is not None:
         validate_account_id(siblings_cursor, "siblings_cursor")
-    if fmt != "json":
+    if fmt is not None:
         try:
             chunks = export_lineage(c.store, network, account, fmt)
         except ExportNotFound:

@@ -2,6 +2,7 @@
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,10 +32,15 @@ def sqlite_env(tmp_path):
 def test_migrate_twice_then_verify_sqlite(sqlite_env):
     dry = cli("migrate", "--dry-run", env_extra=sqlite_env)
     assert dry.returncode == 0 and "would apply 0001_initial_schema" in dry.stderr
+    assert "migrate: 0 applied (dry run: nothing applied), 0 already applied, 0 error(s)" in dry.stderr
     first = cli("migrate", "--verify", env_extra=sqlite_env)
     assert first.returncode == 0 and "applied 0001_initial_schema" in first.stderr and "verify: ok" in first.stderr
+    n = len(migrations.load_migrations())
+    assert f"[{n}/{n}] applying" in first.stderr
+    assert re.search(rf"migrate: {n} applied, 0 already applied, 0 error\(s\), verify ok; done in [\d.]+s", first.stderr), first.stderr
     second = cli("migrate", "--verify", env_extra=sqlite_env)
     assert second.returncode == 0 and "nothing to apply" in second.stderr
+    assert f"migrate: 0 applied, {n} already applied, 0 error(s), verify ok" in second.stderr
 
 
 @pytest.mark.cassandra
@@ -61,6 +67,7 @@ def test_migrate_twice_then_verify_cassandra(cassandra_keyspace):
 def test_verify_only_on_an_empty_database_fails_with_a_reason(sqlite_env):
     res = cli("migrate", "--verify-only", env_extra=sqlite_env)
     assert res.returncode == 1 and "missing migrations: 0001_initial_schema" in res.stderr
+    assert "migrate: 0 applied, 0 already applied, 1 error(s), verify FAILED" in res.stderr
 
 
 def test_config_get_set(sqlite_env):
@@ -98,6 +105,7 @@ def test_export_to_file(sqlite_env, tmp_path):
     assert res.returncode == 0, res.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == 1 + 2 + 1500 and "wrote" in res.stderr
+    assert re.search(r"wrote \S+lineage\.csv: 1,500 children \(csv, [\d,]+ bytes\), 0 errors, in [\d.]+s", res.stderr), res.stderr
     missing = cli("export", "--account", random_account(), "--output", str(tmp_path / "x.json"), env_extra=sqlite_env)
     assert missing.returncode == 1 and "not known" in missing.stderr and not (tmp_path / "x.json").exists()
 

@@ -42,6 +42,7 @@ def _requests(data):
         f"/account-lineage?account={chain[0]}&limit=1000", f"/account-lineage?account={me}&siblings=1",
         f"/account-lineage?account={chain[0]}&cursor={sorted(kids)[10]}&limit=5",
         f"/account-lineage?account={me}&format=csv", f"/account-lineage?account={me}&format=graphml",
+        f"/account-lineage?account={me}&format=json",
         "/hva-leaderboard", "/hva-leaderboard?threshold=1000000&limit=3", "/hva-leaderboard?network=testnet",
         "/hva-changes", "/hva-changes?threshold=10000&since=2026-04-30T00:00:00Z&limit=5",
         "/query", f"/query?table=account_lineage&filters={filters}&limit=50&sort=updated_at&order=desc",

@@ -211,6 +211,11 @@ def test_account_lineage_export_formats(env):
     r = client.get(f"/account-lineage?account={chain[-1]}&format=graphml")
     assert r.status_code == 200 and "<graphml" in r.get_data(as_text=True)
     assert r.headers["Content-Disposition"].startswith("attachment;")
+    r = client.get(f"/account-lineage?account={chain[1]}&format=json")
+    assert r.status_code == 200 and r.headers["Content-Disposition"].startswith("attachment;")
+    whole = json.loads(r.get_data(as_text=True))
+    assert whole["account"] == chain[1] and [a["account"] for a in whole["ancestors"]] == [GENESIS_ACCOUNT]
+    assert [n["account"] for n in whole["children"]] == [chain[2]]
     status, body = get(client, f"/account-lineage?account={random_account()}&format=csv")
     assert status == 404 and body["error"]["code"] == "account_not_found"
 
