@@ -30,7 +30,7 @@ import tracemalloc
 from decimal import Decimal
 from typing import Callable
 
-from bench.common import Result
+from bench.common import Result, random_accounts, seed_chain
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 DEPTH = 15
@@ -39,24 +39,14 @@ AREA = "lineage export (sqlite)"
 MIB = 2**20
 
 
-def _accounts(n: int) -> list[str]:
-    from stellar_sdk import StrKey
-
-    return [StrKey.encode_ed25519_public_key(os.urandom(32)) for _ in range(n)]
-
-
 def _seed(store, n_children: int, chain_top: str) -> str:
     """An account `DEPTH` hops below genesis with n_children children (10% enriched); returns it."""
     from common.domain import ChildEdge
 
     rng = random.Random(n_children)
-    chain = [chain_top] + _accounts(DEPTH)
-    for parent, child in zip(chain, chain[1:]):
-        store.put_lineage("public", child, stellar_creator_account=parent, account_creation_date=T0, status="COMPLETE",
-                          xlm_balance=Decimal("100.5"), home_domain="chain.example", num_child_accounts=1)
-        store.add_children("public", parent, [ChildEdge("public", parent, child, T0, "1")])
+    chain = seed_chain(store, chain_top, DEPTH, T0)
     creator = chain[-1]
-    kids = _accounts(n_children)
+    kids = random_accounts(n_children)
     for i in range(0, n_children, 5000):  # the batch API: one transaction per 5,000 edges
         store.add_children("public", creator, [ChildEdge("public", creator, k, T0, str(j), Decimal(1))
                                                for j, k in enumerate(kids[i : i + 5000], i)])

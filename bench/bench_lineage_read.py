@@ -18,31 +18,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from bench.common import Result, cassandra_bench_store, latencies_ms, median, percentile
+from bench.common import Result, cassandra_bench_store, random_accounts, seed_chain, latencies_ms, median, percentile
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 DEPTH = 15
 GOAL = "p99 ≤ 50 ms"
 
 
-def _accounts(n: int) -> list[str]:
-    from stellar_sdk import StrKey
-
-    return [StrKey.encode_ed25519_public_key(os.urandom(32)) for _ in range(n)]
-
-
 def _seed(store, n_children: int, workers: int) -> str:
     from common.domain import GENESIS_ACCOUNT, ChildEdge
 
     rng = random.Random(11)
-    chain = [GENESIS_ACCOUNT] + _accounts(DEPTH)
     store.put_lineage("public", GENESIS_ACCOUNT, status="COMPLETE", num_child_accounts=1)
-    for parent, child in zip(chain, chain[1:]):
-        store.put_lineage("public", child, stellar_creator_account=parent, account_creation_date=T0, status="COMPLETE",
-                          xlm_balance=Decimal("100.5"), home_domain="chain.example", num_child_accounts=1)
-        store.add_children("public", parent, [ChildEdge("public", parent, child, T0, "1")])
+    chain = seed_chain(store, GENESIS_ACCOUNT, DEPTH, T0)
     creator = chain[-1]
-    kids = _accounts(n_children)
+    kids = random_accounts(n_children)
     batches = [kids[i : i + 5000] for i in range(0, n_children, 5000)]
 
     def add(batch):

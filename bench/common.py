@@ -111,3 +111,23 @@ def cassandra_bench_store(area: str) -> Iterator[tuple[object, object] | Result]
         store.close()
         session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
         cluster.shutdown()
+
+
+def random_accounts(n: int) -> list[str]:
+    from stellar_sdk import StrKey
+
+    return [StrKey.encode_ed25519_public_key(os.urandom(32)) for _ in range(n)]
+
+
+def seed_chain(store, top: str, depth: int, created_at) -> list[str]:
+    """`depth` enriched accounts below `top`, each the only child of the one above; returns the chain."""
+    from decimal import Decimal
+
+    from common.domain import ChildEdge
+
+    chain = [top] + random_accounts(depth)
+    for parent, child in zip(chain, chain[1:]):
+        store.put_lineage("public", child, stellar_creator_account=parent, account_creation_date=created_at, status="COMPLETE",
+                          xlm_balance=Decimal("100.5"), home_domain="chain.example", num_child_accounts=1)
+        store.add_children("public", parent, [ChildEdge("public", parent, child, created_at, "1")])
+    return chain

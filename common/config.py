@@ -44,6 +44,17 @@ def int_setting(name: str, explicit: Any = None, default: Any = _MISSING, env: M
         raise ConfigError(name, f"must be an integer, got {raw!r}") from None
 
 
+def bounded_number(name: str, raw: Any, low: float, high: float, cast=float) -> Any:
+    """`raw` as a number within [low, high], else a ConfigError that names the setting."""
+    try:
+        value = cast(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
 # Upstream public defaults. Tests and the demo point these at the local simulator.
 DEFAULT_HORIZON_URLS = {
     "public": "https://horizon.stellar.org",

@@ -308,15 +308,9 @@ def _flag(raw: Any, name: str) -> bool:
 
 
 def _number(raw: Any, name: str, low: float, high: float) -> float:
-    from common.config import ConfigError
+    from common.config import bounded_number
 
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw!r}")
-    return value
+    return bounded_number(name, raw, low, high)
 
 
 def toml_source_from_settings(settings, enabled: Any = None, timeout_s: Any = None, rate: Any = None,

@@ -17,7 +17,7 @@ import threading
 from typing import Any, Mapping
 
 from common.clock import Clock
-from common.config import PIPELINE_CONFIG_DEFAULTS, ConfigError, Settings
+from common.config import PIPELINE_CONFIG_DEFAULTS, ConfigError, Settings, bounded_number
 from common.domain import NETWORKS, validate_network
 from common.upstream.expert import Expert, HttpExpert
 from common.upstream.horizon import Horizon, HttpHorizon
@@ -27,13 +27,7 @@ from common.upstream.transport import JsonTransport
 
 def _number(settings: Settings | None, name: str, explicit: Any, default: float, cast, low: float, high: float) -> Any:
     raw = explicit if explicit is not None else (settings.optional(name, default) if settings is not None else default)
-    try:
-        value = cast(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw!r}")
-    return value
+    return bounded_number(name, raw, low, high, cast)
 
 
 def budgets(config: Mapping[str, Any], processes: int = 1) -> dict[str, Budget]:
