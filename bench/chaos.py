@@ -49,7 +49,17 @@ def pick_accounts(sim_url: str, network: str, total: int) -> list[str]:
         want = max(1, int(total * share))
         got = fetch_json(f"{sim_url}/_sim/accounts/{network}?kind={kind}&limit={want}")["accounts"]
         chosen += [a["account"] for a in got if a.get("num_children", 0) < 20_000]
-    return list(dict.fromkeys(chosen))[:total]
+    chosen = list(dict.fromkeys(chosen))
+    # Rare kinds run out on a small network: top up with ordinary accounts to reach `total`.
+    offset = 0
+    while len(chosen) < total:
+        got = fetch_json(f"{sim_url}/_sim/accounts/{network}?kind=ordinary&limit=1000&offset={offset}")["accounts"]
+        if not got:
+            break
+        offset += len(got)
+        seen = set(chosen)
+        chosen += [a["account"] for a in got if a["account"] not in seen and a.get("num_children", 0) < 20_000]
+    return chosen[:total]
 
 
 def restart_cassandra(log: list[str]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from common.clock import Clock, SystemClock
 from common.queue.port import TaskQueue, task_name, validate_queue
+from common.sqlite_writer import writer_lock
 
 TOMBSTONE_S = 3600.0  # Cloud Tasks keeps a finished task's name reserved for about an hour
 LIVE_STATES = ("queued", "running")
@@ -97,7 +98,12 @@ class TaskDB:
     # ------------------------------------------------------------ writes used by enqueue
     def insert(self, queue: str, name: str, payload: dict, purpose: str, schedule_time: float, now: float, tombstone_s: float) -> bool:
         """Create the task unless the name is live or finished less than tombstone_s ago."""
-        cur = self.conn().execute(
+        with writer_lock(self.path):
+            cur = self._insert(queue, name, payload, purpose, schedule_time, now, tombstone_s)
+        return cur.rowcount == 1
+
+    def _insert(self, queue: str, name: str, payload: dict, purpose: str, schedule_time: float, now: float, tombstone_s: float):
+        return self.conn().execute(
             """INSERT INTO tasks (queue, name, payload, purpose, state, schedule_time, created_at)
                VALUES (?, ?, ?, ?, 'queued', ?, ?)
                ON CONFLICT (queue, name) DO UPDATE SET
@@ -108,7 +114,6 @@ class TaskDB:
                WHERE tasks.state IN ('done', 'dropped') AND tasks.finished_at < ?""",
             (queue, name, json.dumps(payload, separators=(",", ":"), sort_keys=True), purpose, schedule_time, now, now - tombstone_s),
         )
-        return cur.rowcount == 1
 
     # ------------------------------------------------------------ reads
     def get(self, queue: str, name: str) -> dict | None:

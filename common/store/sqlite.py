@@ -25,6 +25,7 @@ from common.domain import (
 from common.store import codec
 from common.store.port import Store
 from common.store.schema import alter_add, to_sqlite
+from common.sqlite_writer import writer_lock
 
 
 class SQLiteStore(Store):
@@ -54,7 +55,7 @@ class SQLiteStore(Store):
         return conn
 
     def _tx(self):
-        return _Transaction(self._conn())
+        return _Transaction(self._conn(), writer_lock(self.path))
 
     def close(self) -> None:
         with self._lock:
@@ -464,14 +465,24 @@ class SQLiteStore(Store):
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT: one writer at a time across threads and processes."""
+    """BEGIN IMMEDIATE ... COMMIT: one writer at a time across threads (the lock) and processes
+    (SQLite's own write lock)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock):
         self.conn = conn
+        self.lock = lock
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
