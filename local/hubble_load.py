@@ -183,28 +183,21 @@ def _reader(con, fmt: str, files: list[str], fields: list[dict] | None) -> tuple
     return f"read_json({_file_list(files)}, format = 'newline_delimited', columns = {{{spec}}})", columns
 
 
+# BigQuery type -> the local DuckDB column type (TIMESTAMP and nested values are special below).
+_DUCK_TYPE = {"STRING": "VARCHAR", "INTEGER": "BIGINT", "FLOAT": "DOUBLE", "NUMERIC": "DECIMAL(38, 9)",
+              "BIGNUMERIC": "DECIMAL(38, 9)", "BOOLEAN": "BOOLEAN", "DATETIME": "TIMESTAMP", "DATE": "DATE",
+              "TIME": "TIME", "BYTES": "BLOB"}
+# BigQuery's fixed logical sizes in bytes (STRING and BYTES are 2 + length).
+_FIXED_SIZE = {"BOOLEAN": 1, "NUMERIC": 16, "BIGNUMERIC": 32, "INTEGER": 8, "FLOAT": 8, "TIMESTAMP": 8,
+               "DATETIME": 8, "DATE": 8, "TIME": 8}
+
+
 def _cast(expr: str, bq: str) -> str:
     """Cast a source value (text from JSON, or a typed Parquet value) to the local column type."""
-    if bq == "STRING":
-        return f"CAST({expr} AS VARCHAR)"
-    if bq == "INTEGER":
-        return f"CAST({expr} AS BIGINT)"
-    if bq == "FLOAT":
-        return f"CAST({expr} AS DOUBLE)"
-    if bq in ("NUMERIC", "BIGNUMERIC"):
-        return f"CAST({expr} AS DECIMAL(38, 9))"
-    if bq == "BOOLEAN":
-        return f"CAST({expr} AS BOOLEAN)"
     if bq == "TIMESTAMP":  # ...Z, +00:00 and bq extract's " UTC" all become a plain UTC TIMESTAMP
         return f"CAST(CAST(replace(CAST({expr} AS VARCHAR), ' UTC', '+00:00') AS TIMESTAMPTZ) AS TIMESTAMP)"
-    if bq == "DATETIME":
-        return f"CAST({expr} AS TIMESTAMP)"
-    if bq == "DATE":
-        return f"CAST({expr} AS DATE)"
-    if bq == "TIME":
-        return f"CAST({expr} AS TIME)"
-    if bq == "BYTES":
-        return f"CAST({expr} AS BLOB)"
+    if bq in _DUCK_TYPE:
+        return f"CAST({expr} AS {_DUCK_TYPE[bq]})"
     return f"CAST(to_json({expr}) AS JSON)"
 
 
@@ -215,14 +208,8 @@ def _size(col: str, bq: str) -> str:
         return f"COALESCE(2 + strlen({c}), 0)"
     if bq == "BYTES":
         return f"COALESCE(2 + octet_length({c}), 0)"
-    if bq == "BOOLEAN":
-        return f"CASE WHEN {c} IS NULL THEN 0 ELSE 1 END"
-    if bq == "NUMERIC":
-        return f"CASE WHEN {c} IS NULL THEN 0 ELSE 16 END"
-    if bq == "BIGNUMERIC":
-        return f"CASE WHEN {c} IS NULL THEN 0 ELSE 32 END"
-    if bq in ("INTEGER", "FLOAT", "TIMESTAMP", "DATETIME", "DATE", "TIME"):
-        return f"CASE WHEN {c} IS NULL THEN 0 ELSE 8 END"
+    if bq in _FIXED_SIZE:
+        return f"CASE WHEN {c} IS NULL THEN 0 ELSE {_FIXED_SIZE[bq]} END"
     return f"COALESCE(strlen(CAST({c} AS VARCHAR)), 0)"  # nested values: their JSON text's size, an approximation
 
 

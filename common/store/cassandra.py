@@ -627,19 +627,8 @@ class CassandraStore(Store):
     def _adjust_spend(self, month: str, delta_micro_usd: int, now: dt.datetime) -> None:
         self._spend_cas(month, now, lambda current: max(0, current + delta_micro_usd))
 
-    def _record_spend(self, month: str, query_id: str, bytes_processed: int, bytes_billed: int, cost_micro_usd: int, purpose: str, now: dt.datetime) -> None:
-        self._insert(
-            "bigquery_spend_ledger",
-            {
-                "month": month,
-                "recorded_at": now,
-                "query_id": query_id,
-                "bytes_processed": bytes_processed,
-                "bytes_billed": bytes_billed,
-                "cost_micro_usd": cost_micro_usd,
-                "purpose": purpose,
-            },
-        )
+    def _insert_spend_row(self, row: dict) -> None:
+        self._insert("bigquery_spend_ledger", row)
 
     def _get_spend_ledger(self, month: str, limit: int) -> list[dict]:
         return self._select_rows("bigquery_spend_ledger", {"month": month}, limit=limit)

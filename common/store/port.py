@@ -451,7 +451,10 @@ class Store(abc.ABC):
         self._adjust_spend(_check_month(month), int(delta_micro_usd), as_utc(now))
 
     def record_spend(self, month: str, query_id: str, bytes_processed: int, bytes_billed: int, cost_micro_usd: int, purpose: str, now: dt.datetime) -> None:
-        self._record_spend(_check_month(month), query_id, int(bytes_processed), int(bytes_billed), int(cost_micro_usd), purpose, as_utc(now))
+        self._insert_spend_row({
+            "month": _check_month(month), "recorded_at": as_utc(now), "query_id": query_id, "bytes_processed": int(bytes_processed),
+            "bytes_billed": int(bytes_billed), "cost_micro_usd": int(cost_micro_usd), "purpose": purpose,
+        })
 
     def get_spend_ledger(self, month: str, limit: int = 100) -> list[dict]:
         validate_page_size(limit)
@@ -527,7 +530,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _adjust_spend(self, month: str, delta_micro_usd: int, now: dt.datetime) -> None: ...
     @abc.abstractmethod
-    def _record_spend(self, month: str, query_id: str, bytes_processed: int, bytes_billed: int, cost_micro_usd: int, purpose: str, now: dt.datetime) -> None: ...
+    def _insert_spend_row(self, row: dict) -> None:
+        """One bigquery_spend_ledger row (columns as named in cql/)."""
     @abc.abstractmethod
     def _get_spend_ledger(self, month: str, limit: int) -> list[dict]: ...
     @abc.abstractmethod

@@ -351,20 +351,8 @@ class SQLiteStore(Store):
             spent = max(0, (int(row[0]) if row else 0) + delta_micro_usd)
             self._upsert(conn, "bigquery_budget", {"month": month, "spent_micro_usd": spent, "updated_at": now})
 
-    def _record_spend(self, month: str, query_id: str, bytes_processed: int, bytes_billed: int, cost_micro_usd: int, purpose: str, now: dt.datetime) -> None:
-        self._upsert(
-            self._conn(),
-            "bigquery_spend_ledger",
-            {
-                "month": month,
-                "recorded_at": now,
-                "query_id": query_id,
-                "bytes_processed": bytes_processed,
-                "bytes_billed": bytes_billed,
-                "cost_micro_usd": cost_micro_usd,
-                "purpose": purpose,
-            },
-        )
+    def _insert_spend_row(self, row: dict) -> None:
+        self._upsert(self._conn(), "bigquery_spend_ledger", row)
 
     def _get_spend_ledger(self, month: str, limit: int) -> list[dict]:
         return self._select("bigquery_spend_ledger", {"month": month}, order="recorded_at DESC, query_id", limit=limit)
