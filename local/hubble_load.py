@@ -38,7 +38,14 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from common.domain import NETWORKS
-from common.hubble.duckdb_engine import META_SCHEMA, NULL_PARTITION, TABLE_SPECS, UNPARTITIONED, local_schema
+from common.hubble.duckdb_engine import (
+    META_SCHEMA,
+    NULL_PARTITION,
+    PARTITION_KEY_FORMATS,
+    TABLE_SPECS,
+    UNPARTITIONED,
+    local_schema,
+)
 from common.hubble.port import ACCOUNTS_TABLE, OPERATIONS_TABLE, validate_dataset
 from common.config import DEFAULT_HUBBLE_DATASET, DEFAULT_HUBBLE_DBT_DATASET, ConfigError
 
@@ -159,13 +166,19 @@ def _bq_type(field: dict) -> str:
     return {"INT64": "INTEGER", "FLOAT64": "FLOAT", "BOOL": "BOOLEAN"}.get(kind, kind)
 
 
+def _detected_type(kind: str) -> str:
+    """The BigQuery type of a column DuckDB describes as `kind`."""
+    if kind.startswith("DECIMAL"):  # DECIMAL(p, s): whole numbers only when the scale is 0
+        return "INTEGER" if kind.replace(" ", "").endswith(",0)") else "NUMERIC"
+    return _DUCK_TO_BQ.get(kind.split("(")[0], "JSON" if kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]") else "STRING")
+
+
 def _reader(con, fmt: str, files: list[str], fields: list[dict] | None) -> tuple[str, list[tuple[str, str]]]:
     """(FROM clause, [(column, BigQuery type)]) reading the files; JSON scalars come in as text."""
     if fmt == "parquet":
         relation = f"read_parquet({_file_list(files)}, union_by_name = true)"
         described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
-        detected = {name: _DUCK_TO_BQ.get(kind.split("(")[0], "JSON" if kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]") else "STRING")
-                    for name, kind, *_ in described}
+        detected = {name: _detected_type(kind) for name, kind, *_ in described}
         columns = [(f["name"], _bq_type(f)) for f in fields] if fields else list(detected.items())
         missing = [c for c, _ in columns if c not in detected]
         if missing:
@@ -177,8 +190,7 @@ def _reader(con, fmt: str, files: list[str], fields: list[dict] | None) -> tuple
         described = con.execute(
             f"DESCRIBE SELECT * FROM read_json({_file_list(files)}, format = 'newline_delimited', union_by_name = true, sample_size = -1)"
         ).fetchall()
-        columns = [(name, _DUCK_TO_BQ.get(kind.split("(")[0], "JSON" if kind.startswith(("STRUCT", "MAP")) or kind.endswith("[]") else "STRING"))
-                   for name, kind, *_ in described]
+        columns = [(name, _detected_type(kind)) for name, kind, *_ in described]
     spec = ", ".join(f"{_lit(name)}: {_lit('JSON' if kind == 'JSON' else 'VARCHAR')}" for name, kind in columns)
     return f"read_json({_file_list(files)}, format = 'newline_delimited', columns = {{{spec}}})", columns
 
@@ -213,22 +225,101 @@ def _size(col: str, bq: str) -> str:
     return f"COALESCE(strlen(CAST({c} AS VARCHAR)), 0)"  # nested values: their JSON text's size, an approximation
 
 
-def _select_table(con, directory: Path, table: str) -> tuple[str, list[tuple[str, str]], dict]:
+# ---------------------------------------------------------------------------------- balance units
+BALANCE_UNITS = ("xlm", "stroops")
+# stellar-etl wrote account balances as int64 stroops before it switched to float XLM; these columns
+# of accounts / accounts_current follow the balance's unit.
+BALANCE_COLUMNS = ("balance", "buying_liabilities", "selling_liabilities")
+# Every lumen there ever was (100 billion at genesis plus inflation until 2019): no XLM balance is larger.
+MAX_XLM = 105_443_902_088
+STROOPS_PER_XLM = 10_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class BalanceValues:
+    """What the balance column holds: its declared type (None when nothing declares one) and its values."""
+
+    declared: str | None
+    largest: float | None  # the largest absolute value
+    fractional: bool  # some value is not a whole number
+    count: int
+
+
+def decide_balance_unit(values: BalanceValues, option: str | None, where: str) -> tuple[str, str]:
+    """(unit, why): the balances' unit, told from a declared type or from values that can only be one
+    unit, else from --balance-unit. A unit the data contradicts is an error; so is a guess."""
+    if option is not None and option not in BALANCE_UNITS:
+        raise LoadError(f"--balance-unit must be one of {', '.join(BALANCE_UNITS)}, got {option!r}")
+    detected = None
+    if values.declared == "INTEGER":
+        detected = ("stroops", "the balance column is typed INTEGER (stellar-etl's old int64 stroops)")
+    elif values.declared in ("FLOAT", "NUMERIC", "BIGNUMERIC"):
+        detected = ("xlm", f"the balance column is typed {values.declared}")
+    elif values.fractional:
+        detected = ("xlm", "some balances are not whole numbers, so they cannot be stroops")
+    elif values.largest is not None and values.largest > MAX_XLM:
+        detected = ("stroops", f"a balance of {values.largest:,.0f} is more than every lumen there is, so it cannot be XLM")
+    if detected and option and option != detected[0]:
+        raise LoadError(f"{where}: --balance-unit {option} contradicts the export: {detected[1]}")
+    if detected:
+        unit, why = detected
+    else:
+        unit, why = option, "--balance-unit"
+    if unit is None:
+        raise LoadError(
+            f"{where}: cannot tell whether the balances are XLM or stroops (untyped, whole numbers, none above "
+            f"{MAX_XLM:,}); old stellar-etl exports wrote stroops. Say which with --balance-unit xlm or --balance-unit stroops")
+    if unit == "xlm" and values.largest is not None and values.largest > MAX_XLM:
+        raise LoadError(f"{where}: a balance of {values.largest:,.0f} XLM is more than every lumen there is; "
+                        "if the export holds stroops, pass --balance-unit stroops")
+    if unit == "stroops" and values.fractional:
+        raise LoadError(f"{where}: balances with fractions cannot be stroops; if they are XLM, pass --balance-unit xlm")
+    return unit, why
+
+
+def _balance_values(con, relation: str, columns: list[tuple[str, str]], declared: bool) -> BalanceValues:
+    types = dict(columns)
+    number = "TRY_CAST(balance AS DOUBLE)"
+    largest, fractional, count = con.execute(
+        f"SELECT max(abs({number})), COALESCE(bool_or({number} <> floor({number})), false), count({number}) FROM {relation}"
+    ).fetchone()
+    kind = types.get("balance") if declared else None
+    return BalanceValues(None if kind == "STRING" else kind, largest, bool(fractional), int(count))
+
+
+def _balance_expr(expr: str, unit: str) -> str:
+    """A balance-like value in XLM (DOUBLE, BigQuery's FLOAT), from `unit`."""
+    if unit == "stroops":
+        return f"(CAST(CAST({expr} AS HUGEINT) AS DOUBLE) / {STROOPS_PER_XLM})"
+    return _cast(expr, "FLOAT")
+
+
+def _select_table(con, directory: Path, table: str, balance_unit: str | None = None) -> tuple[str, list[tuple[str, str]], dict]:
     """The SELECT that produces one Hubble table from what the directory holds, its columns, file info."""
     found = find_files(directory, table)
     if found is not None:
         fmt, files = found
-        relation, columns = _reader(con, fmt, files, _schema_file(directory, table))
+        fields = _schema_file(directory, table)
+        relation, columns = _reader(con, fmt, files, fields)
         names = {c for c, _ in columns}
         missing = [c for c in TABLE_SPECS[table].required if c not in names]
         if missing:
             raise LoadError(f"{table} export in {directory} lacks the column(s) {', '.join(missing)}")
+        info = {"format": fmt, "files": len(files)}
+        converted: dict[str, str] = {}
+        if table == ACCOUNTS_TABLE:
+            values = _balance_values(con, relation, columns, declared=fmt == "parquet" or fields is not None)
+            unit, why = decide_balance_unit(values, balance_unit, f"{table} in {directory}")
+            info.update(balance_unit=unit, balance_unit_from=why)
+            converted = {c: _balance_expr(_q(c), unit) for c in BALANCE_COLUMNS if c in names}
         types = dict(columns)
         for column, required_type in TABLE_SPECS[table].required.items():
             types[column] = required_type  # the columns our SQL reads get Hubble's types whatever was detected
-        exprs = ", ".join(f"{_cast(_q(c), types[c])} AS {_q(c)}" for c, _ in columns)
+        for column in converted:
+            types[column] = "FLOAT"
+        exprs = ", ".join(f"{converted.get(c) or _cast(_q(c), types[c])} AS {_q(c)}" for c, _ in columns)
         order = " ORDER BY closed_at, op_id" if table == OPERATIONS_TABLE else ""
-        return f"SELECT {exprs} FROM {relation}{order}", [(c, types[c]) for c, _ in columns], {"format": fmt, "files": len(files)}
+        return f"SELECT {exprs} FROM {relation}{order}", [(c, types[c]) for c, _ in columns], info
     raw = RAW_SOURCES[table]
     located = {name: find_files(directory, name) for name in raw}
     absent = [name for name, f in located.items() if f is None]
@@ -241,7 +332,7 @@ def _select_table(con, directory: Path, table: str) -> tuple[str, list[tuple[str
         need = {"history_operations": ("id", "type", "details", "transaction_id", "closed_at"),
                 "history_transactions": ("id", "successful"),
                 "accounts": ("account_id", "balance", "flags", "home_domain", "master_weight", "threshold_low",
-                             "threshold_medium", "threshold_high", "deleted", "last_modified_ledger")}[name]
+                             "threshold_medium", "threshold_high", "deleted", "last_modified_ledger", "sequence_number")}[name]
         missing = [c for c in need if c not in {c for c, _ in columns}]
         if missing:
             raise LoadError(f"stellar-etl {name} export in {directory} lacks the column(s) {', '.join(missing)}")
@@ -254,7 +345,8 @@ def _select_table(con, directory: Path, table: str) -> tuple[str, list[tuple[str
             f"{_cast('t.successful', 'BOOLEAN')} AS successful, "
             f"json_extract_string({details}, '$.account') AS account, json_extract_string({details}, '$.funder') AS funder, "
             f"CAST(json_extract_string({details}, '$.starting_balance') AS DOUBLE) AS starting_balance, "
-            f"{_cast('o.closed_at', 'TIMESTAMP')} AS closed_at, {_cast('o.transaction_id', 'INTEGER')} AS transaction_id "
+            f"{_cast('o.closed_at', 'TIMESTAMP')} AS closed_at, {_cast('o.id', 'INTEGER')} >> 32 AS ledger_sequence, "
+            f"{_cast('o.transaction_id', 'INTEGER')} AS transaction_id "
             f"FROM {ops} AS o JOIN {txs} AS t ON {_cast('o.transaction_id', 'INTEGER')} = {_cast('t.id', 'INTEGER')} "
             "ORDER BY closed_at, op_id"
         )
@@ -262,14 +354,20 @@ def _select_table(con, directory: Path, table: str) -> tuple[str, list[tuple[str
         return select, columns, info
     accounts, columns_in = readers["accounts"]
     have = {c for c, _ in columns_in}
+    located_accounts = located["accounts"]
+    values = _balance_values(con, accounts, columns_in,
+                             declared=located_accounts[0] == "parquet" or _schema_file(directory, "accounts") is not None)
+    unit, why = decide_balance_unit(values, balance_unit, f"stellar-etl accounts in {directory}")
+    info.update(balance_unit=unit, balance_unit_from=why)
     inserted = "a.batch_insert_ts" if "batch_insert_ts" in have else "current_timestamp"
     change = "a.ledger_entry_change" if "ledger_entry_change" in have else "0"
     select = (
-        f"SELECT {_cast('a.account_id', 'STRING')} AS account_id, {_cast('a.balance', 'FLOAT')} AS balance, "
+        f"SELECT {_cast('a.account_id', 'STRING')} AS account_id, {_balance_expr('a.balance', unit)} AS balance, "
         f"{_cast('a.flags', 'INTEGER')} AS flags, {_cast('a.home_domain', 'STRING')} AS home_domain, "
         f"{_cast('a.master_weight', 'INTEGER')} AS master_weight, {_cast('a.threshold_low', 'INTEGER')} AS threshold_low, "
         f"{_cast('a.threshold_medium', 'INTEGER')} AS threshold_medium, {_cast('a.threshold_high', 'INTEGER')} AS threshold_high, "
-        f"{_cast('a.deleted', 'BOOLEAN')} AS deleted, {_cast(inserted, 'TIMESTAMP')} AS batch_insert_ts "
+        f"{_cast('a.deleted', 'BOOLEAN')} AS deleted, {_cast(inserted, 'TIMESTAMP')} AS batch_insert_ts, "
+        f"{_cast('a.sequence_number', 'INTEGER')} AS sequence_number "
         f"FROM {accounts} AS a QUALIFY row_number() OVER (PARTITION BY a.account_id "
         f"ORDER BY {_cast('a.last_modified_ledger', 'INTEGER')} DESC, {_cast(change, 'INTEGER')} DESC) = 1"
     )
@@ -280,7 +378,10 @@ def _write_stats(con, network: str, table: str, columns: list[tuple[str, str]], 
     """BigQuery logical bytes per (partition, column) of the loaded table, into hubble_meta."""
     spec = TABLE_SPECS[table]
     target = f"{local_schema(network)}.{_q(table)}"
-    part = f"COALESCE(strftime({_q(spec.partition_column)}, '%Y-%m'), '{NULL_PARTITION}')" if spec.partition_column else f"'{UNPARTITIONED}'"
+    if spec.partition_column:
+        part = f"COALESCE(strftime({_q(spec.partition_column)}, '{PARTITION_KEY_FORMATS[spec.granularity]}'), '{NULL_PARTITION}')"
+    else:
+        part = f"'{UNPARTITIONED}'"
     sizes = ", ".join(f"SUM({_size(c, t)})::BIGINT AS {_q('b_' + c)}" for c, t in columns)
     con.execute(f"DELETE FROM {META_SCHEMA}.partition_bytes WHERE network = ? AND table_name = ?", [network, table])
     con.execute(f"DELETE FROM {META_SCHEMA}.tables WHERE network = ? AND table_name = ?", [network, table])
@@ -310,11 +411,13 @@ def load_duckdb(
     tables: Iterable[str] | None = None,
     log: Callable[[str], None] | None = None,
     on_table: Callable[[str, dict], None] | None = None,
+    balance_unit: str | None = None,
 ) -> LoadReport:
     """Load (replace) a network's Hubble tables into the DuckDB file at db_path, in one transaction.
 
     on_table(table, info) is called as each table is loaded (info: rows, files, partitions, bytes);
-    the load commits only after the last one."""
+    the load commits only after the last one. balance_unit ("xlm" or "stroops") says what the
+    accounts' balances are in when neither a typed column nor the values tell (decide_balance_unit)."""
     import duckdb
 
     if network not in NETWORKS:
@@ -341,7 +444,7 @@ def load_duckdb(
         for table in selected:
             if log:
                 log(f"loading {network} {table} from {directory}")
-            select, columns, info = _select_table(con, directory, table)
+            select, columns, info = _select_table(con, directory, table, balance_unit)
             con.execute(f"CREATE OR REPLACE TABLE {local_schema(network)}.{_q(table)} AS {select}")
             rows, partitions, nbytes = _write_stats(con, network, table, columns, str(directory))
             report.tables[table] = {**info, "rows": rows, "partitions": partitions, "bytes": nbytes}
@@ -375,19 +478,22 @@ def load_bigquery(
     chunk_bytes: int | None = None,
     only_needed_columns: bool = False,
     on_table: Callable[[str, dict], None] | None = None,
+    balance_unit: str | None = None,
 ) -> LoadReport:
     """Create the datasets and (re)load the tables through google-cloud-bigquery load jobs.
 
     For a private copy of Hubble in BigQuery, or the BigQuery emulator in tests. Needs
     `<table>.ndjson` exports with their `<table>.schema.json`; enriched_history_operations is
-    created partitioned by closed_at (MONTH), as Hubble's is.
+    created as Hubble's is: partitioned by closed_at, one partition a DAY, and clustered by
+    ledger_sequence, transaction_id, op_account_id, type (the clustering columns the export has).
+    Balances in stroops (decide_balance_unit) are uploaded converted to XLM.
 
     chunk_bytes: upload each file as line-aligned pieces of at most this size, one load job
     each. The emulator needs it (EMULATOR_CHUNK_BYTES): the client sends files over 5 MiB as a
     resumable upload in several PUTs, and goccy/bigquery-emulator v0.8.1 parses each PUT as a
     whole JSON document, so anything above 5 MiB fails there. Real BigQuery takes whole files.
-    only_needed_columns: load just the columns the Hubble path reads (the emulator inserts a few
-    thousand rows a second, so a narrower table loads several times faster).
+    only_needed_columns: load just the columns the Hubble path reads, and the clustering columns
+    (the emulator inserts a few thousand rows a second, so a narrower table loads several times faster).
     """
     from google.cloud import bigquery
 
@@ -408,14 +514,20 @@ def load_bigquery(
         fields = _schema_file(directory, table)
         if found is None or found[0] != "json" or fields is None:
             raise LoadError(f"{table}: the BigQuery load needs {table}.ndjson (or shards) and {table}.schema.json in {directory}")
-        missing = [c for c in TABLE_SPECS[table].required if c not in {f["name"] for f in fields}]
+        spec = TABLE_SPECS[table]
+        missing = [c for c in spec.required if c not in {f["name"] for f in fields}]
         if missing:
             raise LoadError(f"{table} schema in {directory} lacks the column(s) {', '.join(missing)}")
         if only_needed_columns:
-            fields = [f for f in fields if f["name"] in TABLE_SPECS[table].required]
-        plan.append((table, found[1], fields))
+            fields = [f for f in fields if f["name"] in spec.required or f["name"] in spec.clustering]
+        unit = None
+        if table == ACCOUNTS_TABLE:
+            unit, _ = decide_balance_unit(_scan_balances(found[1], fields), balance_unit, f"{table} in {directory}")
+            if unit == "stroops":
+                fields = [dict(f, type="FLOAT") if f["name"] in BALANCE_COLUMNS else f for f in fields]
+        plan.append((table, found[1], fields, unit))
     report = LoadReport(network, f"bigquery:{client.project}", {})
-    for table, files, fields in plan:
+    for table, files, fields, unit in plan:
         dataset = dbt if table == OPERATIONS_TABLE else main
         client.create_dataset(dataset, exists_ok=True)
         schema = [bigquery.SchemaField.from_api_repr(f) for f in fields]
@@ -423,21 +535,28 @@ def load_bigquery(
         definition = bigquery.Table(ref, schema=schema)
         spec = TABLE_SPECS[table]
         if spec.partition_column:
-            definition.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.MONTH, field=spec.partition_column)
+            definition.time_partitioning = bigquery.TimePartitioning(type_=spec.granularity, field=spec.partition_column)
+        names = {f["name"] for f in fields}
+        clustering = [c for c in spec.clustering if c in names]
+        if clustering:
+            definition.clustering_fields = clustering
         client.delete_table(ref, not_found_ok=True)
         client.create_table(definition)
         rows = 0
         config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON, schema=schema,
                                         write_disposition=bigquery.WriteDisposition.WRITE_APPEND)
         keep = [f["name"] for f in fields] if only_needed_columns else None
+        convert = _to_xlm if unit == "stroops" else None
         for path in files:
             if log:
                 log(f"loading {path} into {ref}")
-            for piece, lines in _pieces(path, chunk_bytes, keep):
+            for piece, lines in _pieces(path, chunk_bytes, keep, convert):
                 job = client.load_table_from_file(piece, ref, job_config=config, rewind=True)
                 job.result()
                 rows += lines
         report.tables[table] = {"format": "json", "files": len(files), "rows": rows, "columns": len(fields)}
+        if unit:
+            report.tables[table]["balance_unit"] = unit
         if on_table:
             on_table(table, report.tables[table])
     return report
@@ -446,12 +565,47 @@ def load_bigquery(
 EMULATOR_CHUNK_BYTES = 4 * 2**20  # under the client's 5 MiB multipart limit
 
 
-def _pieces(path: str, chunk_bytes: int | None, keep: list[str] | None = None):
+def _scan_balances(files: list[str], fields: list[dict]) -> BalanceValues:
+    """BalanceValues of NDJSON files, read in Python (the BigQuery load has no DuckDB at hand)."""
+    declared = next((_bq_type(f) for f in fields if f["name"] == "balance"), None)
+    largest, fractional, count = None, False, 0
+    for path in files:
+        with _open_text(path) as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                try:
+                    value = float(json.loads(line).get("balance"))
+                except (TypeError, ValueError):
+                    continue
+                count += 1
+                largest = abs(value) if largest is None else max(largest, abs(value))
+                fractional = fractional or not value.is_integer()
+    return BalanceValues(None if declared == "STRING" else declared, largest, fractional, count)
+
+
+def _open_text(path: str):
+    if path.endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _to_xlm(row: dict) -> dict:
+    """A row with its stroop balances in XLM (exact: whole stroops divided by 10^7)."""
+    for column in BALANCE_COLUMNS:
+        if row.get(column) is not None:
+            row[column] = float(f"{int(row[column]) / STROOPS_PER_XLM:.7f}")
+    return row
+
+
+def _pieces(path: str, chunk_bytes: int | None, keep: list[str] | None = None, convert: Callable[[dict], dict] | None = None):
     """(stream, lines) of the file: whole, or line-aligned in-memory pieces of at most chunk_bytes,
-    each row cut down to the `keep` columns when given."""
+    each row cut down to the `keep` columns and passed through `convert` when given."""
     import io
 
-    if not chunk_bytes and keep is None:
+    if not chunk_bytes and keep is None and convert is None:
         with open(path, "rb") as handle:
             lines = sum(1 for line in handle if line.strip())
             handle.seek(0)
@@ -463,9 +617,13 @@ def _pieces(path: str, chunk_bytes: int | None, keep: list[str] | None = None):
         for line in handle:
             if not line.strip():
                 continue
-            if keep is not None:
+            if keep is not None or convert is not None:
                 row = json.loads(line)
-                line = (json.dumps({k: row.get(k) for k in keep}, separators=(",", ":")) + "\n").encode()
+                if keep is not None:
+                    row = {k: row.get(k) for k in keep}
+                if convert is not None:
+                    row = convert(row)
+                line = (json.dumps(row, separators=(",", ":")) + "\n").encode()
             if len(line) > limit:
                 raise LoadError(f"{path}: a line of {len(line):,} bytes is larger than the upload piece size")
             if buffer and len(buffer) + len(line) > limit:
@@ -489,6 +647,9 @@ def build_parser(prog: str = "python -m local.hubble_load") -> argparse.Argument
     target.add_argument("--bigquery", action="store_true", help="load into BigQuery (or the emulator with --endpoint)")
     parser.add_argument("--project", help="BigQuery project, with --bigquery (default: BIGQUERY_PROJECT)")
     parser.add_argument("--endpoint", help="BigQuery emulator URL, e.g. http://127.0.0.1:9050, with --bigquery (default: BIGQUERY_EMULATOR_HOST)")
+    parser.add_argument("--balance-unit", choices=BALANCE_UNITS,
+                        help="what the accounts' balances are in, when neither a typed column (schema file, Parquet) nor the "
+                             "values tell: old stellar-etl exports wrote stroops, newer ones XLM")
     parser.add_argument("--dataset", default=DEFAULT_HUBBLE_DATASET)
     parser.add_argument("--dbt-dataset", default=DEFAULT_HUBBLE_DBT_DATASET)
     return parser
@@ -536,11 +697,17 @@ def main(argv: list[str] | None = None, prog: str = "python -m local.hubble_load
 
             def on_table(table: str, info: dict) -> None:
                 loaded[table] = info
-                bar.console.print(f"{table}: {int(info.get('rows', 0)):,} rows from {info.get('files', 0)} file(s)", markup=False, highlight=False)
+                unit = info.get("balance_unit")
+                note = ""
+                if unit:
+                    note = f"; balances in {unit}" + (", converted to XLM" if unit == "stroops" else "")
+                    note += f" ({info['balance_unit_from']})" if info.get("balance_unit_from") else ""
+                bar.console.print(f"{table}: {int(info.get('rows', 0)):,} rows from {info.get('files', 0)} file(s){note}",
+                                  markup=False, highlight=False, soft_wrap=True)
                 bar.update(task, advance=1)
 
             if db:
-                report = load_duckdb(db, args.source, args.network, selected, log, on_table)
+                report = load_duckdb(db, args.source, args.network, selected, log, on_table, args.balance_unit)
             else:
                 from common.hubble.bigquery import make_client
 
@@ -548,7 +715,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m local.hubble_load
                 client = make_client(project, endpoint)
                 chunk = EMULATOR_CHUNK_BYTES if endpoint else None
                 report = load_bigquery(client, args.source, args.network, (args.dataset, args.dbt_dataset), selected, log, chunk,
-                                       on_table=on_table)
+                                       on_table=on_table, balance_unit=args.balance_unit)
             bar.update(task, description=f"loaded {args.network}")
     except (LoadError, OSError, ConfigError) as exc:
         print(f"hubble_load: {exc}", file=sys.stderr)

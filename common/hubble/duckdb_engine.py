@@ -12,14 +12,17 @@ schema, and the tree is rendered in DuckDB's dialect (@param becomes $param).
 
 The dry run reports the bytes BigQuery would scan, computed the way BigQuery computes them: the
 logical size of every column the query references, in every partition its `closed_at` filter
-cannot prune (month partitions for enriched_history_operations, as Hubble partitions it;
+cannot prune (day partitions for enriched_history_operations, as Hubble partitions it;
 accounts_current is not partitioned). Only conjuncts of the table's own WHERE clause that compare
-the partition column with a constant or a query parameter prune, as in BigQuery. The "billed"
+the partition column with a constant or a query parameter prune, as in BigQuery; clustering does
+not count, as BigQuery's dry run does not count it. A file loaded before the tables were day
+partitioned records month partitions in hubble_meta and is estimated by those. The "billed"
 bytes follow BigQuery's on-demand rounding (common/hubble/cost_guard.billable_bytes), so the
 spend ledger shows what the same queries would cost on BigQuery.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import functools
@@ -59,15 +62,16 @@ class TableSpec:
 
     name: str
     partition_column: str | None
-    granularity: str | None  # MONTH
+    granularity: str | None  # DAY (MONTH in files loaded before)
     required: dict  # column -> BigQuery type
+    clustering: tuple = ()
 
 
 TABLE_SPECS = {
     OPERATIONS_TABLE: TableSpec(
         OPERATIONS_TABLE,
         "closed_at",
-        "MONTH",  # stellar-dbt: enriched_history_operations is partitioned by closed_at, monthly
+        "DAY",  # stellar-dbt-public: enriched_history_operations is partitioned by closed_at, daily
         {
             "op_id": "INTEGER",
             "type": "INTEGER",
@@ -76,7 +80,9 @@ TABLE_SPECS = {
             "funder": "STRING",
             "starting_balance": "FLOAT",
             "closed_at": "TIMESTAMP",
+            "ledger_sequence": "INTEGER",
         },
+        ("ledger_sequence", "transaction_id", "op_account_id", "type"),
     ),
     ACCOUNTS_TABLE: TableSpec(
         ACCOUNTS_TABLE,
@@ -93,6 +99,7 @@ TABLE_SPECS = {
             "threshold_high": "INTEGER",
             "deleted": "BOOLEAN",
             "batch_insert_ts": "TIMESTAMP",
+            "sequence_number": "INTEGER",
         },
     ),
 }
@@ -102,12 +109,30 @@ def local_schema(network: str) -> str:
     return f"hubble_{network}"
 
 
+# How a time partition's key is written (hubble_meta.partition_bytes.part), by granularity.
+PARTITION_KEY_FORMATS = {"DAY": "%Y-%m-%d", "MONTH": "%Y-%m"}
+
+
 def partition_key(value: dt.datetime | dt.date | None, granularity: str | None) -> str:
     if granularity is None:
         return UNPARTITIONED
     if value is None:
         return NULL_PARTITION
-    return f"{value.year:04d}-{value.month:02d}"
+    return value.strftime(PARTITION_KEY_FORMATS[granularity])
+
+
+def partition_bounds(key: str, granularity: str) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a time partition."""
+    try:
+        if granularity == "DAY":
+            start = dt.datetime.strptime(key, "%Y-%m-%d").replace(tzinfo=UTC)
+            return start, start + dt.timedelta(days=1)
+        if granularity == "MONTH":
+            start = dt.datetime.strptime(key, "%Y-%m").replace(tzinfo=UTC)
+            return start, (start + dt.timedelta(days=32)).replace(day=1)
+    except ValueError:
+        raise HubbleUnavailable(f"partition {key!r} is not a {granularity} partition key: reload the embedded Hubble") from None
+    raise HubbleUnavailable(f"partition granularity {granularity!r} is not one this engine knows (DAY, MONTH): reload the embedded Hubble")
 
 
 @dataclasses.dataclass
@@ -116,17 +141,42 @@ class _TableStats:
     granularity: str | None
     columns: dict  # column -> BigQuery type
     parts: dict  # partition key -> {column: bytes}
+    # time partitions in order, with per-column running totals: a dry run sums a range in O(columns)
+    starts: list = dataclasses.field(default_factory=list)
+    ends: list = dataclasses.field(default_factory=list)
+    running: dict = dataclasses.field(default_factory=dict)  # column -> [0, p0, p0+p1, ...]
+
+    def index(self) -> None:
+        timed = sorted((partition_bounds(k, self.granularity), v) for k, v in self.parts.items()
+                       if k not in (UNPARTITIONED, NULL_PARTITION))
+        self.starts = [b[0] for b, _ in timed]
+        self.ends = [b[1] for b, _ in timed]
+        self.running = {}
+        for column in self.columns:
+            total, sums = 0, [0]
+            for _, per_column in timed:
+                total += per_column.get(column, 0)
+                sums.append(total)
+            self.running[column] = sums
+
+    def scanned(self, columns: set[str], lo: dt.datetime | None, hi: dt.datetime | None, hi_exclusive: bool) -> int:
+        """Bytes of `columns` in the partitions a filter lo <= closed_at <= hi (or < hi) cannot prune."""
+        total = 0
+        for key in (UNPARTITIONED, NULL_PARTITION):
+            if key in self.parts and (key == UNPARTITIONED or (lo is None and hi is None)):
+                total += sum(self.parts[key].get(c, 0) for c in columns)
+        first = 0 if lo is None else bisect.bisect_right(self.ends, lo)  # the first partition ending after lo
+        if hi is None:
+            last = len(self.starts)
+        else:
+            last = (bisect.bisect_left if hi_exclusive else bisect.bisect_right)(self.starts, hi)
+        if last > first:
+            total += sum(self.running[c][last] - self.running[c][first] for c in columns if c in self.running)
+        return total
 
 
 def _full_name(table) -> str:
     return ".".join(p for p in (table.catalog, table.db, table.name) if p)
-
-
-def _month_bounds(key: str) -> tuple[dt.datetime, dt.datetime]:
-    year, month = int(key[:4]), int(key[5:7])
-    start = dt.datetime(year, month, 1, tzinfo=UTC)
-    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
 
 
 class DuckDBHubble(Hubble):
@@ -166,11 +216,16 @@ class DuckDBHubble(Hubble):
                 )
             import duckdb  # lazy: only this engine needs it
 
+            con = None
             try:
                 con = duckdb.connect(str(self.path), read_only=True)
                 con.execute("SET TimeZone = 'UTC'")
                 stats = self._read_stats(con)
-            except duckdb.Error as exc:
+            except (duckdb.Error, HubbleUnavailable) as exc:
+                if con is not None:
+                    con.close()
+                if isinstance(exc, HubbleUnavailable):
+                    raise
                 raise HubbleUnavailable(f"embedded Hubble at {self.path} cannot be opened: {exc}") from exc
             self._stats = stats
             self._con = con
@@ -191,6 +246,9 @@ class DuckDBHubble(Hubble):
         for n, t, part, column, nbytes in parts:
             if (n, t) in stats:
                 stats[(n, t)].parts.setdefault(part, {})[column] = int(nbytes)
+        for table_stats in stats.values():
+            if table_stats.partition_column:
+                table_stats.index()
         return stats
 
     def tables(self, network: str) -> HubbleTables | None:
@@ -263,13 +321,10 @@ class DuckDBHubble(Hubble):
             stats = self._stats[self._lookup(table)]
             select = table.find_ancestor(exp.Select)
             columns = self._referenced_columns(select, table, stats.columns)
-            lo, hi = (None, None)
+            lo, hi, hi_exclusive = None, None, False
             if stats.partition_column:
-                lo, hi = self._partition_bounds(select, table, stats.partition_column, params)
-            for key, per_column in stats.parts.items():
-                if not self._partition_survives(key, lo, hi):
-                    continue
-                total += sum(per_column.get(c, 0) for c in columns)
+                lo, hi, hi_exclusive = self._partition_bounds(select, table, stats.partition_column, params)
+            total += stats.scanned(columns, lo, hi, hi_exclusive)
         return total
 
     @staticmethod
@@ -321,26 +376,31 @@ class DuckDBHubble(Hubble):
             return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
         return None
 
-    def _partition_bounds(self, select, table, column: str, params: dict) -> tuple[dt.datetime | None, dt.datetime | None]:
+    def _partition_bounds(self, select, table, column: str, params: dict) -> tuple[dt.datetime | None, dt.datetime | None, bool]:
+        """(lo, hi, hi is exclusive) of the partition column that the WHERE clause's conjuncts imply."""
         from sqlglot import exp
 
         where = select.args.get("where") if select is not None else None
         if where is None:
-            return None, None
+            return None, None, False
         alias = table.alias_or_name
 
         def is_partition(node) -> bool:
             return isinstance(node, exp.Column) and node.name == column and node.table in ("", alias)
 
         lo = hi = None
+        hi_exclusive = False
 
         def raise_lo(v):
             nonlocal lo
             lo = v if lo is None else max(lo, v)
 
-        def lower_hi(v):
-            nonlocal hi
-            hi = v if hi is None else min(hi, v)
+        def lower_hi(v, exclusive=False):
+            nonlocal hi, hi_exclusive
+            if hi is None or v < hi:
+                hi, hi_exclusive = v, exclusive
+            elif v == hi:
+                hi_exclusive = hi_exclusive or exclusive
 
         for conjunct in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
             if isinstance(conjunct, exp.Between) and is_partition(conjunct.this):
@@ -365,21 +425,8 @@ class DuckDBHubble(Hubble):
             if kind in (exp.GT, exp.GTE, exp.EQ):
                 raise_lo(value)
             if kind in (exp.LT, exp.LTE, exp.EQ):
-                lower_hi(value)
-        return lo, hi
-
-    @staticmethod
-    def _partition_survives(key: str, lo: dt.datetime | None, hi: dt.datetime | None) -> bool:
-        if key == UNPARTITIONED:
-            return True
-        if key == NULL_PARTITION:
-            return lo is None and hi is None
-        start, end = _month_bounds(key)
-        if lo is not None and end <= lo:
-            return False
-        if hi is not None and start > hi:
-            return False
-        return True
+                lower_hi(value, kind is exp.LT)
+        return lo, hi, hi_exclusive
 
     def dry_run(self, query: HubbleQuery) -> DryRun:
         return DryRun(self.estimate_bytes(query))

@@ -2,6 +2,7 @@
 one summary line whose counts match what was loaded (tables, rows, errors, elapsed time)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -116,6 +117,28 @@ def test_main_argv_in_process(exported, tmp_path, capsys):
     assert cli_main(["hubble", "load", "--db", str(db), str(root)]) == 0
     got = summary(capsys.readouterr().err)
     assert got["rows"] == rows["public"][EHO] + rows["public"][ACCOUNTS]
+
+
+def test_an_ambiguous_balance_unit_names_the_option_and_the_option_settles_it(tmp_path):
+    """An untyped accounts export of whole numbers could be XLM or old stellar-etl stroops: the load
+    refuses it naming --balance-unit; with the option it loads and says what it did."""
+    src = tmp_path / "old-etl"
+    src.mkdir()
+    row = {"account_id": random_account(), "balance": 1234567890, "flags": 0, "home_domain": "", "master_weight": 1,
+           "threshold_low": 0, "threshold_medium": 0, "threshold_high": 0, "deleted": False, "last_modified_ledger": 9,
+           "sequence_number": 9 << 32}
+    (src / "accounts.ndjson").write_text(json.dumps(row) + "\n")
+    db = tmp_path / "h.duckdb"
+    res = cli("hubble", "load", "--db", str(db), "--table", ACCOUNTS, str(src))
+    assert res.returncode == 1 and "--balance-unit xlm or --balance-unit stroops" in res.stderr and not db.exists()
+    assert summary(res.stderr)["failed"]
+    res = cli("hubble", "load", "--db", str(db), "--table", ACCOUNTS, "--balance-unit", "stroops", str(src))
+    assert res.returncode == 0, res.stderr
+    assert "balances in stroops, converted to XLM (--balance-unit)" in res.stderr
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"SELECT balance FROM {local_schema('public')}.{ACCOUNTS}").fetchone()[0] == 123.456789
+    bad = cli("hubble", "load", "--db", str(tmp_path / "x.duckdb"), "--balance-unit", "lumens", str(src))
+    assert bad.returncode != 0 and "--balance-unit" in bad.stderr
 
 
 # ---------------------------------------------------------------------------------- queue

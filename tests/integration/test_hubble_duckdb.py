@@ -78,7 +78,8 @@ def sample(network):
 def test_the_simulator_export_loads_with_its_row_counts(engine, exported):
     for table in (EHO, ACC):
         assert engine.report.tables[table]["rows"] == len(ndjson(exported / "public" / f"{table}.ndjson"))
-    assert engine.report.tables[EHO]["partitions"] > 50, "one partition per month of history"
+    days = {row["closed_at"][:10] for row in ndjson(exported / "public" / f"{EHO}.ndjson")}
+    assert engine.report.tables[EHO]["partitions"] == len(days) > 500, "one partition per day with operations"
     assert engine.report.tables[ACC]["partitions"] == 1, "accounts_current is not partitioned"
     assert engine.tables("public") == TABLES and engine.tables("testnet") is not None
 
@@ -205,12 +206,18 @@ def test_raw_stellar_etl_exports_are_derived(engine, exported, network, tmp_path
             for version in (older, row):  # the latest ledger entry must win
                 a.write(json.dumps({k: version[k] for k in ("account_id", "balance", "flags", "home_domain", "master_weight",
                                     "threshold_low", "threshold_medium", "threshold_high", "deleted", "last_modified_ledger",
-                                    "ledger_entry_change", "batch_insert_ts")}) + "\n")
+                                    "ledger_entry_change", "batch_insert_ts", "sequence_number")}) + "\n")
     report = load_duckdb(tmp_path / "etl.duckdb", target, "public")
     assert report.tables[EHO]["format"] == report.tables[ACC]["format"] == "stellar-etl"
     other = DuckDBHubble(tmp_path / "etl.duckdb")
     accounts = sample(network)
     assert answers(other, "public", accounts) == answers(engine, "public", accounts)
+    # the columns the creation-ledger queries read are derived too: ledger_sequence from the TOID
+    with duckdb.connect(str(tmp_path / "etl.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM hubble_public.enriched_history_operations "
+                           "WHERE ledger_sequence IS DISTINCT FROM op_id >> 32").fetchone()[0] == 0
+        sequences = dict(con.execute("SELECT account_id, sequence_number FROM hubble_public.accounts_current").fetchall())
+    assert all(sequences[r["account_id"]] == r["sequence_number"] for r in ndjson(exported / "public" / f"{ACC}.ndjson"))
     other.close()
 
 
@@ -267,16 +274,20 @@ SIZES = {"STRING": lambda v: 2 + len(v.encode()), "INTEGER": lambda v: 8, "FLOAT
          "TIMESTAMP": lambda v: 8, "DATETIME": lambda v: 8}
 
 
-def expected_bytes(exported, table, columns, lo=None, hi=None):
-    """BigQuery's logical bytes of `columns` in the month partitions [lo, hi] overlaps, counted in Python."""
+def expected_bytes(exported, table, columns, lo=None, hi=None, hi_exclusive=False, month=False):
+    """BigQuery's logical bytes of `columns` in the day (or month) partitions that [lo, hi] (or [lo, hi))
+    overlaps, counted in Python."""
     types = {f["name"]: f["type"] for f in json.loads((exported / "public" / f"{table}.schema.json").read_text())}
     total = 0
     for row in ndjson(exported / "public" / f"{table}.ndjson"):
         if table == EHO and (lo or hi):
             when = dt.datetime.fromisoformat(row["closed_at"].replace("Z", "+00:00"))
-            start = when.replace(day=1, hour=0, minute=0, second=0)
-            end = (start + dt.timedelta(days=32)).replace(day=1)
-            if (lo and end <= lo) or (hi and start > hi):
+            start = when.replace(hour=0, minute=0, second=0)
+            end = start + dt.timedelta(days=1)
+            if month:
+                start = start.replace(day=1)
+                end = (start + dt.timedelta(days=32)).replace(day=1)
+            if (lo and end <= lo) or (hi and (start >= hi if hi_exclusive else start > hi)):
                 continue
         total += sum(SIZES[types[c]](row[c]) for c in columns if row[c] is not None)
     return total
@@ -343,3 +354,129 @@ def test_the_same_sql_text_runs_transpiled(engine):
     text = S.CHILDREN_SQL.format(operations=TABLES.operations)
     local = engine.to_duckdb(text)
     assert "hubble_public.enriched_history_operations" in local and "$page_limit" in local and "@" not in local
+
+
+def test_day_partitions_prune_to_the_days_a_filter_names(engine, exported):
+    """A window of a few days around a ledger reads those days only; `<` a day boundary leaves that day out."""
+    lo, hi = dt.datetime(2025, 3, 10, tzinfo=UTC), dt.datetime(2025, 3, 13, tzinfo=UTC)  # the exchanges pay every day then
+    strict = HubbleQuery(
+        "SELECT op_id FROM `crypto-stellar.crypto_stellar_dbt.enriched_history_operations` WHERE closed_at >= @lo AND closed_at < @hi",
+        (QueryParam("lo", "TIMESTAMP", lo), QueryParam("hi", "TIMESTAMP", hi)), "window", (TABLES.operations,))
+    inclusive = HubbleQuery(strict.sql.replace("closed_at < @hi", "closed_at <= @hi"), strict.params, "window", strict.tables)
+    three_days = expected_bytes(exported, EHO, ("op_id", "closed_at"), lo, hi, hi_exclusive=True)
+    assert engine.dry_run(strict).bytes_processed == three_days > 0
+    assert engine.dry_run(inclusive).bytes_processed == expected_bytes(exported, EHO, ("op_id", "closed_at"), lo, hi) > three_days
+    whole = expected_bytes(exported, EHO, ("op_id", "closed_at"))
+    assert three_days * 100 < whole, "three days of ten years (busier than most)"
+    # an upper bound given twice, once strict: the strict one decides
+    both = HubbleQuery(strict.sql + " AND closed_at <= @hi", strict.params, "window", strict.tables)
+    assert engine.dry_run(both).bytes_processed == three_days
+
+
+def test_a_file_loaded_with_month_partitions_still_estimates_by_month(exported, tmp_path):
+    """Files written before the day partitions record MONTH in hubble_meta: they keep working,
+    estimated by their month partitions (a reload makes them day partitioned)."""
+    db = tmp_path / "month.duckdb"
+    load_duckdb(db, exported, "public")
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE hubble_meta.tables SET granularity = 'MONTH' WHERE table_name = 'enriched_history_operations'")
+        con.execute("CREATE TABLE monthly AS SELECT network, table_name, substr(part, 1, 7) AS part, column_name, sum(bytes) AS bytes "
+                    "FROM hubble_meta.partition_bytes WHERE table_name = 'enriched_history_operations' GROUP BY ALL")
+        con.execute("DELETE FROM hubble_meta.partition_bytes WHERE table_name = 'enriched_history_operations'")
+        con.execute("INSERT INTO hubble_meta.partition_bytes SELECT * FROM monthly")
+        con.execute("DROP TABLE monthly")
+    old = DuckDBHubble(db)
+    lo = dt.datetime(2024, 3, 10, tzinfo=UTC)
+    page = S.children_query(TABLES, "public", GENESIS_ACCOUNT, S.ChildCursor(lo, -1), NOW, 10)
+    cols = ("account", "op_id", "closed_at", "starting_balance", "type", "successful", "funder")
+    assert old.dry_run(page).bytes_processed == expected_bytes(exported, EHO, cols, lo, NOW + S.UPPER_MARGIN, month=True)
+    old.close()
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE hubble_meta.tables SET granularity = 'HOUR' WHERE table_name = 'enriched_history_operations'")
+    with pytest.raises(HubbleUnavailable, match="reload the embedded Hubble"):
+        DuckDBHubble(db).dry_run(page)
+
+
+# ---------------------------------------------------------------------------------- balance units
+def accounts_export(target, balances, schema_type=None, parquet=False):
+    """A one-table accounts_current export with the given balances (numbers as JSON writes them)."""
+    target.mkdir(parents=True, exist_ok=True)
+    rows = [{"account_id": f"G{str(i).rjust(55, 'A')}", "balance": b, "flags": 0, "home_domain": "", "master_weight": 1,
+             "threshold_low": 0, "threshold_medium": 0, "threshold_high": 0, "deleted": False,
+             "batch_insert_ts": "2026-01-01T00:00:00Z", "sequence_number": 4294967296 * (100 + i),
+             "buying_liabilities": 0, "selling_liabilities": 0} for i, b in enumerate(balances)]
+    path = target / f"{ACC}.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if schema_type:
+        types = {"balance": schema_type, "buying_liabilities": schema_type, "selling_liabilities": schema_type,
+                 "flags": "INTEGER", "master_weight": "INTEGER", "threshold_low": "INTEGER", "threshold_medium": "INTEGER",
+                 "threshold_high": "INTEGER", "deleted": "BOOLEAN", "batch_insert_ts": "TIMESTAMP", "sequence_number": "INTEGER"}
+        (target / f"{ACC}.schema.json").write_text(json.dumps([{"name": k, "type": types.get(k, "STRING")} for k in rows[0]]))
+    if parquet:
+        with duckdb.connect() as con:
+            kind = "BIGINT" if schema_type == "INTEGER" else "DOUBLE"
+            con.execute(f"COPY (SELECT * REPLACE (CAST(balance AS {kind}) AS balance) FROM read_json('{path}', format='newline_delimited')) "
+                        f"TO '{target / (ACC + '.parquet')}' (FORMAT PARQUET)")
+        path.unlink()
+        (target / f"{ACC}.schema.json").unlink(missing_ok=True)
+    return [r["account_id"] for r in rows]
+
+
+def loaded_balances(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return [row[0] for row in con.execute("SELECT balance FROM hubble_public.accounts_current ORDER BY account_id").fetchall()]
+
+
+@pytest.mark.parametrize("case, balances, schema_type, parquet, option, expected_unit", [
+    ("xlm ndjson: fractions", [12.5, 100.0000001, 3], None, False, None, "xlm"),
+    ("xlm ndjson: typed FLOAT", [12, 100, 3], "FLOAT", False, None, "xlm"),
+    ("stroops ndjson: typed INTEGER", [125000000, 1000000001, 30000000], "INTEGER", False, None, "stroops"),
+    ("stroops ndjson: more than every lumen", [125000000, 2_000_000_000_000_000, 30000000], None, False, None, "stroops"),
+    ("parquet typed INT64", [125000000, 1000000001, 30000000], "INTEGER", True, None, "stroops"),
+    ("parquet typed DOUBLE", [12, 100, 3], "FLOAT", True, None, "xlm"),
+    ("ambiguous, told stroops", [125000000, 1000000001, 30000000], None, False, "stroops", "stroops"),
+    ("ambiguous, told xlm", [12, 100, 3], None, False, "xlm", "xlm"),
+])
+def test_the_balance_unit_is_detected_or_told(tmp_path, case, balances, schema_type, parquet, option, expected_unit):
+    accounts_export(tmp_path / "src", balances, schema_type, parquet)
+    (tmp_path / "src" / f"{EHO}.ndjson").write_text("")
+    report = load_duckdb(tmp_path / "h.duckdb", tmp_path / "src", "public", [ACC], balance_unit=option)
+    assert report.tables[ACC]["balance_unit"] == expected_unit, case
+    xlm = [b / 10_000_000 for b in balances] if expected_unit == "stroops" else [float(b) for b in balances]
+    assert loaded_balances(tmp_path / "h.duckdb") == pytest.approx(xlm, rel=1e-15), case
+
+
+@pytest.mark.parametrize("balances, schema_type, option, message", [
+    ([125000000, 1000000001, 30000000], None, None, "--balance-unit xlm or --balance-unit stroops"),
+    ([125000000, 1000000001, 30000000], "INTEGER", "xlm", "contradicts the export: the balance column is typed INTEGER"),
+    ([12.5, 3], None, "stroops", "contradicts the export: some balances are not whole numbers"),
+    ([2_000_000_000_000_000, 3], None, "xlm", "contradicts the export"),
+    ([2_000_000_000_000_000, 3], "FLOAT", None, "more than every lumen there is; if the export holds stroops, pass --balance-unit stroops"),
+])
+def test_an_ambiguous_or_contradicted_balance_unit_is_refused_and_writes_nothing(tmp_path, balances, schema_type, option, message):
+    accounts_export(tmp_path / "src", balances, schema_type)
+    db = tmp_path / "h.duckdb"
+    with pytest.raises(LoadError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_duckdb(db, tmp_path / "src", "public", [ACC], balance_unit=option)
+    assert not db.exists()
+
+
+def test_raw_stellar_etl_accounts_in_stroops(tmp_path):
+    """An old stellar-etl `accounts` export (int64 stroops, typed in its schema) loads as XLM."""
+    src = tmp_path / "etl"
+    src.mkdir()
+    rows = [{"account_id": f"G{'B' * 55}", "balance": 1234567890123, "flags": 0, "home_domain": "", "master_weight": 1,
+             "threshold_low": 0, "threshold_medium": 0, "threshold_high": 0, "deleted": False, "last_modified_ledger": 7,
+             "sequence_number": 7 << 32}]
+    (src / "accounts.ndjson").write_text(json.dumps(rows[0]) + "\n")
+    (src / "accounts.schema.json").write_text(json.dumps([{"name": k, "type": "INTEGER" if isinstance(v, int) and not isinstance(v, bool)
+                                                           else "BOOLEAN" if isinstance(v, bool) else "STRING"} for k, v in rows[0].items()]))
+    report = load_duckdb(tmp_path / "h.duckdb", src, "public", [ACC])
+    assert report.tables[ACC]["balance_unit"] == "stroops"
+    assert loaded_balances(tmp_path / "h.duckdb") == [123456.7890123]
+    (src / "accounts.schema.json").unlink()
+    (src / "accounts.ndjson").write_text(json.dumps(dict(rows[0], balance=1234567890)) + "\n")  # 123.456789 XLM: could be either
+    with pytest.raises(LoadError, match="--balance-unit"):
+        load_duckdb(tmp_path / "h2.duckdb", src, "public", [ACC])
+    assert load_duckdb(tmp_path / "h2.duckdb", src, "public", [ACC], balance_unit="stroops").tables[ACC]["balance_unit"] == "stroops"
+    assert loaded_balances(tmp_path / "h2.duckdb") == [123.456789]

@@ -2,13 +2,15 @@
 
 The simulator's Hubble export is loaded with load jobs (local/hubble_load.load_bigquery) into
 the emulator under Hubble's own names (project crypto-stellar, datasets crypto_stellar and
-crypto_stellar_dbt, enriched_history_operations partitioned by closed_at monthly). Then the
+crypto_stellar_dbt, enriched_history_operations partitioned by closed_at daily and clustered, as on
+Hubble). Then the
 same SQL text the embedded engine runs goes through BigQueryHubble: dry runs, the cost guard,
 process_account, and paging through the airdrop account's 100,000 children.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -90,9 +92,36 @@ def test_the_export_is_loaded_with_load_jobs(emulator, exported):
     assert emulator.report.tables["enriched_history_operations"]["rows"] == rows
     client = emulator.client()
     table = client.get_table("crypto-stellar.crypto_stellar_dbt.enriched_history_operations")
-    assert table.time_partitioning.field == "closed_at" and table.time_partitioning.type_ == "MONTH"
+    assert table.time_partitioning.field == "closed_at" and table.time_partitioning.type_ == "DAY"
+    assert table.clustering_fields == ["ledger_sequence", "transaction_id", "op_account_id", "type"]
+    assert client.get_table("crypto-stellar.crypto_stellar.accounts_current").time_partitioning is None
     counted = list(client.query("SELECT COUNT(*) AS n FROM `crypto-stellar.crypto_stellar_dbt.enriched_history_operations`").result())
     assert counted[0]["n"] == rows
+
+
+def test_stroop_balances_are_uploaded_as_xlm(emulator, tmp_path):
+    """An accounts_current export typed INTEGER (old stellar-etl stroops) lands in XLM; an untyped
+    ambiguous one is refused, naming --balance-unit, before anything is written."""
+    row = {"account_id": "G" + "C" * 55, "balance": 1234567890123, "flags": 0, "home_domain": "", "master_weight": 1,
+           "threshold_low": 0, "threshold_medium": 0, "threshold_high": 0, "deleted": False,
+           "batch_insert_ts": "2026-01-01T00:00:00Z", "sequence_number": 5 << 32}
+    types = {"balance": "INTEGER", "flags": "INTEGER", "master_weight": "INTEGER", "threshold_low": "INTEGER",
+             "threshold_medium": "INTEGER", "threshold_high": "INTEGER", "deleted": "BOOLEAN", "batch_insert_ts": "TIMESTAMP",
+             "sequence_number": "INTEGER"}
+    (tmp_path / "accounts_current.ndjson").write_text(json.dumps(row) + "\n")
+    (tmp_path / "accounts_current.schema.json").write_text(json.dumps([{"name": k, "type": types.get(k, "STRING")} for k in row]))
+    client = emulator.client()
+    datasets = ("crypto-stellar.stroops_main", "crypto-stellar.stroops_dbt")
+    report = load_bigquery(client, tmp_path, "public", datasets, ["accounts_current"], chunk_bytes=EMULATOR_CHUNK_BYTES)
+    assert report.tables["accounts_current"]["balance_unit"] == "stroops"
+    got = list(client.query("SELECT balance FROM `crypto-stellar.stroops_main.accounts_current`").result())
+    assert [r["balance"] for r in got] == [123456.7890123]
+    (tmp_path / "accounts_current.schema.json").write_text(
+        json.dumps([{"name": k, "type": "FLOAT" if k == "balance" else types.get(k, "STRING")} for k in row]))
+    (tmp_path / "accounts_current.ndjson").write_text(json.dumps(dict(row, balance=3 * 10**18)) + "\n")
+    with pytest.raises(LoadError, match="--balance-unit stroops"):
+        load_bigquery(client, tmp_path, "public", ("crypto-stellar.never_main", "crypto-stellar.never_dbt"), ["accounts_current"])
+    assert "never_main" not in [d.dataset_id for d in client.list_datasets()]
 
 
 def test_load_bigquery_refuses_an_incomplete_export(emulator, tmp_path):
