@@ -32,6 +32,7 @@ import argparse
 import atexit
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import secrets
@@ -60,6 +61,11 @@ SCHEDULED = {"hva_recalc": 3600.0, "reset_stale": 900.0}  # terraform: hourly, e
 QUEUE_TARGET = {"lineage": "process_account", "api-fallback": "api_fallback"}
 PORT_ORDER = ("site", "search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale")
 SIM_PORT_OFFSET = 20  # base 8080 -> simulator on 8100
+SIMULATED_HUBBLE = "hubble.duckdb"  # in the workdir: the simulator's Hubble tables, loaded once per network
+# Simulator options that change the generated network (the rest are rate limits and faults).
+SIM_DATA_OPTIONS = ("airdrop_children", "retention_days", "now")
+SIMULATED_HUBBLE_SOURCES = ("local/simulator/network.py", "local/simulator/codec.py", "local/simulator/hubble.py",
+                            "local/hubble_load.py", "common/hubble/duckdb_engine.py")
 LOOPBACK = "127.0.0.1"
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -250,6 +256,7 @@ class LocalStack:
         self.sim_env: dict[str, str] = {}
         self.settings: Settings | None = None
         self._site: ThreadingHTTPServer | None = None
+        self.hubble_loaded: str | None = None  # the simulated Hubble at start: "loaded" or "reused"
         self._toml_front = None  # local.tls_front.TlsFront: the simulator's stellar.toml files over https
         self._started = False
         self._lock = threading.RLock()
@@ -524,23 +531,56 @@ class LocalStack:
             return {"HUBBLE_ENGINE": "none"}
         if self.hubble == "bigquery":
             return {"HUBBLE_ENGINE": "bigquery"}
-        path = Path(self.extra_env.get("HUBBLE_DUCKDB_PATH") or os.environ.get("HUBBLE_DUCKDB_PATH") or self.workdir / "hubble.duckdb")
-        if not path.exists():
-            if self.dev or not self.simulator_url:
+        given = self.extra_env.get("HUBBLE_DUCKDB_PATH") or os.environ.get("HUBBLE_DUCKDB_PATH")
+        if given:  # someone else's Hubble (a real export): used as it is
+            path = Path(given)
+            if not path.exists():
                 raise StackError(f"HUBBLE_ENGINE=duckdb needs a DuckDB Hubble at {path}: load one with `python -m local.hubble_load --db {path} EXPORT`")
-            self._load_simulated_hubble(path)
+        elif self.dev or not self.simulator_url:
+            raise StackError("HUBBLE_ENGINE=duckdb needs HUBBLE_DUCKDB_PATH (a DuckDB Hubble loaded with `python -m local.hubble_load`)")
+        else:
+            path = self.workdir / SIMULATED_HUBBLE
+            self._simulated_hubble(path)
         return {"HUBBLE_ENGINE": "duckdb", "HUBBLE_DUCKDB_PATH": str(path)}
 
-    def _load_simulated_hubble(self, path: Path) -> None:
+    def simulated_hubble_key(self) -> str:
+        """What the simulated Hubble's tables depend on: the network's parameters and the code that
+        builds, exports and loads them. The same key means the loaded file can be used again."""
+        digest = hashlib.sha256(json.dumps({"accounts": self.accounts, "seed": self.seed, "sim": {
+            k: v for k, v in sorted(self.sim_options.items()) if k in SIM_DATA_OPTIONS}}, sort_keys=True).encode())
+        for source in SIMULATED_HUBBLE_SOURCES:
+            digest.update((ROOT / source).read_bytes())
+        return digest.hexdigest()
+
+    def _simulated_hubble(self, path: Path) -> None:
+        """The simulator's Hubble tables in DuckDB: reused when they were loaded for this very network
+        (the key beside the file), else exported and loaded (into a temporary file, renamed when whole)."""
         from local.hubble_load import load_duckdb
 
+        key = self.simulated_hubble_key()
+        key_file = path.with_name(path.name + ".key")
+        if path.exists() and key_file.exists() and key_file.read_text().strip() == key:
+            self.log(f"embedded Hubble: reusing {path} (loaded earlier for this network)")
+            self.hubble_loaded = "reused"
+            return
+        started = time.monotonic()
         export = self.workdir / "hubble-export"
-        status, body = http_post_json(f"{self.simulator_url}/_sim/export", {"directory": str(export)}, timeout=600)
+        partial_db = path.with_name(path.name + ".loading")
+        for stale in (path, key_file, partial_db, Path(str(partial_db) + ".wal")):
+            stale.unlink(missing_ok=True)
+        self.log("embedded Hubble: exporting the simulator's Hubble tables ...")
+        status, body = http_post_json(f"{self.simulator_url}/_sim/export", {"directory": str(export)}, timeout=1800)
         if status != 200:
             raise StackError(f"the simulator could not export its Hubble tables: {status} {body}")
-        for network in ("public", "testnet"):
-            load_duckdb(path, export, network, log=self.log)
-        self.log(f"embedded Hubble loaded into {path}")
+        try:
+            for network in ("public", "testnet"):
+                load_duckdb(partial_db, export, network, log=self.log)
+        finally:
+            shutil.rmtree(export, ignore_errors=True)  # the DuckDB file is what is kept
+        os.replace(partial_db, path)
+        key_file.write_text(key + "\n")
+        self.hubble_loaded = "loaded"
+        self.log(f"embedded Hubble loaded into {path} in {time.monotonic() - started:.1f} s")
 
     def _why_missing(self, name: str) -> str | None:
         main = ROOT / "functions" / name / "main.py"
@@ -717,6 +757,7 @@ class LocalStack:
             "schedules_s": self.schedule,
             "missing": self.missing,
             "dev": self.dev,
+            "hubble": {"engine": self.hubble, "simulated": self.hubble_loaded},
             "internal_token": self.token,  # the bearer the internal functions accept in this run
         }
 
@@ -752,7 +793,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--airdrop-children", type=int, help="children of the simulated airdrop account (simulator default 100,000)")
     p.add_argument("--hubble", choices=("none", "duckdb", "bigquery"),
-                   help="Hubble path: none (API path only; demo default), duckdb (the simulator's Hubble export, embedded), bigquery")
+                   help="Hubble path: duckdb (the simulator's Hubble tables, embedded; the demo's default), none (the API path "
+                        "only), bigquery (make dev's default when credentials are configured)")
     return p
 
 
@@ -771,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     workdir.mkdir(parents=True, exist_ok=True)
     params_file.write_text(json.dumps(params) + "\n")
-    hubble = args.hubble or (_dev_hubble() if args.dev else "none")
+    hubble = args.hubble or (_dev_hubble() if args.dev else "duckdb")
     sim_options = {"airdrop_children": args.airdrop_children} if args.airdrop_children is not None else {}
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,5 +1,6 @@
-"""`make demo`'s command, `python -m local.stack`: it starts everything, prints the URLs, writes them
-to the JSON file it names, answers a search, and Ctrl-C (SIGINT) stops every process it started."""
+"""`make demo`'s command, `python -m local.stack`: it starts everything, with the embedded Hubble
+loaded from the simulator's tables (once per network: a restart reuses it), prints the URLs, writes
+them to the JSON file it names, answers a search, and Ctrl-C (SIGINT) stops every process it started."""
 from __future__ import annotations
 
 import json
@@ -26,21 +27,40 @@ def listening(url: str) -> bool:
         return s.connect_ex((host, int(port))) == 0
 
 
-def test_the_demo_command_prints_its_urls_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
+DEMO_ARGS = ["--accounts", "300", "--airdrop-children", "200"]
+
+
+def start_demo(tmp_path, *extra):
     urls_file = tmp_path / "urls.json"
+    urls_file.unlink(missing_ok=True)
     out = open(tmp_path / "stdout.txt", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "local.stack", "--base-port", "0", "--workdir", str(tmp_path / "demo"), "--urls-file", str(urls_file),
-         "--accounts", "300", "--airdrop-children", "200"],
+         *DEMO_ARGS, *extra],
         cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    return proc, out, urls_file
+
+
+def wait_for_urls(proc, urls_file, tmp_path) -> dict:
+    deadline = time.monotonic() + 240
+    while not urls_file.exists():
+        assert proc.poll() is None, (tmp_path / "stdout.txt").read_text()
+        assert time.monotonic() < deadline, "the demo did not write its URLs file"
+        time.sleep(0.2)
+    return json.loads(urls_file.read_text())
+
+
+def stop(proc, urls: dict) -> None:
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    assert proc.wait(timeout=90) == 0
+    assert not any(listening(u) for k, u in urls.items() if k in ("site", "search", "simulator")), urls
+
+
+def test_the_demo_command_prints_its_urls_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
+    proc, out, urls_file = start_demo(tmp_path)
     try:
-        deadline = time.monotonic() + 180
-        while not urls_file.exists():
-            assert proc.poll() is None, (tmp_path / "stdout.txt").read_text()
-            assert time.monotonic() < deadline, "the demo did not write its URLs file"
-            time.sleep(0.2)
-        urls = json.loads(urls_file.read_text())
+        urls = wait_for_urls(proc, urls_file, tmp_path)
         printed = (tmp_path / "stdout.txt").read_text()
         assert f"URLs for scripts: {urls_file}" in printed
         for name in ("site", "search", "stats", "simulator"):
@@ -59,6 +79,44 @@ def test_the_demo_command_prints_its_urls_serves_and_stops_cleanly_on_ctrl_c(tmp
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(timeout=90) == 0
         assert not any(listening(u) for u in everything), [u for u in everything if listening(u)]
+        # The demo's default Hubble: the simulator's tables in DuckDB, loaded at this first start
+        assert json.loads(urls_file.read_text())["stack"]["hubble"] == {"engine": "duckdb", "simulated": "loaded"}
+        assert "embedded Hubble loaded into" in printed
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        out.close()
+    db = tmp_path / "demo" / "hubble.duckdb"
+    assert db.is_file() and not (tmp_path / "demo" / "hubble-export").exists()
+    from local.stack import LocalStack
+
+    same = LocalStack(tmp_path / "demo", accounts=300, seed=7, sim_options={"airdrop_children": 200})
+    assert (tmp_path / "demo" / "hubble.duckdb.key").read_text().strip() == same.simulated_hubble_key()
+    assert LocalStack(tmp_path / "x", accounts=300, seed=8, sim_options={"airdrop_children": 200}).simulated_hubble_key() != \
+        same.simulated_hubble_key()
+    assert LocalStack(tmp_path / "x", accounts=300, seed=7, sim_options={"airdrop_children": 200, "horizon_rate_per_min": 5}
+                      ).simulated_hubble_key() == same.simulated_hubble_key(), "rate limits do not change the tables"
+    loaded_at = db.stat().st_mtime_ns
+    # A restart of the same network reuses the loaded file
+    proc, out, urls_file = start_demo(tmp_path)
+    try:
+        urls = wait_for_urls(proc, urls_file, tmp_path)
+        assert json.loads(urls_file.read_text())["stack"]["hubble"] == {"engine": "duckdb", "simulated": "reused"}
+        assert "embedded Hubble: reusing" in (tmp_path / "stdout.txt").read_text()
+        assert db.stat().st_mtime_ns == loaded_at
+        stop(proc, urls)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        out.close()
+    # --hubble none keeps the API-only mode
+    proc, out, urls_file = start_demo(tmp_path, "--hubble", "none")
+    try:
+        urls = wait_for_urls(proc, urls_file, tmp_path)
+        assert json.loads(urls_file.read_text())["stack"]["hubble"] == {"engine": "none", "simulated": None}
+        status, body = get_json(f"{urls['search']}/search?account={random_account()}")
+        assert status == 202, body
+        stop(proc, urls)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
