@@ -93,7 +93,7 @@ def _float(text: str | None) -> float | None:
 
 
 def _day(when: dt.datetime) -> str:
-    return when.strftime("%Y-%m-%dT00:00:00")
+    return when.date().isoformat() + "T00:00:00"
 
 
 def _batch_id(ledger: int) -> str:
@@ -185,9 +185,10 @@ def account_rows(network: Network) -> Iterable[dict]:
 def _write(path: Path, rows: Iterable[dict]) -> int:
     tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     with open(tmp, "w", encoding="utf-8") as out:
         for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
+            out.write(encode(row))
             out.write("\n")
             count += 1
     os.replace(tmp, path)  # readers never see a half-written table

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import heapq
 import itertools
@@ -162,7 +163,9 @@ def ledger_at(when: dt.datetime) -> int:
 
 
 def iso_z(when: dt.datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    return when.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +272,7 @@ class Network:
         self.domain_suffix = DOMAIN_SUFFIX[config.network]
         seed_text = f"stellarmap-sim/{config.seed}/{config.network}"
         self.codec = AddressCodec(seed_text.encode())
+        self._core_address = functools.lru_cache(maxsize=65_536)(self.codec.encode)
         self._key = int.from_bytes(hashlib.blake2b(seed_text.encode(), digest_size=8).digest(), "big")
         self.now = config.now.astimezone(UTC)
         self.latest_ledger = ledger_at(self.now)
@@ -655,6 +659,8 @@ class Network:
 
     # ------------------------------------------------------------------ addresses
     def address(self, index: int) -> str:
+        if index < self.size:  # core accounts recur (creators, exchanges): remembered
+            return self._core_address(index)
         return self.codec.encode(index)
 
     def resolve(self, address: str) -> tuple[str, int] | None:
