@@ -52,8 +52,10 @@ chaos: install
 chaos-short: install
 	$(PY) -m bench.chaos --short
 
+# The embedded Hubble by default (the simulator's tables, loaded once per network); HUBBLE=none: the API path only.
+HUBBLE ?= duckdb
 demo: install
-	$(PY) -m local.stack --urls-file .local-data/stack-urls.json
+	$(PY) -m local.stack --hubble $(HUBBLE) --urls-file .local-data/stack-urls.json
 
 dev: install
 	$(PY) -m local.stack --dev --urls-file .local-data/stack-urls.json

@@ -17,6 +17,11 @@ as the simulator's export does):
   transaction's `successful`), and `accounts` (accounts_current = each account's latest ledger
   entry, as stellar-dbt's accounts_current model picks it).
 
+Account balances always land in XLM (BigQuery FLOAT, as Hubble has them). stellar-etl once wrote
+them as int64 stroops: an INTEGER-typed balance (schema file, Parquet) or a value above every lumen
+there is means stroops (divided by 10^7 on load), a fraction means XLM; when nothing tells,
+`--balance-unit xlm|stroops` (balance_unit=) is required, and a unit the data contradicts is refused.
+
 The DuckDB load is one transaction: a bad or incomplete export raises LoadError naming the
 problem and leaves the database as it was (a database file this call created is removed).
 
