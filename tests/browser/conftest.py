@@ -251,8 +251,7 @@ class PageProbe:
             return []
 
 
-@pytest.fixture
-def probe(browser, request, stack):
+def _probe(browser, request):
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="UTC")
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -268,6 +267,27 @@ def probe(browser, request, stack):
     assert not p.errors, f"uncaught errors in the page: {p.errors}"
     assert not p.dialogs, f"a dialog opened (script ran?): {p.dialogs}"
     assert not violations, f"CSP violations: {violations}"
+
+
+@pytest.fixture
+def probe(browser, request, stack):
+    """A page (1400x900) on the local stack's site."""
+    yield from _probe(browser, request)
+
+
+@pytest.fixture(scope="session")
+def fixture_site():
+    """The site with its API answered from the saved fixtures (tests/browser/fixture_site.py)."""
+    from tests.browser.fixture_site import FixtureSite
+
+    with FixtureSite() as s:
+        yield s
+
+
+@pytest.fixture
+def site_probe(browser, request, fixture_site):
+    """A page (1400x900) on the fixture site: no local stack needed."""
+    yield from _probe(browser, request)
 
 
 # ------------------------------------------------------------------ page helpers
