@@ -31,23 +31,29 @@ def open_account(probe, base: str, account: str, layout: str | None = None) -> N
     wait_tree(page, account, timeout_ms=30_000)
 
 
-# What covers each node of the tree: for its dot and its label, whether the box lies inside the
-# drawing and whether the topmost element at the box's centre belongs to the node itself.
+# What covers each node of the tree: its dot's centre, and points 5%, 50% and 95% along its label
+# (in the label's own rotated frame, mapped to the screen); for each, whether it lies inside the
+# drawing and whether the topmost element there belongs to the node itself.
 COVERAGE = """
 () => {
   const svg = document.getElementById('tree').getBoundingClientRect();
-  const inside = (r) => r.left >= svg.left - 0.5 && r.right <= svg.right + 0.5 && r.top >= svg.top - 0.5 && r.bottom <= svg.bottom + 0.5;
+  const inside = (x, y) => x >= svg.left - 0.5 && x <= svg.right + 0.5 && y >= svg.top - 0.5 && y <= svg.bottom + 0.5;
   const out = [];
+  const check = (g, part, x, y) => {
+    const top = document.elementFromPoint(x, y);
+    out.push({ account: g.dataset.account || g.dataset.id, kind: g.dataset.kind, part, inside: inside(x, y), ownTop: Boolean(top && g.contains(top)),
+               topIs: top ? (top.id || (top.className && top.className.baseVal) || top.className || top.tagName) : null, at: [Math.round(x), Math.round(y)] });
+  };
   for (const g of document.querySelectorAll('#tree g.node')) {
-    for (const part of ['circle.dot', 'text.label']) {
-      const el = g.querySelector(part);
-      const r = el.getBoundingClientRect();
-      if (!r.width || !r.height) continue;  // a label hidden at this zoom
-      const x = r.left + r.width / 2;
-      const y = r.top + r.height / 2;
-      const top = document.elementFromPoint(x, y);
-      out.push({ account: g.dataset.account || g.dataset.id, kind: g.dataset.kind, part, inside: inside(r), ownTop: Boolean(top && g.contains(top)),
-                 topIs: top ? (top.id || top.className.baseVal || top.className || top.tagName) : null, rect: [r.left, r.top, r.right, r.bottom] });
+    const dot = g.querySelector('circle.dot').getBoundingClientRect();
+    check(g, 'dot', dot.left + dot.width / 2, dot.top + dot.height / 2);
+    const label = g.querySelector('text.label');
+    if (!label.getBoundingClientRect().width) continue;  // a label hidden at this zoom
+    const box = label.getBBox();
+    const m = label.getScreenCTM();
+    for (const f of [0.05, 0.5, 0.95]) {
+      const p = new DOMPoint(box.x + f * box.width, box.y + box.height / 2).matrixTransform(m);
+      check(g, `label@${f}`, p.x, p.y);
     }
   }
   return out;
@@ -56,6 +62,8 @@ COVERAGE = """
 
 
 def assert_every_node_in_view(page) -> list[dict]:
+    # the whole tree panel in the window first (elementFromPoint sees only what is on screen)
+    page.evaluate("() => document.getElementById('tree-wrap').scrollIntoView({ block: 'end' })")
     seen = page.evaluate(COVERAGE)
     clipped = [s for s in seen if not s["inside"]]
     covered = [s for s in seen if not s["ownTop"]]
@@ -91,8 +99,8 @@ def test_tidy_chain_of_seven_shows_every_child_label_whole(site_probe, fixture_s
     assert len(tree_accounts(page, "ancestor")) == 7
     assert len(tree_accounts(page, "account")) == 2
     seen = assert_every_node_in_view(page)
-    labels = [s for s in seen if s["kind"] == "account" and s["part"] == "text.label"]
-    assert len(labels) == 2, "both child labels are drawn (not hidden at this zoom)"
+    labels = [s for s in seen if s["kind"] == "account" and s["part"].startswith("label")]
+    assert len(labels) == 2 * 3, "both child labels are drawn (not hidden at this zoom)"
     # the help line and the legend are outside the drawing: they can never cover it
     svg, help_, legend = rect(page, "#tree"), rect(page, "#tree-help"), rect(page, ".legend")
     for other in (help_, legend):
@@ -108,10 +116,10 @@ def test_deep_tidy_chain_shows_the_searched_account_and_uses_the_panel(site_prob
     assert len(tree_accounts(page, "ancestor")) == 15
     seen = assert_every_node_in_view(page)
     root = [s for s in seen if s["kind"] == "root"]
-    assert {s["part"] for s in root} == {"circle.dot", "text.label"}, "the searched account's dot and label are on view"
+    assert {s["part"] for s in root} == {"dot", "label@0.05", "label@0.5", "label@0.95"}, "the searched account's dot and label are on view"
     # a wide panel is used: labels stay readable (at least 10 px) and the tree spans its width
     assert zoom_of(page) * 11 >= 10, zoom_of(page)
-    xs = [s["rect"][0] for s in seen] + [s["rect"][2] for s in seen]
+    xs = [s["at"][0] for s in seen]
     assert max(xs) - min(xs) >= 0.5 * rect(page, "#tree")["width"]
     # genesis comes first, top-left; the searched account is the lowest node
     genesis = node_position(page, body["ancestors"][0]["account"])
