@@ -36,7 +36,8 @@ export function nodeName(n) {
   const role = n.kind === "root" ? "Searched account" : n.kind === "ancestor" ? "Ancestor" : "Child account";
   const domain = data.home_domain ? `, home domain ${displayText(data.home_domain)}` : "";
   const tags = tagsOf(data).length ? `, tagged ${tagsOf(data).join(", ")}` : "";
-  const merged = isMerged(data) ? `, ${mergedText(data, { short: true }).toLowerCase()}` : "";
+  const said = isMerged(data) ? mergedText(data, { short: true }) : null;
+  const merged = said ? `, ${said[0].toLowerCase()}${said.slice(1)}` : "";
   const kids = n.kind === "account" && canExpand(data) ? ` Has ${formatCount(data.num_children)} children; press + to show them here.` : "";
   const action = n.kind === "root" ? "" : " Press Enter to centre on it.";
   return `${role} ${n.account}${domain}${tags}${merged}.${action}${kids}`;

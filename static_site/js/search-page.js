@@ -1,7 +1,7 @@
 // The explorer page: search form, pipeline progress, lineage tree, details and siblings.
 import { ApiError, accountHref, createApi, preferredNetwork, rememberNetwork, siteConfig } from "./api.js";
 import { announce, el, replace, tagBadge } from "./dom.js";
-import { DEFAULTS } from "./layout.js";
+import { DEFAULTS, fanOut, normalizeOptions } from "./layout.js";
 import { appendPage, attachChildren, awaitingEnrichment, canExpand, countLoaded, findNode, fromLineage, refreshFacts, revealMore } from "./lineage-model.js";
 import { displayText, formatCount, formatDate, formatDuration, formatXlm, shortAccount } from "./format.js";
 import { nodeFacts } from "./node-text.js";
@@ -99,10 +99,11 @@ function sizeTreePanel() {
 
 function redraw({ fit = false, focusId = null } = {}) {
   if (!state.model) return;
-  showCompleteness(); // first: the notice may move the tree panel the fit measures
+  // The lines above the tree first: they move the tree panel the fit measures.
+  showCompleteness();
+  updateSummary();
   if (fit) sizeTreePanel();
   view.render(state.model, layoutOptions(), { fit, focusId });
-  updateSummary();
 }
 
 // Never silent: an incomplete children list says so where the children are shown.
@@ -119,7 +120,7 @@ function updateSummary() {
   const tree = state.model.tree;
   const total = Number.isFinite(Number(tree.num_children)) && tree.num_children !== null ? Number(tree.num_children) : null;
   const loaded = Array.isArray(tree.children) ? tree.children.length : 0;
-  const shown = Number($("tree").dataset.childCount || 0);
+  const shown = fanOut(tree, normalizeOptions(layoutOptions())).shown;
   const gap = completenessText(tree.completeness);
   const parts = [
     `${formatCount(state.model.ancestors.length)} ancestor${state.model.ancestors.length === 1 ? "" : "s"} up to genesis`,

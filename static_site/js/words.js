@@ -68,6 +68,7 @@ export function completenessText(completeness) {
   const found = Number.isFinite(Number(completeness.children_found)) && completeness.children_found !== null ? Number(completeness.children_found) : null;
   const head = found === null ? "The children list is incomplete" : `${formatCount(found)} ${found === 1 ? "child" : "children"} found`;
   const reason = completeness.reason;
+  if (found === null && !reason) return "The children list may be incomplete";
   const from = isDate(completeness.visible_from) ? dayOf(completeness.visible_from) : null;
   if (reason === "history_pruned" && from) return `${head}; history before ${from} is not visible without Hubble`;
   if (reason === "hubble_budget" && from) return `${head}; history before ${from} was not read: the Hubble query was refused by the cost guard`;

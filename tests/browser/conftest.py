@@ -34,6 +34,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
+# The site's words for each pipeline_source (static_site/js/words.js): the pages never show the code.
+PIPELINE_WORDS = {
+    "API": "Horizon + Stellar Expert",
+    "BIGQUERY": "Hubble (BigQuery)",
+    "BIGQUERY_WITH_API_FALLBACK": "Hubble, finished by Horizon + Stellar Expert",
+    "HUBBLE_SYNC": "Hubble network-wide sync",
+}
 NETWORK = "public"
 PIPELINE_TIMEOUT_MS = 240_000  # a fresh account goes through the whole pipeline
 

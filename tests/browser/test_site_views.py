@@ -10,7 +10,7 @@ import urllib.parse
 
 import pytest
 
-from tests.browser.conftest import node_position, tree_accounts, wait_tree, zoom_of
+from tests.browser.conftest import PIPELINE_WORDS, node_position, tree_accounts, wait_tree, zoom_of
 from tests.browser.fixture_site import FIXTURES
 
 pytestmark = pytest.mark.browser
@@ -202,9 +202,9 @@ def test_the_pipeline_path_is_named_in_words(site_probe, fixture_site):
     page = site_probe.page
     open_account(site_probe, fixture_site.base, body["account"])
     assert body["tree"]["pipeline_source"] == "API"
-    assert facts_of(page, "#details-body")["Pipeline"] == "Horizon + Stellar Expert"
+    assert facts_of(page, "#details-body")["Pipeline"] == PIPELINE_WORDS["API"]
     hover_tooltip(page, "#tree g.node[data-kind=root]")
-    assert facts_of(page, "#tooltip")["Pipeline"] == "Horizon + Stellar Expert"
+    assert facts_of(page, "#tooltip")["Pipeline"] == PIPELINE_WORDS["API"]
     shown = page.evaluate("() => document.querySelector('#explorer').innerText")
     assert not RAW_PIPELINE.search(shown), RAW_PIPELINE.search(shown)
 
