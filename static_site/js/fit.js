@@ -9,6 +9,7 @@ export const FIT_PAD = 24; // px of screen kept clear around the fitted tree
 export const MAX_SCALE = 1.6; // a small tree is not blown up beyond this
 export const CHAIN_SLANTS = Object.freeze([0, 0.8, 1.6, 2.4]);
 export const SLANT_TOLERANCE = 0.92; // a straighter chain wins unless a slant fits at least 1/0.92 larger
+export const NATURAL_SCALE = 1; // ... or unless the straight chain would draw labels below their natural size
 
 // Where a node's label runs (must match tree-view.js placeLabel): "out" along the ray of a radial
 // leaf, "down" under a tidy leaf, "up" beside the radial root, "left" of an expanded account, else "right".
@@ -96,8 +97,9 @@ export function screenRect(extent, t) {
 
 /**
  * The tidy chain's slant for this lineage in this viewport: each candidate is laid out and fitted,
- * and the straightest one whose fitted scale is within SLANT_TOLERANCE of the best wins (a long
- * chain over a few children climbs sideways instead of shrinking to a thin column).
+ * and the straightest one wins whose fitted scale is within SLANT_TOLERANCE of the best, or at
+ * least NATURAL_SCALE (a long chain over a few children climbs sideways instead of shrinking to a
+ * thin column; a short one that already fits at full size stays straight).
  * Returns {slant, k, result, extent}. Radial layouts, and chains of one hop, stay as they are.
  */
 export function chooseChainSlant(data, options, viewport, { charPx = CHAR_PX, slants = CHAIN_SLANTS, pad = FIT_PAD, maxScale = MAX_SCALE } = {}) {
@@ -110,5 +112,6 @@ export function chooseChainSlant(data, options, viewport, { charPx = CHAR_PX, sl
     return { slant, result, extent, k: fitTransform(extent, viewport, { pad, maxScale }).k };
   });
   const best = Math.max(...tried.map((t) => t.k));
-  return tried.find((t) => t.k >= best * SLANT_TOLERANCE);
+  const enough = Math.min(best * SLANT_TOLERANCE, NATURAL_SCALE);
+  return tried.find((t) => t.k >= enough);
 }

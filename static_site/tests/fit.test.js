@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { CHAIN_SLANTS, CHAR_PX, FIT_PAD, MAX_SCALE, SLANT_TOLERANCE, chooseChainSlant, extentOf, fitTransform, labelDirection, labelLength, screenRect } from "../js/fit.js";
+import { CHAIN_SLANTS, CHAR_PX, FIT_PAD, MAX_SCALE, NATURAL_SCALE, SLANT_TOLERANCE, chooseChainSlant, extentOf, fitTransform, labelDirection, labelLength, screenRect } from "../js/fit.js";
 import { LAYOUTS, layout, minimumDistance, normalizeOptions } from "../js/layout.js";
 import { appendPage, fromLineage, revealMore } from "../js/lineage-model.js";
 import { nodeLabel } from "../js/node-text.js";
@@ -147,15 +147,26 @@ describe("tidy chain slant", () => {
     assert.ok(sx > 0 && sx < PANEL.width && sy > 0 && sy < PANEL.height, "the searched account is on view");
   });
 
-  test("the straightest slant within the tolerance of the best wins", () => {
-    for (const name of ["contract-chain7.json", "contract-chain15.json", "contract-airdrop-api-page1.json", "lineage-expanded-2000.json"]) {
+  test("the straightest slant within the tolerance of the best (or at natural size) wins", () => {
+    for (const name of ["contract-chain7.json", "contract-chain15.json", "contract-airdrop-api-page1.json", "lineage-expanded-2000.json", "lineage-small.json"]) {
       const data = load(name);
       const ks = CHAIN_SLANTS.map((s) => fitTransform(extentOf(layout(data, { layout: "tidy", chainSlant: s })), PANEL).k);
       const best = Math.max(...ks);
       const chosen = chooseChainSlant(data, { layout: "tidy" }, PANEL);
-      const expected = CHAIN_SLANTS[ks.findIndex((k) => k >= best * SLANT_TOLERANCE)];
+      const expected = CHAIN_SLANTS[ks.findIndex((k) => k >= Math.min(best * SLANT_TOLERANCE, NATURAL_SCALE))];
       assert.equal(chosen.slant, expected, name);
     }
+  });
+
+  test("a short chain that fits at natural size stays straight even if a slant would draw it larger", () => {
+    const data = load("lineage-small.json");
+    data.ancestors = data.ancestors.slice(-2);
+    data.tree.children = data.tree.children.slice(0, 12).map((c) => ({ ...c, num_children: 0 }));
+    const low = { width: 955, height: 460 }; // the panel's smallest height
+    const straight = fitTransform(extentOf(layout(data, { layout: "tidy" })), low).k;
+    const slanted = fitTransform(extentOf(layout(data, { layout: "tidy", chainSlant: 2.4 })), low).k;
+    assert.ok(straight >= NATURAL_SCALE && slanted > straight / SLANT_TOLERANCE, `${straight} ${slanted}`);
+    assert.equal(chooseChainSlant(data, { layout: "tidy" }, low).slant, 0);
   });
 
   test("a tall narrow panel keeps the chain straight; radial and one-hop chains are left alone", () => {
