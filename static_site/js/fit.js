@@ -31,7 +31,7 @@ export function labelLength(n, text, charPx = CHAR_PX) {
  * The drawn extent of a layout in layout units, dots and labels included. Label lengths are
  * estimated from their characters (`charPx`); no text is measured.
  */
-export function extentOf(result, { charPx = CHAR_PX, labelOf = nodeLabel } = {}) {
+export function extentOf(result, { charPx = CHAR_PX } = {}) {
   let minX = Infinity;
   let maxX = -Infinity;
   let minY = Infinity;
@@ -46,7 +46,7 @@ export function extentOf(result, { charPx = CHAR_PX, labelOf = nodeLabel } = {})
   for (const n of result.nodes) {
     add(n.x - 10, n.y - 10);
     add(n.x + 10, n.y + 10);
-    const reach = labelLength(n, labelOf(n), charPx);
+    const reach = labelLength(n, nodeLabel(n), charPx);
     switch (labelDirection(n, result.layout)) {
       case "out": {
         const ex = n.x + reach * Math.sin(n.angle);

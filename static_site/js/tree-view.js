@@ -9,8 +9,6 @@ import { shortAccount } from "./format.js";
 import { mergedText } from "./words.js";
 import { el, replace, tagBadge } from "./dom.js";
 
-export { moreText, nodeLabel } from "./node-text.js";
-
 const d3 = globalThis.d3;
 const LABEL_MIN_PX = 9; // labels are drawn only when siblings are at least this far apart on screen
 const CHAR_SAMPLE = "GA2F…I67V GBKC…KKWG"; // account labels: capitals and digits, the widest common case
