@@ -137,6 +137,12 @@ class LineageRecord:
     toml_checked_at: dt.datetime | None = None
     toml_error: str | None = None
     directory_name: str | None = None
+    creation_ledger: int | None = None  # the ledger where the current (last) life began
+    merged_at: dt.datetime | None = None  # the last merge, when the account is gone
+    merged_into: str | None = None
+    deleted: bool | None = None  # gone (merged), even when the merge itself is not visible
+    children_gap: str | None = None  # null: children complete; else a reason code (docs/design.md)
+    children_visible_from: dt.datetime | None = None  # children created before this are not visible
 
     def to_json(self) -> dict:
         out = {}
@@ -181,6 +187,24 @@ class CreationEvent:
     starting_balance: Decimal | None = None
     transaction_hash: str | None = None
     source: str | None = None  # HORIZON | EXPERT | BIGQUERY
+    ledger: int | None = None  # the creating operation's ledger (None when only a time is known)
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeEvent:
+    """One successful account_merge of `stellar_account` (the end of one of its lives)."""
+
+    network_name: str
+    stellar_account: str
+    merged_at: dt.datetime
+    operation_id: str
+    merged_into: str | None = None
+    ledger: int | None = None
+    source: str | None = None  # HORIZON | BIGQUERY
+
+
+# Why a children list is incomplete (lineage column children_gap; docs/design.md).
+CHILDREN_GAP_CODES = ("history_pruned", "children_cap", "hubble_budget", "hubble_unavailable")
 
 
 @dataclasses.dataclass(frozen=True)
