@@ -203,6 +203,21 @@ class MergeEvent:
     source: str | None = None  # HORIZON | BIGQUERY
 
 
+def life_fields(events: list, merges: list, deleted: bool | None) -> dict:
+    """The lineage row's lives columns from every creation and merge known (oldest first): the first
+    creator and creation, the current life's ledger, and the last merge when the account is gone."""
+    fields: dict = {}
+    if events:
+        fields.update(stellar_creator_account=events[0].creator, account_creation_date=events[0].created_at,
+                      creation_ledger=events[-1].ledger)
+    last_merge = merges[-1] if merges else None
+    gone = bool(deleted) or (last_merge is not None and (not events or last_merge.merged_at > events[-1].created_at))
+    fields["deleted"] = gone
+    fields["merged_at"] = last_merge.merged_at if gone and last_merge is not None else None
+    fields["merged_into"] = last_merge.merged_into if gone and last_merge is not None else None
+    return fields
+
+
 # Why a children list is incomplete (lineage column children_gap; docs/design.md).
 CHILDREN_GAP_CODES = ("history_pruned", "children_cap", "hubble_budget", "hubble_unavailable")
 
