@@ -291,7 +291,7 @@ def test_the_lineage_window_is_narrow_and_widens_only_when_it_finds_nothing(worl
     assert len(windows) == 3 and windows[-1]["lo"] < t(2017, 4, 1) < windows[-1]["hi"]
     assert all(w["ledger_hi"] == ledger(t(2020, 6, 1)) for w in windows)
     spans = [w["hi"] - w["lo"] for w in windows]
-    assert spans == sorted(spans) and spans[0] <= dt.timedelta(days=3)
+    assert spans == sorted(spans) and spans[0] <= dt.timedelta(days=30)  # the nearest known point is 3 years away
 
 
 def test_a_later_crawl_corrects_a_child_first_seen_through_its_recreation(world, make):
