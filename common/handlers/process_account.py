@@ -255,7 +255,11 @@ def _hubble_path(c, outcome: Outcome, config, mode: str) -> Outcome:
     finally:
         _record_guard(outcome, guard)
     if fallback is not None:
-        return _hand_over(c, outcome, PipelineSource.BIGQUERY_WITH_API_FALLBACK.value, f"{fallback.code}: {fallback.message}"[:500])
+        # The path that ran: BIGQUERY_WITH_API_FALLBACK only when a Hubble query was tried (the guard
+        # was reached); API when Hubble was never possible (no engine, no tables, unreachable, age filter).
+        tried = guard is not None
+        source = PipelineSource.BIGQUERY_WITH_API_FALLBACK.value if tried else PipelineSource.API.value
+        return _hand_over(c, outcome, source, f"{fallback.code}: {fallback.message}"[:500])
     assert result is not None
     fields = result["fields"]
     with pipeline.stage(c, network, account, STAGE_EXPANSION, PipelineSource.BIGQUERY.value):

@@ -89,6 +89,8 @@ def find_lives(store, guard, tables, network: str, account: str, now: dt.datetim
         return parse_rows(parse_lives, network, account, rows)
 
     lives = HubbleLives([], [], state, [])
+    if state is None and ledger is None and first_day is None:
+        return lives  # no accounts_current row and no hint: not in Hubble (yet); never a whole-history scan
     upper = as_utc(now) + dt.timedelta(minutes=10)
     if ledger is None:
         ladder = [((NETWORK_START[network], upper), None)]

@@ -104,7 +104,7 @@ class World:
 
         self.accounts = [
             state(self.A, 5000.0), state(self.B, 12.5, flags=3, domain="b.example"), state(self.C, 1.0),
-            state(self.M, 3.0, at=STALE), state(self.X, 777.0, domain="x.example"), state(self.OLD, 1.0),
+            state(self.M, 3.0, at=STALE), state(self.X, 777.0, domain="x.example"), state(self.OLD, 1.0), state(self.Y, 1.0),
             {**state(G, 100.0), "home_domain": None},
             {**state(self.GONE, 0.0), "deleted": True, "last_modified_ledger": ledger(t(2018, 3, 1)), "closed_at": t(2018, 3, 1)},
             # bump_sequence to a ledger of 2020: seq >> 32 is only an upper bound of its creation; no first-batch date known
@@ -404,7 +404,7 @@ def test_the_budget_running_out_between_pages_falls_back(world, make):
 def test_hubble_unreachable_falls_back_and_loses_nothing(world, make, tmp_path):
     c = make(hubble=DuckDBHubble(tmp_path / "missing.duckdb"))
     out = run(c, world.X)
-    assert_fell_back(c, world.X, out, "hubble_unavailable")
+    assert_fell_back(c, world.X, out, "hubble_unavailable", source="API")  # no Hubble query could be tried
 
 
 def test_hubble_failing_mid_crawl_falls_back_and_clears_its_checkpoint(world, make):
@@ -421,7 +421,7 @@ def test_an_account_not_in_hubble_falls_back(world, make):
     c = make()
     out = run(c, world.U)
     assert_fell_back(c, world.U, out, "not_in_hubble")
-    assert c.hubble.runs == ["state", "lineage"]
+    assert c.hubble.runs == ["state"], "no accounts_current row: no scan of the history"
 
 
 def test_bad_data_from_hubble_falls_back(world, make):
@@ -449,7 +449,7 @@ def test_mode_changes_take_effect_at_run_time(world, make):
 def test_no_hubble_engine_falls_back(world, make):
     c = make(hubble=None, settings=Settings.from_env(env={}, hubble_engine="none"))
     out = run(c, world.X)
-    assert_fell_back(c, world.X, out, "hubble_disabled")
+    assert_fell_back(c, world.X, out, "hubble_disabled", source="API")  # the Hubble path was never possible
 
 
 def test_a_network_without_hubble_data_falls_back(world, make):
@@ -457,7 +457,7 @@ def test_a_network_without_hubble_data_falls_back(world, make):
     account = random_account()
     pipeline.request_lineage(c, "testnet", account)
     out = process(c, "testnet", account)
-    assert out.status == "HANDED_TO_API" and out.reason.startswith("hubble_no_network")
+    assert out.status == "HANDED_TO_API" and out.reason.startswith("hubble_no_network") and out.pipeline_source == "API"
 
 
 def test_the_age_filter_before_and_after_the_lineage_query(world, make):
@@ -468,7 +468,7 @@ def test_the_age_filter_before_and_after_the_lineage_query(world, make):
     c2 = make({"api_age_filter_years": 9})
     c2.store.put_lineage("public", world.OLD, stellar_creator_account=GENESIS_ACCOUNT, account_creation_date=t(2016, 2, 1))
     out = run(c2, world.OLD)  # known from its parent's crawl: no query at all
-    assert out.status == "HANDED_TO_API" and c2.hubble.runs == []
+    assert out.status == "HANDED_TO_API" and c2.hubble.runs == [] and out.pipeline_source == "API"
     c3 = make({"api_age_filter_years": 9})
     assert run(c3, world.X).status == "COMPLETE", "younger accounts keep the Hubble path"
 
