@@ -165,7 +165,7 @@ def test_huge_fan_out_gets_a_precomputed_summary_and_one_page(env):
     expected = sorted(balances, key=lambda k: (-balances[k], k))[:10]
     assert top == expected and s["top_by_balance"][0]["xlm_balance"] == "100000000.5"
     assert len(body["tree"]["children"]) == 1000 and body["children_page"]["as_of"] is None  # read live
-    # The landing view (default page size): two row reads, the account and its precomputed view.
+    # The landing view (default page size): the account, its precomputed view, and its lives (two partitions).
     rec = recording(c.store)
     try:
         client2 = app_for(stats.handle, container(rec, clock)).test_client()
@@ -173,7 +173,7 @@ def test_huge_fan_out_gets_a_precomputed_summary_and_one_page(env):
         reads = [name for name, _ in rec.calls]
     finally:
         rec.close()
-    assert reads == ["_get_lineage", "_get_children_summary"]
+    assert reads == ["_get_lineage", "_get_children_summary", "_get_creation_events", "_get_merge_events"]
     assert [n["account"] for n in landing["tree"]["children"]] == kids[:100]
     assert landing["tree"]["more"] == {"count": 2400, "next_cursor": kids[99]}
     assert landing["children_page"]["as_of"] == "2026-04-01T12:00:00Z" and landing["children_page"]["next_cursor"] == kids[99]
@@ -199,6 +199,30 @@ def test_huge_fan_out_gets_a_precomputed_summary_and_one_page(env):
     assert fanout.refresh_stale(c.store, "public", clock.now()) == {"stale": 1, "refreshed": 1, "landing_refreshed": 0}
     status, body = get(client, f"/account-lineage?account={creator}")
     assert body["summary"]["computed_at"] == "2026-04-01T14:00:00Z"
+
+
+def test_landing_views_follow_ancestors_and_children_that_complete(env):
+    c, client, clock = env
+    parent, creator = random_account(), random_account()
+    kids = sorted(random_account() for _ in range(150))
+    c.store.add_children("public", creator, [ChildEdge("public", creator, k, T0, str(j)) for j, k in enumerate(kids)])
+    c.store.put_lineage("public", parent)  # known only as the creator: its own lineage not run yet
+    c.store.transition_lineage("public", creator, None, "PROCESSING", stellar_creator_account=parent, num_child_accounts=150)
+    pipeline.complete_account(c, "public", creator, "API", num_child_accounts=150)
+    status, body = get(client, f"/account-lineage?account={creator}")
+    assert body["children_page"]["as_of"] is not None and [a["account"] for a in body["ancestors"]] == [parent]
+    # The ancestor's own lineage completes (its creator is genesis): shown at once, not an hour later.
+    assert c.store.transition_lineage("public", parent, (None,), "PROCESSING", stellar_creator_account=GENESIS_ACCOUNT)
+    pipeline.complete_account(c, "public", parent, "API")
+    status, body = get(client, f"/account-lineage?account={creator}")
+    assert [(a["account"], a["status"]) for a in body["ancestors"]] == [(GENESIS_ACCOUNT, None), (parent, "COMPLETE")]
+    # A child on the landing page completes: its node is replaced in the stored view at once.
+    c.store.transition_lineage("public", kids[3], None, "PROCESSING", stellar_creator_account=creator, xlm_balance=Decimal("7"))
+    pipeline.complete_account(c, "public", kids[3], "API")
+    status, body = get(client, f"/account-lineage?account={creator}")
+    node = body["tree"]["children"][3]
+    assert body["children_page"]["as_of"] is not None, "still the precomputed page"
+    assert (node["account"], node["status"], node["xlm_balance"]) == (kids[3], "COMPLETE", "7")
 
 
 def test_account_lineage_export_formats(env):
