@@ -92,8 +92,11 @@ def find_lives(store, guard, tables, network: str, account: str, now: dt.datetim
     if state is None and ledger is None and first_day is None:
         return lives  # no accounts_current row and no hint: not in Hubble (yet); never a whole-history scan
     upper = as_utc(now) + dt.timedelta(minutes=10)
-    if ledger is None:
-        ladder = [((NETWORK_START[network], upper), None)]
+    guess = clock.estimate(ledger)[0] if ledger is not None else None
+    if ledger is None or guess is None or guess > as_utc(now) + dt.timedelta(days=1):
+        # No usable sequence (or one bumped far past the present): from the first creation known, or all history.
+        start = first_day - FIRST_DAY_BEFORE if first_day is not None else NETWORK_START[network]
+        ladder = [((start, upper), None)]
     else:
         narrow = clock.window(ledger, now)
         certain = clock.certain_window(ledger, now)
