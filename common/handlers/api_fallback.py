@@ -601,42 +601,45 @@ def _discover_creator(c, outcome: Outcome, stored: list[CreationEvent], deadline
             first = stored[0]
             creator, created = first.creator, first.created_at
             whole = bool(records) and records[0].id == first.operation_id
-        elif info is not None and info.creator and info.created is not None:
-            if first_visible and seen[0].creator == info.creator and abs((seen[0].created_at - info.created).total_seconds()) < 1:
-                first, whole = seen[0], True
-            else:
-                ledger = api_hubble.expert_ledger(c, network, info.created, seq_ledger if not seen else None)
-                first = CreationEvent(network, account, as_utc(info.created), f"expert:{int(info.created.timestamp())}",
-                                      info.creator, None, None, "EXPERT", ledger)
-            creator, created = first.creator, first.created_at
-        elif first_visible and not pruned:
-            first, whole = seen[0], True
-            creator, created = first.creator, first.created_at
         else:
-            # Horizon's history does not reach the creation and Stellar Expert does not know the
-            # account: Hubble, when configured and the budget allows.
-            hubble = api_hubble.lives_from_hubble(c, network, account, seq_ledger, before.account_creation_date, config)
-            if hubble.events:
+            first = None
+            if info is not None and info.creator and info.created is not None:
+                if first_visible and seen[0].creator == info.creator and abs((seen[0].created_at - info.created).total_seconds()) < 1:
+                    first, whole = seen[0], True
+                else:
+                    ledger = api_hubble.expert_ledger(c, network, info.created, seq_ledger if not seen else None)
+                    first = CreationEvent(network, account, as_utc(info.created), f"expert:{int(info.created.timestamp())}",
+                                          info.creator, None, None, "EXPERT", ledger)
+            elif first_visible and not pruned:
+                first, whole = seen[0], True
+            hubble = None
+            if not whole:
+                # Horizon's history does not reach the first creation: Hubble (configured, within budget)
+                # has every life (creations with their ledgers, merges); Stellar Expert only the first creator.
+                hubble = api_hubble.lives_from_hubble(c, network, account, seq_ledger,
+                                                      first.created_at if first else before.account_creation_date, config)
+            if hubble is not None and hubble.events:
                 for merge in hubble.merges:
                     store.add_merge_event(merge)
-                first = hubble.events[0]
-                seen = hubble.events[1:] + seen
-                creator, created = first.creator, first.created_at
-                execution.error_message = "creator from Hubble: Horizon's history is pruned and Stellar Expert does not know it"
-            elif first_visible:
-                first, whole = seen[0], True
-                creator, created = first.creator, first.created_at
-            elif state is None and not records and info is None and hubble.conclusive:
+                known = {e.operation_id for e in hubble.events}
+                first, seen = hubble.events[0], hubble.events[1:] + [e for e in seen if e.operation_id not in known]
+                if info is None or not info.creator:
+                    execution.error_message = "creator from Hubble: Horizon's history is pruned and Stellar Expert does not know it"
+            elif first is None and first_visible:
+                first = seen[0]  # pruned history, nobody older to ask: the visible creation stands
+            elif first is None and state is None and not records and info is None and hubble is not None and hubble.conclusive:
                 execution.status = "FAILED"
                 execution.error_message = "no history in Horizon, Stellar Expert or Hubble: the account never existed"
                 return None
-            else:
+            elif first is None:
                 # It exists (or existed) but nobody we may ask knows its creation: COMPLETE without a
                 # creator, saying so, instead of retrying what cannot change.
-                first, creator, created = None, None, None
                 execution.status = "FAILED"
-                execution.error_message = f"creator unknown: {hubble.reason}"[:2000]
+                execution.error_message = f"creator unknown: {hubble.reason if hubble else 'no source'}"[:2000]
                 outcome.reason = execution.error_message
+            if first is not None:
+                seen = [e for e in seen if e.operation_id != first.operation_id]
+            creator, created = (first.creator, first.created_at) if first is not None else (None, None)
         for event in ([first] if first is not None else []) + seen:
             store.add_creation_event(event)
         api_hubble.remember_events(c, network, ([first] if first is not None else []) + seen)
