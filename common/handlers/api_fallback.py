@@ -386,6 +386,7 @@ def _invalid(c, outcome: Outcome, not_run: tuple) -> Outcome:
     reason = (f"not found: no history of this account on {network} in Horizon, Stellar Expert"
               f"{' or Hubble' if api_hubble.configured(c, network) else ' (and no Hubble is configured)'}: it never existed there")
     _skip(c, network, account, outcome.pipeline_source, not_run, "account does not exist")
+    c.store.put_lineage(network, account, deleted=None)  # it never existed: not "gone"
     pipeline.fail_account(c, network, account, reason, invalid=True)
     outcome.status, outcome.reason = Status.INVALID.value, reason
     return outcome
@@ -513,10 +514,10 @@ def _stellar_toml(c, network: str, account: str, source: str | None, home_domain
 
 
 def _forget_balance(c, network: str, account: str) -> None:
-    """The account no longer exists (merged): no balance, and out of the balance index."""
+    """The account no longer exists (merged): no balance, out of the balance index, and said to be gone."""
     rec = c.store.get_lineage(network, account)
     c.store.set_balance(network, account, None, rec.xlm_balance if rec else None)
-    c.store.put_lineage(network, account, xlm_balance=None, enriched_at=c.clock.now())
+    c.store.put_lineage(network, account, xlm_balance=None, deleted=True, enriched_at=c.clock.now())
 
 
 def enrich(c, task: Task, config, deadline: Deadline) -> Outcome:
