@@ -68,7 +68,7 @@ from common.domain import (
     validate_account_id,
     validate_network,
 )
-from common.enrichment.toml import TomlFetchError, parse_stellar_toml, validate_domain
+from common.enrichment.toml import TomlFetchError, read_stellar_toml, validate_domain
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.hubble.sql import NETWORK_START
 from common.upstream.errors import RateLimited, Unavailable, UpstreamError
@@ -484,7 +484,7 @@ def _stellar_toml(c, network: str, account: str, source: str | None, home_domain
             return
         now = c.clock.now()
         try:
-            info = parse_stellar_toml(fetcher.fetch(home_domain, LABEL_MAX_WAIT_S), account)
+            info = read_stellar_toml(fetcher, home_domain, account, LABEL_MAX_WAIT_S)  # raises TomlFetchError only
         except TomlFetchError as exc:
             if exc.code == "rate_limited":
                 execution.status, execution.error_message = "SKIPPED", f"deferred: {exc}"[:2000]
