@@ -150,7 +150,7 @@ class Checkpoint:
     @classmethod
     def decode(cls, raw: str | None) -> "Checkpoint | None":
         """None for no checkpoint, another path's (hubble:...), or one we cannot read (start over)."""
-        if not raw or not raw.startswith(CURSOR_PREFIX):
+        if not raw or not raw.isascii() or not raw.startswith(CURSOR_PREFIX):  # isdigit() takes '²', int() does not
             return None
         parts = raw[len(CURSOR_PREFIX):].split(":")
         if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or parts[2] not in ("0", "1"):

@@ -321,6 +321,43 @@ def test_hva_route_failures(env, url, code):
     assert status == 400 and body["error"]["code"] == code and body["error"]["message"]
 
 
+# Digits of other scripts: str.isdigit() takes '²' and '①' (int() refuses them: once a 503 "store did not
+# answer"), and int()/Decimal() read Arabic-Indic or fullwidth digits. Numbers are ASCII only: a 400.
+OTHER_DIGITS = ["²", "①", "١٢", "۱۲", "１２", "𝟙𝟚", "1²", "-①"]
+
+
+@pytest.mark.parametrize("url, code", [
+    ("/pending-accounts?limit={d}", "invalid_limit"),
+    ("/stage-executions?account={acct}&limit={d}", "invalid_limit"),
+    ("/account-lineage?account={acct}&limit={d}", "invalid_limit"),
+    ("/hva-leaderboard?limit={d}", "invalid_limit"),
+    ("/hva-leaderboard?threshold={d}", "invalid_threshold"),
+    ("/hva-leaderboard?threshold=١٠٠٠٠", "invalid_threshold"),  # 10000 in Arabic-Indic digits: a real threshold, refused
+    ("/hva-changes?threshold={d}", "invalid_threshold"),
+    ("/hva-changes?limit={d}", "invalid_limit"),
+    ("/hva-changes?since=٢٠٢٦-04-01T00:00:00Z", "invalid_since"),
+    ("/hva-changes?since=2026-04-0{d}T00:00:00Z", "invalid_since"),
+    ("/query?table=account_lineage&limit={d}", "invalid_limit"),
+    ("/query?preset=failed_stages&limit={d}", "invalid_limit"),
+    ("/query?preset=high_xlm_balance&value={d}", "invalid_value"),
+    ("/query?preset=hva_accounts&value={d}", "invalid_value"),
+    ("/query?table=account_lineage&filters=" + json.dumps([{"column": "xlm_balance", "op": ">", "value": "{d}"}]), "invalid_value"),
+])
+def test_numbers_in_other_scripts_digits_are_400_and_read_nothing(env, url, code):
+    c, client, clock = env
+    acct = random_account()
+    c.store.put_lineage("public", acct, status="COMPLETE")
+    rec = recording(c.store)
+    try:
+        client2 = app_for(stats.handle, container(rec, clock)).test_client()
+        for digits in OTHER_DIGITS if "{d}" in url else [""]:
+            status, body = get(client2, url.replace("{acct}", acct).replace("{d}", digits))
+            assert status == 400 and body["error"]["code"] == code and body["error"]["message"], (digits, status, body)
+        assert [n for n, _ in rec.calls if n != "_get_config"] == [], "refused before any read"
+    finally:
+        rec.close()
+
+
 # ------------------------------------------------------------------ /query
 def test_all_ten_presets_answer_from_seeded_data(env):
     c, client, clock = env
