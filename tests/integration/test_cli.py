@@ -15,7 +15,7 @@ from common.domain import GENESIS_ACCOUNT, ChildEdge
 from common.store import migrations
 from common.queue.local_dispatcher import TaskDB
 from common.store.sqlite import SQLiteStore
-from tests.support import CASSANDRA_PORT, ROOT, random_account
+from tests.support import CASSANDRA_PORT, operator_cli, random_account
 
 pytestmark = pytest.mark.integration
 T0 = dt.datetime(2022, 2, 2, tzinfo=dt.timezone.utc)
@@ -132,19 +132,6 @@ def test_interrupted_export_leaves_nothing_corrupt(sqlite_env, tmp_path):
 
 
 # ------------------------------------------------------------------ the demo's stack, with no flags
-DEPLOYMENT_VARIABLES = ("STELLARMAP_STORE", "STELLARMAP_SQLITE_PATH", "CASSANDRA_KEYSPACE", "CASSANDRA_CONTACT_POINTS",
-                        "ASTRA_SECURE_BUNDLE_PATH", "STELLARMAP_QUEUE", "LOCAL_DISPATCHER_DB", "STELLARMAP_STACK_FILE")
-
-
-def bare_cli(*args, cwd, env_extra=None, **kw):
-    """The command as an operator runs it after `make demo`: no store or queue variable, in the repository."""
-    env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_VARIABLES}
-    env.update(env_extra or {})
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "stellarmap_cli.main", *args], capture_output=True, text=True, env=env,
-                          timeout=600, cwd=cwd, **kw)
-
-
 @pytest.fixture
 def demo_dir(tmp_path):
     """A directory laid out as the repository after `make demo`: .local-data/stack-urls.json (the part of
@@ -162,16 +149,16 @@ def demo_dir(tmp_path):
 
 
 def test_after_the_demo_status_config_and_queue_need_no_flags(demo_dir):
-    status = bare_cli("status", "--json", cwd=demo_dir)
+    status = operator_cli("status", "--json", cwd=demo_dir)
     assert status.returncode == 0, status.stderr
     body = json.loads(status.stdout)
     assert body["store"] == {"backend": "sqlite", "reachable": True} and body["schema"]["ok"] is True
     assert body["queues"] == {"lineage": 0, "api-fallback": 0}
     assert "using the local stack of .local-data/stack-urls.json" in status.stderr
-    assert bare_cli("config", "set", "cache_ttl_hours", "6", cwd=demo_dir).returncode == 0
-    assert bare_cli("config", "get", "cache_ttl_hours", cwd=demo_dir).stdout.strip() == "6"
+    assert operator_cli("config", "set", "cache_ttl_hours", "6", cwd=demo_dir).returncode == 0
+    assert operator_cli("config", "get", "cache_ttl_hours", cwd=demo_dir).stdout.strip() == "6"
     accounts = [random_account() for _ in range(3)]
-    queued = bare_cli("queue", "--file", "-", input="\n".join(accounts) + "\n", cwd=demo_dir)
+    queued = operator_cli("queue", "--file", "-", input="\n".join(accounts) + "\n", cwd=demo_dir)
     assert queued.returncode == 0 and "3 enqueued" in queued.stderr, queued.stderr
     db = TaskDB(demo_dir / ".local-data" / "demo" / "dispatcher.sqlite3")
     try:
@@ -188,24 +175,24 @@ def test_after_the_demo_status_config_and_queue_need_no_flags(demo_dir):
 
 def test_a_store_setting_wins_over_the_demo_s_file(demo_dir, tmp_path):
     other = tmp_path / "other.sqlite3"
-    assert bare_cli("migrate", cwd=demo_dir, env_extra={"STELLARMAP_SQLITE_PATH": str(other)}).returncode == 0
-    res = bare_cli("config", "set", "cache_ttl_hours", "7", cwd=demo_dir, env_extra={"STELLARMAP_SQLITE_PATH": str(other)})
+    assert operator_cli("migrate", cwd=demo_dir, env_extra={"STELLARMAP_SQLITE_PATH": str(other)}).returncode == 0
+    res = operator_cli("config", "set", "cache_ttl_hours", "7", cwd=demo_dir, env_extra={"STELLARMAP_SQLITE_PATH": str(other)})
     assert res.returncode == 0 and "using the local stack" not in res.stderr
-    assert bare_cli("config", "get", "cache_ttl_hours", cwd=demo_dir).stdout.strip() == "12", "the demo's store is untouched"
-    flag = bare_cli("--sqlite-path", str(other), "config", "get", "cache_ttl_hours", cwd=demo_dir)
+    assert operator_cli("config", "get", "cache_ttl_hours", cwd=demo_dir).stdout.strip() == "12", "the demo's store is untouched"
+    flag = operator_cli("--sqlite-path", str(other), "config", "get", "cache_ttl_hours", cwd=demo_dir)
     assert flag.stdout.strip() == "7"
 
 
 def test_a_named_stack_file_that_is_missing_or_whose_store_is_gone_is_a_one_line_error(demo_dir, tmp_path):
-    missing = bare_cli("--stack-file", str(tmp_path / "nope.json"), "status", cwd=tmp_path)
+    missing = operator_cli("--stack-file", str(tmp_path / "nope.json"), "status", cwd=tmp_path)
     assert missing.returncode == 1 and "cannot read the stack file" in missing.stderr and missing.stderr.count("\n") == 1
     (demo_dir / ".local-data" / "demo" / "stellarmap.sqlite3").unlink()
-    gone = bare_cli("status", cwd=demo_dir)
+    gone = operator_cli("status", cwd=demo_dir)
     assert gone.returncode == 1 and "is gone: start `make demo` again" in gone.stderr and gone.stderr.count("\n") == 1
     assert not (demo_dir / ".local-data" / "demo" / "stellarmap.sqlite3").exists(), "no empty store created in its place"
     junk = tmp_path / "junk.json"
     junk.write_text("{}")
-    bad = bare_cli("status", cwd=tmp_path, env_extra={"STELLARMAP_STACK_FILE": str(junk)})
+    bad = operator_cli("status", cwd=tmp_path, env_extra={"STELLARMAP_STACK_FILE": str(junk)})
     assert bad.returncode == 1 and "is not a stack file" in bad.stderr
 
 
@@ -213,9 +200,9 @@ def test_queue_without_a_queue_setting_writes_nothing(sqlite_env, tmp_path):
     cli("migrate", env_extra=sqlite_env)
     accounts = [random_account() for _ in range(3)]
     env = {**sqlite_env, "STELLARMAP_QUEUE": "local"}
-    res = bare_cli("queue", "--file", "-", input="\n".join(accounts) + "\n", cwd=tmp_path, env_extra=env)
+    res = operator_cli("queue", "--file", "-", input="\n".join(accounts) + "\n", cwd=tmp_path, env_extra=env)
     assert res.returncode == 1 and "LOCAL_DISPATCHER_DB is not set" in res.stderr and res.stderr.count("\n") == 1
-    cloud = bare_cli("queue", "--file", "-", input=accounts[0] + "\n", cwd=tmp_path, env_extra={**sqlite_env, "STELLARMAP_QUEUE": "cloudtasks"})
+    cloud = operator_cli("queue", "--file", "-", input=accounts[0] + "\n", cwd=tmp_path, env_extra={**sqlite_env, "STELLARMAP_QUEUE": "cloudtasks"})
     assert cloud.returncode == 1 and "CLOUD_TASKS_PROJECT" in cloud.stderr
     store = SQLiteStore(sqlite_env["STELLARMAP_SQLITE_PATH"])
     try:
