@@ -2,6 +2,7 @@
 and every failure path (400 / 404 / 405 / 503 with a code and a message, nothing raw reaching the store)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from decimal import Decimal
@@ -240,19 +241,25 @@ def test_account_lineage_export_formats(env):
         ("account={unknown}", 404, "account_not_found"),
     ],
 )
-def test_account_lineage_failures_touch_nothing(env, query, status, code):
-    c, client, clock = env
+@contextlib.contextmanager
+def recorded_client(env):
+    """(client, recording store, a COMPLETE account): the client's store calls are listed in rec.calls."""
+    c, _, clock = env
     acct = random_account()
     c.store.put_lineage("public", acct, status="COMPLETE")
     rec = recording(c.store)
     try:
-        client2 = app_for(stats.handle, container(rec, clock)).test_client()
+        yield app_for(stats.handle, container(rec, clock)).test_client(), rec, acct
+    finally:
+        rec.close()
+
+
+def test_account_lineage_failures_touch_nothing(env, query, status, code):
+    with recorded_client(env) as (client2, rec, acct):
         got, body = get(client2, "/account-lineage?" + query.format(acct=acct, unknown=random_account()))
         assert got == status and body["error"]["code"] == code and body["error"]["message"]
         if status == 400:
             assert [n for n, _ in rec.calls if n not in ("_get_config",)] == []  # validated before any read
-    finally:
-        rec.close()
 
 
 # ------------------------------------------------------------------ /hva-leaderboard and /hva-changes
@@ -344,18 +351,11 @@ OTHER_DIGITS = ["²", "①", "١٢", "۱۲", "１２", "𝟙𝟚", "1²", "-①"
     ("/query?table=account_lineage&filters=" + json.dumps([{"column": "xlm_balance", "op": ">", "value": "{d}"}]), "invalid_value"),
 ])
 def test_numbers_in_other_scripts_digits_are_400_and_read_nothing(env, url, code):
-    c, client, clock = env
-    acct = random_account()
-    c.store.put_lineage("public", acct, status="COMPLETE")
-    rec = recording(c.store)
-    try:
-        client2 = app_for(stats.handle, container(rec, clock)).test_client()
+    with recorded_client(env) as (client2, rec, acct):
         for digits in OTHER_DIGITS if "{d}" in url else [""]:
             status, body = get(client2, url.replace("{acct}", acct).replace("{d}", digits))
             assert status == 400 and body["error"]["code"] == code and body["error"]["message"], (digits, status, body)
         assert [n for n, _ in rec.calls if n != "_get_config"] == [], "refused before any read"
-    finally:
-        rec.close()
 
 
 # ------------------------------------------------------------------ /query
