@@ -219,12 +219,19 @@ class StellarTomlFetcher(StellarTomlSource):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TomlFetchError("timeout", f"stellar.toml from {host} took longer than {self.timeout_s:g}s")
+        too_slow = TomlFetchError("timeout", f"stellar.toml from {host} took longer than {self.timeout_s:g}s")
         try:
             raw = socket.create_connection((ip, port), timeout=left)
+        except TimeoutError:
+            raise too_slow from None
         except OSError as exc:
             raise TomlFetchError("connect_failed", f"cannot connect to {host}: {exc}") from None
         try:
+            raw.settimeout(max(0.05, deadline - time.monotonic()))  # the handshake spends the same budget
             sock = self.ssl_context.wrap_socket(raw, server_hostname=host)
+        except TimeoutError:
+            raw.close()
+            raise too_slow from None
         except (ssl.SSLError, OSError) as exc:
             raw.close()
             raise TomlFetchError("tls_failed", f"TLS with {host} failed: {exc}") from None

@@ -234,3 +234,15 @@ def test_a_connect_to_port_in_other_digits_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         toml_source_from_settings(Settings.from_env(env={}, extra={"STELLAR_TOML_CONNECT_TO": "127.0.0.1:٨٤٤٣"}))
     assert "STELLAR_TOML_CONNECT_TO" in str(info.value)
+
+
+def test_a_server_that_never_finishes_the_tls_handshake_is_a_timeout():
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts the connection (backlog), never answers
+    try:
+        fetcher = StellarTomlFetcher(resolver=lambda h, p: ["127.0.0.1"], policy=AddressPolicy(extra_allowed=("127.0.0.1/32",)),
+                                     port=silent.getsockname()[1], timeout_s=0.3, requests_per_second=1000)
+        with pytest.raises(TomlFetchError) as info:
+            read_stellar_toml(fetcher, "silent.example", ACCOUNT)
+        assert info.value.code == "timeout", str(info.value)
+    finally:
+        silent.close()
