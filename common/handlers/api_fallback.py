@@ -69,7 +69,7 @@ from common.domain import (
     validate_account_id,
     validate_network,
 )
-from common.enrichment.toml import TomlFetchError, parse_stellar_toml, validate_domain
+from common.enrichment.toml import TomlFetchError, read_stellar_toml, validate_domain
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.handlers import api_hubble
 from common.hubble.sql import NETWORK_START
@@ -153,7 +153,7 @@ class Checkpoint:
     @classmethod
     def decode(cls, raw: str | None) -> "Checkpoint | None":
         """None for no checkpoint, another path's (hubble:...), or one we cannot read (start over)."""
-        if not raw or not raw.startswith(CURSOR_PREFIX):
+        if not raw or not raw.isascii() or not raw.startswith(CURSOR_PREFIX):  # isdigit() takes '²', int() does not
             return None
         parts = raw[len(CURSOR_PREFIX):].split(":")
         if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or parts[2] not in ("0", "1"):
@@ -496,7 +496,7 @@ def _stellar_toml(c, network: str, account: str, source: str | None, home_domain
             return
         now = c.clock.now()
         try:
-            info = parse_stellar_toml(fetcher.fetch(home_domain, LABEL_MAX_WAIT_S), account)
+            info = read_stellar_toml(fetcher, home_domain, account, LABEL_MAX_WAIT_S)  # raises TomlFetchError only
         except TomlFetchError as exc:
             if exc.code == "rate_limited":
                 execution.status, execution.error_message = "SKIPPED", f"deferred: {exc}"[:2000]

@@ -2,6 +2,7 @@
 and every failure path (400 / 404 / 405 / 503 with a code and a message, nothing raw reaching the store)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from decimal import Decimal
@@ -244,6 +245,19 @@ def test_account_lineage_export_formats(env):
     assert status == 404 and body["error"]["code"] == "account_not_found"
 
 
+@contextlib.contextmanager
+def recorded_client(env):
+    """(client, recording store, a COMPLETE account): the client's store calls are listed in rec.calls."""
+    c, _, clock = env
+    acct = random_account()
+    c.store.put_lineage("public", acct, status="COMPLETE")
+    rec = recording(c.store)
+    try:
+        yield app_for(stats.handle, container(rec, clock)).test_client(), rec, acct
+    finally:
+        rec.close()
+
+
 @pytest.mark.parametrize(
     "query, status, code",
     [
@@ -265,18 +279,11 @@ def test_account_lineage_export_formats(env):
     ],
 )
 def test_account_lineage_failures_touch_nothing(env, query, status, code):
-    c, client, clock = env
-    acct = random_account()
-    c.store.put_lineage("public", acct, status="COMPLETE")
-    rec = recording(c.store)
-    try:
-        client2 = app_for(stats.handle, container(rec, clock)).test_client()
+    with recorded_client(env) as (client2, rec, acct):
         got, body = get(client2, "/account-lineage?" + query.format(acct=acct, unknown=random_account()))
         assert got == status and body["error"]["code"] == code and body["error"]["message"]
         if status == 400:
             assert [n for n, _ in rec.calls if n not in ("_get_config",)] == []  # validated before any read
-    finally:
-        rec.close()
 
 
 # ------------------------------------------------------------------ /hva-leaderboard and /hva-changes
@@ -343,6 +350,39 @@ def test_hva_route_failures(env, url, code):
         url = "/hva-changes?network=%20"
     status, body = get(client, url)
     assert status == 400 and body["error"]["code"] == code and body["error"]["message"]
+
+
+# Digits of other scripts: str.isdigit() takes '²' and '①' (int() refuses them: once a 503 "store did not
+# answer"), and int()/Decimal() read Arabic-Indic or fullwidth digits. Numbers are ASCII only: a 400.
+OTHER_DIGITS = ["²", "①", "١٢", "۱۲", "１２", "𝟙𝟚", "1²", "-①"]
+
+
+DIGIT_CASES = [
+    ("/pending-accounts?limit={d}", "invalid_limit"),
+    ("/stage-executions?account={acct}&limit={d}", "invalid_limit"),
+    ("/account-lineage?account={acct}&limit={d}", "invalid_limit"),
+    ("/hva-leaderboard?limit={d}", "invalid_limit"),
+    ("/hva-leaderboard?threshold={d}", "invalid_threshold"),
+    ("/hva-leaderboard?threshold=١٠٠٠٠", "invalid_threshold"),  # 10000 in Arabic-Indic digits: a real threshold, refused
+    ("/hva-changes?threshold={d}", "invalid_threshold"),
+    ("/hva-changes?limit={d}", "invalid_limit"),
+    ("/hva-changes?since=٢٠٢٦-04-01T00:00:00Z", "invalid_since"),
+    ("/hva-changes?since=2026-04-0{d}T00:00:00Z", "invalid_since"),
+    ("/query?table=account_lineage&limit={d}", "invalid_limit"),
+    ("/query?preset=failed_stages&limit={d}", "invalid_limit"),
+    ("/query?preset=high_xlm_balance&value={d}", "invalid_value"),
+    ("/query?preset=hva_accounts&value={d}", "invalid_value"),
+    ("/query?table=account_lineage&filters=" + json.dumps([{"column": "xlm_balance", "op": ">", "value": "{d}"}]), "invalid_value"),
+]
+
+
+def test_numbers_in_other_scripts_digits_are_400_and_read_nothing(env):
+    with recorded_client(env) as (client2, rec, acct):  # one store for every case: no keyspace churn on Cassandra
+        for url, code in DIGIT_CASES:
+            for digits in OTHER_DIGITS if "{d}" in url else [""]:
+                status, body = get(client2, url.replace("{acct}", acct).replace("{d}", digits))
+                assert status == 400 and body["error"]["code"] == code and body["error"]["message"], (url, digits, status, body)
+        assert [n for n, _ in rec.calls if n != "_get_config"] == [], "refused before any read"
 
 
 # ------------------------------------------------------------------ /query
