@@ -337,7 +337,7 @@ def _select_table(con, directory: Path, table: str, balance_unit: str | None = N
         need = {"history_operations": ("id", "type", "details", "transaction_id", "closed_at"),
                 "history_transactions": ("id", "successful"),
                 "accounts": ("account_id", "balance", "flags", "home_domain", "master_weight", "threshold_low",
-                             "threshold_medium", "threshold_high", "deleted", "last_modified_ledger", "sequence_number")}[name]
+                             "threshold_medium", "threshold_high", "deleted", "last_modified_ledger")}[name]
         missing = [c for c in need if c not in {c for c, _ in columns}]
         if missing:
             raise LoadError(f"stellar-etl {name} export in {directory} lacks the column(s) {', '.join(missing)}")
@@ -350,7 +350,9 @@ def _select_table(con, directory: Path, table: str, balance_unit: str | None = N
             f"{_cast('t.successful', 'BOOLEAN')} AS successful, "
             f"json_extract_string({details}, '$.account') AS account, json_extract_string({details}, '$.funder') AS funder, "
             f"CAST(json_extract_string({details}, '$.starting_balance') AS DOUBLE) AS starting_balance, "
-            f"{_cast('o.closed_at', 'TIMESTAMP')} AS closed_at, {_cast('o.id', 'INTEGER')} >> 32 AS ledger_sequence, "
+            f"{_cast('o.closed_at', 'TIMESTAMP')} AS closed_at, "
+            f"CAST({_cast('o.id', 'INTEGER')} >> 32 AS BIGINT) AS ledger_sequence, "  # a TOID's high 32 bits
+            f"json_extract_string({details}, '$.into') AS \"into\", "
             f"{_cast('o.transaction_id', 'INTEGER')} AS transaction_id "
             f"FROM {ops} AS o JOIN {txs} AS t ON {_cast('o.transaction_id', 'INTEGER')} = {_cast('t.id', 'INTEGER')} "
             "ORDER BY closed_at, op_id"
@@ -366,13 +368,17 @@ def _select_table(con, directory: Path, table: str, balance_unit: str | None = N
     info.update(balance_unit=unit, balance_unit_from=why)
     inserted = "a.batch_insert_ts" if "batch_insert_ts" in have else "current_timestamp"
     change = "a.ledger_entry_change" if "ledger_entry_change" in have else "0"
+    sequence = "a.sequence_number" if "sequence_number" in have else "NULL"
+    modified_at = "a.closed_at" if "closed_at" in have else "NULL"
     select = (
         f"SELECT {_cast('a.account_id', 'STRING')} AS account_id, {_balance_expr('a.balance', unit)} AS balance, "
         f"{_cast('a.flags', 'INTEGER')} AS flags, {_cast('a.home_domain', 'STRING')} AS home_domain, "
         f"{_cast('a.master_weight', 'INTEGER')} AS master_weight, {_cast('a.threshold_low', 'INTEGER')} AS threshold_low, "
         f"{_cast('a.threshold_medium', 'INTEGER')} AS threshold_medium, {_cast('a.threshold_high', 'INTEGER')} AS threshold_high, "
         f"{_cast('a.deleted', 'BOOLEAN')} AS deleted, {_cast(inserted, 'TIMESTAMP')} AS batch_insert_ts, "
-        f"{_cast('a.sequence_number', 'INTEGER')} AS sequence_number "
+        f"{_cast(sequence, 'INTEGER')} AS sequence_number, {_cast('a.last_modified_ledger', 'INTEGER')} AS last_modified_ledger, "
+        f"{_cast(modified_at, 'TIMESTAMP')} AS closed_at, "
+        f"{_cast(f'min({modified_at}) OVER (PARTITION BY a.account_id)', 'DATETIME')} AS account_creation_date "
         f"FROM {accounts} AS a QUALIFY row_number() OVER (PARTITION BY a.account_id "
         f"ORDER BY {_cast('a.last_modified_ledger', 'INTEGER')} DESC, {_cast(change, 'INTEGER')} DESC) = 1"
     )

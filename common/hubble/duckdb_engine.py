@@ -81,6 +81,7 @@ TABLE_SPECS = {
             "starting_balance": "FLOAT",
             "closed_at": "TIMESTAMP",
             "ledger_sequence": "INTEGER",
+            "into": "STRING",
         },
         ("ledger_sequence", "transaction_id", "op_account_id", "type"),
     ),
@@ -100,6 +101,9 @@ TABLE_SPECS = {
             "deleted": "BOOLEAN",
             "batch_insert_ts": "TIMESTAMP",
             "sequence_number": "INTEGER",
+            "last_modified_ledger": "INTEGER",
+            "closed_at": "TIMESTAMP",
+            "account_creation_date": "DATETIME",
         },
     ),
 }
