@@ -48,8 +48,8 @@ def test_pipeline_stats(env):
     a, b, t = random_account(), random_account(), random_account()
     pipeline.request_lineage(c, "public", a)
     pipeline.request_lineage(c, "public", b)
-    c.store.claim("public", b, T0)
-    pipeline.complete_account(c, "public", b, "BIGQUERY")
+    token = c.store.claim("public", b, T0)
+    pipeline.complete_account(c, "public", b, "BIGQUERY", claim_token=token)
     pipeline.request_lineage(c, "testnet", t)
     status, body = get(client, "/pipeline-stats")
     assert status == 200
@@ -122,7 +122,7 @@ def test_account_lineage_ancestors_page_and_d3_shape(env):
     assert body["children_page"] == {"limit": 100, "cursor": None, "next_cursor": kids[99], "returned": 100, "total": 150, "as_of": None}
     assert body["summary"] is None  # its crawl has not completed: no stored view, never computed per request
     c.store.put_lineage("public", me, status="PROCESSING")
-    pipeline.complete_account(c, "public", me, "API")  # the crawl completes: 150 > one page, a view is stored
+    pipeline.complete_account(c, "public", me, "API", claim_token=None)  # (PROCESSING set by hand: no claim) the crawl completes: 150 > one page, a view is stored
     status, body = get(client, f"/account-lineage?account={me}&network=public&limit=100")
     assert body["summary"]["count"] == 150 and body["summary"]["computed_at"] == "2026-04-01T12:00:00Z"
     assert body["children_page"]["as_of"] == "2026-04-01T12:00:00Z" and body["tree"]["more"] == {"count": 50, "next_cursor": kids[99]}
@@ -146,7 +146,7 @@ def test_huge_fan_out_gets_a_precomputed_summary_and_one_page(env):
     status, body = get(client, f"/account-lineage?account={creator}")
     assert status == 200 and body["summary"] is None and body["children_page"]["total"] == 2500
     # The crawl completes: the summary is computed once, in the background worker.
-    pipeline.complete_account(c, "public", creator, "API", num_child_accounts=2500)
+    pipeline.complete_account(c, "public", creator, "API", claim_token=None, num_child_accounts=2500)
     rec = recording(c.store)
     try:
         client2 = app_for(stats.handle, container(rec, clock)).test_client()
