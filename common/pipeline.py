@@ -77,7 +77,7 @@ def request_lineage(c, network: str, account: str, now: dt.datetime | None = Non
     return c.queue.enqueue(LINEAGE_QUEUE, task_payload(network, account, "lineage", gen), purpose="lineage", generation=gen)
 
 
-def checkpoint(c, network: str, account: str, claim_token: str, **fields: Any) -> None:
+def checkpoint(c, network: str, account: str, claim_token: str, /, **fields: Any) -> None:
     """Write columns of the row this worker holds (a children checkpoint, the creator found);
     ClaimLost, with nothing written, once the claim is no longer ours."""
     if not c.store.update_claimed(network, account, claim_token, **fields):

@@ -685,7 +685,7 @@ def _continue(c, outcome: Outcome, crawl: _Crawl, delay_s: float) -> bool:
         outcome.status = "CONTINUED"
         outcome.reason = f"{crawl.pages} pages done; continuation enqueued" + (f" after {delay_s:.0f} s" if delay_s else "")
     else:
-        outcome.status, outcome.reason = "SKIPPED", "the claim was lost before the continuation"
+        outcome.status, outcome.reason = "SKIPPED", "claim lost before the continuation"
     return False
 
 

@@ -199,7 +199,7 @@ class Store(abc.ABC):
         token = fields.setdefault("claim_token", uuid.uuid4().hex)
         return token if self.transition_lineage(network, account, CLAIMABLE, Status.PROCESSING.value, **fields) else None
 
-    def update_claimed(self, network: str, account: str, claim_token: str, **fields: Any) -> bool:
+    def update_claimed(self, network: str, account: str, claim_token: str, /, **fields: Any) -> bool:
         """Write columns of a row this worker holds (PROCESSING with this claim_token), e.g. a
         children checkpoint. False, and nothing written, once the claim is lost."""
         validate_network(network)

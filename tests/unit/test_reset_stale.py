@@ -229,6 +229,56 @@ def test_two_runs_on_the_same_stale_rows_reset_each_once(c):
     assert sorted(lineage_tasks(c)) == sorted(task_name("public", a, "lineage", 1) for a in accounts)
 
 
+class RacingStore(SQLiteStore):
+    """Runs `race` once, right after the first read of `account`: between reset_stale's judgment of the
+    row (the record it returns is from before the race) and its release."""
+
+    account: str | None = None
+    race = None
+
+    def _get_lineage(self, network, account):
+        rec = super()._get_lineage(network, account)
+        if account == self.account and self.race is not None:
+            race, self.race = self.race, None
+            race()
+        return rec
+
+
+@pytest.fixture
+def racing(tmp_path):
+    store = RacingStore(tmp_path / "racing.db")
+    migrations.migrate(store)
+    cont = Container(Settings.from_env(env={}, internal_token=TOKEN), SettableClock(T0), store=store, queue=RecordingQueue())
+    yield cont
+    store.close()
+
+
+@pytest.mark.parametrize("meanwhile", ["the worker completes", "the worker hands over and another claims"])
+def test_the_release_is_fenced_by_the_claim_judged_stale(racing, meanwhile):
+    c = racing
+    a = processing(c)
+    token = held(c, a)
+    c.clock.advance(31 * 60)
+    newer = []
+
+    def race():
+        if meanwhile == "the worker completes":
+            assert pipeline.complete_account(c, "public", a, "API", claim_token=token, num_child_accounts=250)
+        else:
+            assert pipeline.hand_to_api(c, "public", a, "API", claim_token=token)
+            newer.append(c.store.claim("public", a, c.clock.now()))
+
+    c.store.account, c.store.race = a, race
+    report = run(c, ["public"], c.clock.now())
+    assert report["counts"] == {"skipped": 1}, report
+    rec = c.store.get_lineage("public", a)
+    if newer:
+        assert rec.status == "PROCESSING" and rec.claim_token == newer[0] and rec.retry_count == 0
+    else:
+        assert rec.status == "COMPLETE" and rec.num_child_accounts == 250
+    assert lineage_tasks(c) == [] and lineage_tasks(c, "api-fallback") == ([task_name("public", a, "lineage", token)] if newer else [])
+
+
 # ---------------------------------------------------------------------------------- HTTP
 @pytest.fixture
 def app(c):
