@@ -312,10 +312,12 @@ def _stale_trial(store, sim: str, env: dict, network: str, account: str, pause: 
             result["answer"] = f"no answer: {err.strip()[-300:]}".replace("|", "/").replace("\n", " ")
             return result
         body = answer["body"]
-        result["answer"] = f"{answer['status_code']} {body.get('status') or body.get('error', {}).get('code')}: {body.get('reason') or ''}"[:90]
-        result["skipped"] = answer["status_code"] == 200 and body.get("status") == "SKIPPED" and "claim lost" in (body.get("reason") or "")
-        if result["other"] == "completed":
-            result["changed"] = "yes" if before != after else "nothing"
+        reason = body.get("reason") or body.get("error", {}).get("message") or ""
+        result["skipped"] = answer["status_code"] == 200 and body.get("status") == "SKIPPED" and "claim lost" in reason
+        result["answer"] = f"{answer['status_code']} {body.get('status') or body.get('error', {}).get('code')}" + (
+            " (claim lost)" if result["skipped"] else f": {reason[:80]}".replace("|", "/"))
+        # While the other worker still holds the claim it writes too: only its end state can be checked.
+        result["changed"] = ("yes" if before != after else "nothing") if result["other"] == "completed" else "(end state checked)"
         _wait_for(lambda: store.get_lineage(network, account).status == "COMPLETE", 900)
         rec = store.get_lineage(network, account)
         want = {c["account"] for c in truth["all_children"] if rec.children_complete or parse_iso(c["created_at"]) >= window}
