@@ -2,6 +2,10 @@
 
 Every status change of a lineage row goes through here, so the state machine of
 ARCHITECTURE section 4 lives in one place. Each function takes the Container.
+
+Every write after a claim is fenced by the claim's token (Store.claim returns it): a worker
+whose claim was released by reset_stale, and perhaps taken and finished by another worker,
+changes nothing. Transitions then return False; checkpoint() raises ClaimLost.
 """
 from __future__ import annotations
 
@@ -14,6 +18,17 @@ from common.domain import Status, StageExecution, as_utc
 
 LINEAGE_QUEUE = "lineage"
 API_QUEUE = "api-fallback"
+
+
+class ClaimLost(Exception):
+    """The row is no longer PROCESSING under this worker's claim token: stop, write nothing more."""
+
+    def __init__(self, network: str, account: str):
+        super().__init__(f"claim lost: {network}/{account} was released or claimed by another worker")
+
+
+class ContinuationNotEnqueued(Exception):
+    """The crawl is checkpointed and released (PENDING), but its continuation task was not created."""
 
 
 def _now(c, now: dt.datetime | None) -> dt.datetime:
@@ -62,7 +77,15 @@ def request_lineage(c, network: str, account: str, now: dt.datetime | None = Non
     return c.queue.enqueue(LINEAGE_QUEUE, task_payload(network, account, "lineage", gen), purpose="lineage", generation=gen)
 
 
-def hand_to_api(c, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None, reason: str | None = None) -> bool:
+def checkpoint(c, network: str, account: str, claim_token: str, /, **fields: Any) -> None:
+    """Write columns of the row this worker holds (a children checkpoint, the creator found);
+    ClaimLost, with nothing written, once the claim is no longer ours."""
+    if not c.store.update_claimed(network, account, claim_token, **fields):
+        raise ClaimLost(network, account)
+
+
+def hand_to_api(c, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None, reason: str | None = None,
+                *, claim_token: str | None, **fields: Any) -> bool:
     """process_account gives the account to the rate-limited API pipeline.
 
     PROCESSING -> PENDING first, then the api-fallback task (named by the claim token, so a
@@ -70,32 +93,39 @@ def hand_to_api(c, network: str, account: str, pipeline_source: str, now: dt.dat
     and the lineage task is retried: the row is PENDING again, so nothing is lost.
     """
     now = _now(c, now)
-    rec = c.store.get_lineage(network, account)
-    if rec is None or rec.status != Status.PROCESSING.value:
-        return False
-    token = rec.claim_token or "0"
-    fields: dict[str, Any] = {"pipeline_source": pipeline_source, "updated_at": now, "last_pipeline_attempt": now}
+    fields.update(pipeline_source=pipeline_source, updated_at=now, last_pipeline_attempt=now)
     if reason:
         fields["last_error"] = reason[:500]
-    if not c.store.transition_lineage(network, account, (Status.PROCESSING.value,), Status.PENDING.value, **fields):
+    if not c.store.transition_lineage(network, account, (Status.PROCESSING.value,), Status.PENDING.value, fence=claim_token, **fields):
         return False
+    token = claim_token or "0"
     c.queue.enqueue(API_QUEUE, task_payload(network, account, "lineage", token), purpose="lineage", generation=token)
     return True
 
 
-def continue_later(c, network: str, account: str, cursor: str, pages_done: int, now: dt.datetime | None = None, delay_s: float = 0.0) -> bool:
-    """A children crawl used up its time budget: checkpoint, release, enqueue the continuation."""
+def continue_later(c, network: str, account: str, cursor: str, pages_done: int, now: dt.datetime | None = None, delay_s: float = 0.0,
+                   *, claim_token: str | None) -> bool:
+    """A children crawl used up its time budget: checkpoint, release, enqueue the continuation.
+
+    False when the claim was lost. ContinuationNotEnqueued when the queue failed: the row is
+    PENDING with its checkpoint, so the caller answers 5xx and the queue's retry of its own task
+    claims it again and resumes from the checkpoint (no wait for reset_stale's sweep).
+    """
     now = _now(c, now)
     if not c.store.transition_lineage(
-        network, account, (Status.PROCESSING.value,), Status.PENDING.value, children_cursor=cursor, updated_at=now
+        network, account, (Status.PROCESSING.value,), Status.PENDING.value, fence=claim_token, children_cursor=cursor, updated_at=now
     ):
         return False
     gen = f"p{pages_done}"
-    c.queue.enqueue(API_QUEUE, task_payload(network, account, "children", gen, cursor=cursor), purpose="children", generation=gen, delay_s=delay_s)
+    try:
+        c.queue.enqueue(API_QUEUE, task_payload(network, account, "children", gen, cursor=cursor), purpose="children", generation=gen, delay_s=delay_s)
+    except Exception as exc:  # noqa: BLE001 - any queue failure: the caller's task is retried instead
+        raise ContinuationNotEnqueued(f"continuation of {network}/{account} not enqueued: {type(exc).__name__}: {exc}") from exc
     return True
 
 
-def complete_account(c, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None, **fields: Any) -> bool:
+def complete_account(c, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None,
+                     *, claim_token: str | None, **fields: Any) -> bool:
     """PROCESSING -> COMPLETE, and the search cache row (if the account was searched) too."""
     now = _now(c, now)
     fields.setdefault("children_complete", True)
@@ -105,6 +135,7 @@ def complete_account(c, network: str, account: str, pipeline_source: str, now: d
         account,
         (Status.PROCESSING.value,),
         Status.COMPLETE.value,
+        fence=claim_token,
         pipeline_source=pipeline_source,
         updated_at=now,
         last_pipeline_attempt=now,
@@ -118,35 +149,40 @@ def complete_account(c, network: str, account: str, pipeline_source: str, now: d
     return won
 
 
-def fail_account(c, network: str, account: str, error: str, invalid: bool = False, now: dt.datetime | None = None) -> bool:
+def fail_account(c, network: str, account: str, error: str, invalid: bool = False, now: dt.datetime | None = None,
+                 *, claim_token: str | None) -> bool:
     """PROCESSING -> FAILED (after max attempts) or INVALID (no such account on that network)."""
     now = _now(c, now)
     status = Status.INVALID.value if invalid else Status.FAILED.value
     won = c.store.transition_lineage(
-        network, account, (Status.PROCESSING.value,), status, last_error=error[:2000], updated_at=now, last_pipeline_attempt=now
+        network, account, (Status.PROCESSING.value,), status, fence=claim_token, last_error=error[:2000], updated_at=now,
+        last_pipeline_attempt=now,
     )
     if won:
         _mirror_search(c, network, account, status, now, error[:2000])
     return won
 
 
-def release_for_retry(c, network: str, account: str, error: str, now: dt.datetime | None = None, count_attempt: bool = True) -> bool:
+def release_for_retry(c, network: str, account: str, error: str, now: dt.datetime | None = None, count_attempt: bool = True,
+                      *, claim_token: str | None) -> bool:
     """A transient failure: PROCESSING -> PENDING with retry_count + 1 so the queue's retry can claim it.
 
     After max_retries the account becomes FAILED instead. Returns True when a retry should follow.
     count_attempt=False (an upstream's 429, our limiter out of budget: back-pressure, not a
     failure) releases without counting an attempt, so waiting for budget never makes an account FAILED.
+    claim_token: the worker's own, or the one reset_stale judged stale (never a newer claim's).
     """
     now = _now(c, now)
     rec = c.store.get_lineage(network, account)
-    if rec is None or rec.status != Status.PROCESSING.value:
+    if rec is None or rec.status != Status.PROCESSING.value or (claim_token is not None and rec.claim_token != claim_token):
         return False
     retries = (rec.retry_count or 0) + (1 if count_attempt else 0)
     if count_attempt and retries >= int(c.pipeline_config()["max_retries"]):
-        fail_account(c, network, account, f"failed after {retries} attempts: {error}", now=now)
+        fail_account(c, network, account, f"failed after {retries} attempts: {error}", now=now, claim_token=claim_token)
         return False
     return c.store.transition_lineage(
-        network, account, (Status.PROCESSING.value,), Status.PENDING.value, retry_count=retries, last_error=error[:2000], updated_at=now
+        network, account, (Status.PROCESSING.value,), Status.PENDING.value, fence=claim_token, retry_count=retries,
+        last_error=error[:2000], updated_at=now,
     )
 
 

@@ -45,6 +45,47 @@ class RecordingQueue(TaskQueue):
         return None
 
 
+class StealsClaims:
+    """Store mixin (`class S(StealsClaims, SQLiteStore)`): after the `at`-th matching call of one write
+    primitive for `account`, run `steal()` once and carry on. It stands for a worker paused at that
+    point while reset_stale released its claim and another worker claimed (and maybe finished) the account.
+
+        store.arm("_add_children", account, steal, at=2)   # also: _add_creation_event, _record_stage, update_claimed
+    """
+
+    _steal = None
+
+    def arm(self, on: str, account: str, steal, at: int = 1, when=None) -> None:
+        self._on, self._account, self._steal, self._at, self._when, self._seen = on, account, steal, at, when, 0
+        self.stolen = False
+
+    def _after(self, on: str, account: str, detail=None) -> None:
+        if self._steal is None or on != self._on or account != self._account or (self._when and not self._when(detail)):
+            return
+        self._seen += 1
+        if self._seen == self._at:
+            steal, self._steal = self._steal, None
+            steal()
+            self.stolen = True
+
+    def _add_children(self, network, creator, children):
+        super()._add_children(network, creator, children)
+        self._after("_add_children", creator)
+
+    def _add_creation_event(self, event):
+        super()._add_creation_event(event)
+        self._after("_add_creation_event", event.stellar_account)
+
+    def _record_stage(self, execution):
+        super()._record_stage(execution)
+        self._after("_record_stage", execution.stellar_account, execution)
+
+    def update_claimed(self, network, account, claim_token, /, **fields):
+        won = super().update_claimed(network, account, claim_token, **fields)
+        self._after("update_claimed", account)
+        return won
+
+
 class TaskRunner(TaskQueue):
     """A TaskQueue that runs its own tasks: for tests and benchmarks that drive handlers in-process.
 

@@ -36,7 +36,10 @@ generation = pages done); a crash loses at most one page. Whatever the task's pu
 the stored checkpoint says where a crawl resumes, so a stale duplicate task never rewinds it. An upstream 429 or an empty budget
 answers 429 with Retry-After after releasing the claim without counting an attempt; 5xx,
 timeouts and malformed bodies that outlast tenacity's retries release the claim for a counted
-retry (503), FAILED with last_error after max_retries.
+retry (503), FAILED with last_error after max_retries. A continuation the queue refuses answers 503
+too: the row waits PENDING at its checkpoint and this task's retry resumes there. Every write to
+the claimed row is fenced by the claim token: a worker whose claim was lost (released by
+reset_stale, maybe claimed again) answers 200 SKIPPED "claim lost" and writes nothing more.
 
 `enrich` tasks refresh the enrichment of a known account (stages 2-5 and the two label stages) and
 never change its status. Enrichment fresher than cache_ttl_hours (enriched_at) is not fetched again,
@@ -131,9 +134,12 @@ class Outcome:
     pages: int = 0
     calls: dict = dataclasses.field(default_factory=dict)
     retry_after: float | None = None
+    claim_token: str | None = dataclasses.field(default=None, repr=False)  # ours once claimed; never in the answer
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        body = dataclasses.asdict(self)
+        del body["claim_token"]
+        return body
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,12 +272,16 @@ def process(c, task: Task, config, deadline: Deadline) -> Outcome:
         fallback = PipelineSource.BIGQUERY_WITH_API_FALLBACK.value
         source = fallback if before.pipeline_source == fallback else PipelineSource.API.value
         now = c.clock.now()
-        if not store.claim(network, account, now, pipeline_source=source, last_pipeline_attempt=now):
+        outcome.claim_token = store.claim(network, account, now, pipeline_source=source, last_pipeline_attempt=now)
+        if outcome.claim_token is None:
             outcome.reason = "claimed by another worker"
             return outcome
         claimed = True
         outcome.pipeline_source = source
         return _run(c, outcome, before, config, deadline)
+    except pipeline.ClaimLost as exc:  # released by reset_stale (and maybe claimed again): stop, write nothing more
+        outcome.status, outcome.reason = "SKIPPED", str(exc)
+        return outcome
     except RateLimited as exc:  # back-pressure: release without counting an attempt, the queue retries
         outcome.status, outcome.retry_after, outcome.reason = "RATE_LIMITED", exc.retry_after, str(exc)[:500]
         if claimed:
@@ -293,7 +303,8 @@ def process(c, task: Task, config, deadline: Deadline) -> Outcome:
 def _release(c, outcome: Outcome, count_attempt: bool) -> None:
     """Give the claim back for the queue's retry; FAILED (200) once max_retries is reached."""
     try:
-        retry = pipeline.release_for_retry(c, outcome.network, outcome.account, outcome.reason or "failed", count_attempt=count_attempt)
+        retry = pipeline.release_for_retry(c, outcome.network, outcome.account, outcome.reason or "failed", count_attempt=count_attempt,
+                                           claim_token=outcome.claim_token)
     except Exception:  # noqa: BLE001 - still PROCESSING: reset_stale recovers it
         log.warning("could not release %s/%s for retry", outcome.network, outcome.account, exc_info=True)
         retry = True
@@ -329,7 +340,8 @@ def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline)
         _skip(c, network, account, source, (CREATOR_DISCOVERY, EXPERT_ENRICHMENT, EXPANSION), "lineage already stored; enrichment refreshed")
         done = before.children_complete if before.children_complete is not None else True
         fields = {"deleted": True} if gone else {}
-        pipeline.complete_account(c, network, account, source, children_complete=done, **fields)
+        if not pipeline.complete_account(c, network, account, source, claim_token=outcome.claim_token, children_complete=done, **fields):
+            raise pipeline.ClaimLost(network, account)
         outcome.status = Status.COMPLETE.value
         outcome.reason = ("re-inquiry: lineage kept; the account no longer exists on Horizon (merged)" if gone
                           else "re-inquiry: lineage kept, enrichment refreshed")
@@ -361,10 +373,11 @@ def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline)
         return outcome
     lives = api_hubble.lives_fields(c, network, account, sequence_ledger(state.sequence) if state else None, gone)
     unknown_creator = creator is None and account != GENESIS_ACCOUNT
-    pipeline.complete_account(c, network, account, source, num_child_accounts=crawl.count, children_cursor=None,
-                              children_complete=gap.code is None, children_gap=gap.code,
-                              children_visible_from=gap.visible_from, **lives,
-                              **({"last_error": creator_note} if unknown_creator else {}))
+    if not pipeline.complete_account(c, network, account, source, claim_token=outcome.claim_token, num_child_accounts=crawl.count,
+                                     children_cursor=None, children_complete=gap.code is None, children_gap=gap.code,
+                                     children_visible_from=gap.visible_from, **lives,
+                                     **({"last_error": creator_note} if unknown_creator else {})):
+        raise pipeline.ClaimLost(network, account)
     outcome.status = Status.COMPLETE.value
     if gap.code is not None:
         outcome.reason = f"{gap.code}: {gap.message}"
@@ -386,8 +399,9 @@ def _invalid(c, outcome: Outcome, not_run: tuple) -> Outcome:
     reason = (f"not found: no history of this account on {network} in Horizon, Stellar Expert"
               f"{' or Hubble' if api_hubble.configured(c, network) else ' (and no Hubble is configured)'}: it never existed there")
     _skip(c, network, account, outcome.pipeline_source, not_run, "account does not exist")
-    c.store.put_lineage(network, account, deleted=None)  # it never existed: not "gone"
-    pipeline.fail_account(c, network, account, reason, invalid=True)
+    pipeline.checkpoint(c, network, account, outcome.claim_token, deleted=None)  # it never existed: not "gone"
+    if not pipeline.fail_account(c, network, account, reason, invalid=True, claim_token=outcome.claim_token):
+        raise pipeline.ClaimLost(network, account)
     outcome.status, outcome.reason = Status.INVALID.value, reason
     return outcome
 
@@ -644,9 +658,9 @@ def _discover_creator(c, outcome: Outcome, stored: list[CreationEvent], deadline
         for event in ([first] if first is not None else []) + seen:
             store.add_creation_event(event)
         api_hubble.remember_events(c, network, ([first] if first is not None else []) + seen)
-        store.put_lineage(network, account, stellar_creator_account=creator, account_creation_date=created,
-                          last_error=execution.error_message if first is None and account != GENESIS_ACCOUNT else None,
-                          updated_at=c.clock.now())
+        pipeline.checkpoint(c, network, account, outcome.claim_token, stellar_creator_account=creator, account_creation_date=created,
+                            last_error=execution.error_message if first is None and account != GENESIS_ACCOUNT else None,
+                            updated_at=c.clock.now())
     return page, creator, whole
 
 
@@ -705,18 +719,24 @@ def _crawl_children(c, outcome: Outcome, crawl: _Crawl, page: OperationsPage | N
         if nxt is None:
             return True
         crawl.cursor = nxt
-        store.put_lineage(network, account, num_child_accounts=crawl.count, updated_at=c.clock.now(),
-                          children_cursor=Checkpoint(nxt, crawl.pages, crawl.whole_history).encode())
+        pipeline.checkpoint(c, network, account, outcome.claim_token, num_child_accounts=crawl.count, updated_at=c.clock.now(),
+                            children_cursor=Checkpoint(nxt, crawl.pages, crawl.whole_history).encode())
         page = None
 
 
 def _continue(c, outcome: Outcome, crawl: _Crawl, delay_s: float) -> bool:
     cursor = Checkpoint(crawl.cursor, crawl.pages, crawl.whole_history).encode()
-    if pipeline.continue_later(c, outcome.network, outcome.account, cursor, crawl.pages, delay_s=delay_s):
+    try:
+        continued = pipeline.continue_later(c, outcome.network, outcome.account, cursor, crawl.pages, delay_s=delay_s,
+                                            claim_token=outcome.claim_token)
+    except pipeline.ContinuationNotEnqueued as exc:  # PENDING at the checkpoint: this task's retry resumes there
+        outcome.status, outcome.reason, outcome.retry_after = "RETRY", str(exc)[:500], delay_s or None
+        return False
+    if continued:
         outcome.status = "CONTINUED"
         outcome.reason = f"{crawl.pages} pages done; continuation enqueued" + (f" after {delay_s:.0f} s" if delay_s else "")
     else:
-        outcome.status, outcome.reason = "SKIPPED", "the claim was lost before the continuation"
+        outcome.status, outcome.reason = "SKIPPED", "claim lost before the continuation"
     return False
 
 

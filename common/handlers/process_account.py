@@ -3,6 +3,8 @@
 POST {"network", "account", "purpose": "lineage", "generation"} (docs/design.md). In order:
 1. internal auth, POST only, schema gate, payload validation (400, nothing written);
 2. claim the lineage row (PENDING|RE_INQUIRY -> PROCESSING); a lost claim answers 200 "SKIPPED";
+   every later write to the row is fenced by the claim's token, so a claim lost midway (released
+   by reset_stale, maybe claimed again) stops the run: 200 "SKIPPED" (claim lost), nothing more written;
 3. choose the path from the run-time `pipeline_mode`:
    - API_ONLY: hand the account to the api-fallback queue (pipeline_source=API);
    - a RE_INQUIRY (COMPLETE before, stale now): the lineage is never queried again; the enrichment
@@ -83,11 +85,12 @@ class Outcome:
     bytes_billed: int = 0
     cost_micro_usd: int = 0
     children: int | None = None
+    claim_token: str | None = dataclasses.field(default=None, repr=False)  # ours once claimed; never in the answer
 
     def to_json(self) -> dict:
         body = dataclasses.asdict(self)
         body["cost_usd"] = f"{self.cost_micro_usd / 1_000_000:.6f}"
-        del body["cost_micro_usd"]
+        del body["cost_micro_usd"], body["claim_token"]
         return body
 
 
@@ -140,7 +143,8 @@ def process(c, network: str, account: str) -> Outcome:
         store = c.store
         before = store.get_lineage(network, account)
         now = c.clock.now()
-        if not store.claim(network, account, now):
+        outcome.claim_token = store.claim(network, account, now)
+        if outcome.claim_token is None:
             outcome.reason = "not claimable (being processed, complete, or terminal)"
             return outcome
         claimed = True
@@ -152,13 +156,16 @@ def process(c, network: str, account: str) -> Outcome:
         if was_re_inquiry:
             return _refresh(c, outcome, config, mode)
         return _hubble_path(c, outcome, config, mode)
+    except pipeline.ClaimLost as exc:  # released by reset_stale (and maybe claimed again): stop, write nothing more
+        outcome.status, outcome.reason = "SKIPPED", str(exc)
+        return outcome
     except Exception as exc:  # noqa: BLE001 - our store or queue failed: retry later, lose nothing
         log.exception("process_account %s/%s failed", network, account)
         outcome.status = "RETRY"
         outcome.reason = f"{type(exc).__name__}: {exc}"[:500]
         if claimed:
             try:
-                pipeline.release_for_retry(c, network, account, outcome.reason)
+                pipeline.release_for_retry(c, network, account, outcome.reason, claim_token=outcome.claim_token)
             except Exception:  # noqa: BLE001 - still PROCESSING: reset_stale recovers it
                 log.warning("could not release %s/%s for retry", network, account, exc_info=True)
         return outcome
@@ -175,14 +182,13 @@ def _record_guard(outcome: Outcome, guard: CostGuard | None) -> None:
 
 def _hand_over(c, outcome: Outcome, source: str, reason: str) -> Outcome:
     rec = c.store.get_lineage(outcome.network, outcome.account)
-    if rec is not None and ChildCursor.is_hubble(rec.children_cursor):
-        # The API path pages children its own way; our checkpoint would mean nothing to it.
-        c.store.put_lineage(outcome.network, outcome.account, children_cursor=None)
-    if pipeline.hand_to_api(c, outcome.network, outcome.account, source, reason=reason):
+    # The API path pages children its own way; our checkpoint would mean nothing to it.
+    clear = {"children_cursor": None} if rec is not None and ChildCursor.is_hubble(rec.children_cursor) else {}
+    if pipeline.hand_to_api(c, outcome.network, outcome.account, source, reason=reason, claim_token=outcome.claim_token, **clear):
         outcome.status = "HANDED_TO_API"
         outcome.pipeline_source = source
     else:
-        outcome.status = "SKIPPED"
+        outcome.status, reason = "SKIPPED", f"claim lost before the hand-over to the API ({reason})"
     outcome.reason = reason
     log.info("process_account %s/%s -> API (%s): %s", outcome.network, outcome.account, source, reason)
     return outcome
@@ -234,6 +240,8 @@ def _hubble_path(c, outcome: Outcome, config, mode: str) -> Outcome:
     try:
         hubble, tables = _hubble_or_fallback(c, network)
         rec = store.get_lineage(network, account)
+        if rec.claim_token != outcome.claim_token:  # rec is the row we hold: its token fences every write below
+            raise pipeline.ClaimLost(network, account)
         if account != GENESIS_ACCOUNT and _too_old(rec.account_creation_date, now, int(config["api_age_filter_years"])):
             raise _Fallback("age_filter", f"created {rec.account_creation_date:%Y-%m-%d}, older than {config['api_age_filter_years']} years")
         guard = CostGuard(hubble, store, c.clock, Limits.from_config(config))
@@ -278,7 +286,9 @@ def _hubble_path(c, outcome: Outcome, config, mode: str) -> Outcome:
         if mode != PipelineMode.BIGQUERY_ONLY.value:
             for child in result["enrich"]:
                 _enqueue_enrich(c, network, child, 0)
-    pipeline.complete_account(c, network, account, PipelineSource.BIGQUERY.value, now=c.clock.now(), **fields)
+    if not pipeline.complete_account(c, network, account, PipelineSource.BIGQUERY.value, now=c.clock.now(),
+                                     claim_token=outcome.claim_token, **fields):
+        raise pipeline.ClaimLost(network, account)
     outcome.status = "COMPLETE"
     outcome.pipeline_source = PipelineSource.BIGQUERY.value
     outcome.children = fields.get("num_child_accounts")
@@ -303,8 +313,8 @@ def _lineage_and_children(c, guard: CostGuard, tables, rec, config, now: dt.date
             for merge in lives.merges:
                 store.add_merge_event(merge)
             events, state = lives.events, lives.state
-            store.put_lineage(network, account, updated_at=c.clock.now(),
-                              **life_fields(events, lives.merges, state.deleted if state is not None else None))
+            pipeline.checkpoint(c, network, account, rec.claim_token, updated_at=c.clock.now(),
+                                **life_fields(events, lives.merges, state.deleted if state is not None else None))
         first_created = events[0].created_at
         fields = {"stellar_creator_account": events[0].creator, "account_creation_date": first_created,
                   "creation_ledger": events[-1].ledger}
@@ -338,7 +348,7 @@ def _crawl_children(c, guard: CostGuard, tables, rec, first_created: dt.datetime
         more = page.next_cursor is not None
         if more:
             cursor = page.next_cursor
-            store.put_lineage(network, account, children_cursor=cursor.encode(), num_child_accounts=fetched)
+            pipeline.checkpoint(c, network, account, rec.claim_token, children_cursor=cursor.encode(), num_child_accounts=fetched)
     total = fetched
     if more:  # the cap stopped the crawl: count them all (one query), or keep what we know
         try:
@@ -398,7 +408,8 @@ def _refresh(c, outcome: Outcome, config, mode: str) -> Outcome:
                 _record_guard(outcome, guard)
         if not refreshed:
             _enqueue_enrich(c, network, account, rec.claim_token or "0")
-    pipeline.complete_account(c, network, account, source, now=c.clock.now(), **fields)
+    if not pipeline.complete_account(c, network, account, source, now=c.clock.now(), claim_token=outcome.claim_token, **fields):
+        raise pipeline.ClaimLost(network, account)
     outcome.status = "COMPLETE"
     outcome.pipeline_source = source
     outcome.reason = "re-inquiry: lineage kept, enrichment refreshed"

@@ -190,7 +190,8 @@ class Run:
             self.note(Change(network, account, "lineage", "failed" if will_fail else "reset_to_pending", rec.status,
                              Status.FAILED.value if will_fail else Status.PENDING.value, retries, None if will_fail else _owner_queue(rec), reason))
             return
-        released = pipeline.release_for_retry(self.c, network, account, reason, now=self.now)
+        # Fenced by the claim judged stale: a worker that finished meanwhile, or a newer claim, is left alone.
+        released = pipeline.release_for_retry(self.c, network, account, reason, now=self.now, claim_token=rec.claim_token)
         after = self.c.store.get_lineage(network, account)
         if will_fail and after is not None and after.status == Status.FAILED.value:
             self.note(Change(network, account, "lineage", "failed", rec.status, after.status, retries, None, after.last_error or reason))

@@ -5,6 +5,7 @@
 - Every statement is prepared once (cached by its text) and takes bound values only.
 - Reads and writes at LOCAL_QUORUM; lightweight transactions use LOCAL_SERIAL.
 - Status changes are compare-and-set LWTs (`INSERT ... IF NOT EXISTS` / `UPDATE ... IF status IN ?`);
+  a claimed row's writes add `AND claim_token = ?` (fenced: a worker that lost its claim writes nothing);
   the monthly BigQuery spend is changed only by `UPDATE ... IF spent_micro_usd = ?` loops, so two
   functions can never both spend the last dollar.
 - A CAS whose outcome is unknown (a write timeout) is resolved by reading the row back at
@@ -341,7 +342,10 @@ class CassandraStore(Store):
     def _put_row(self, table: str, network: str, account: str, fields: dict) -> None:
         self._insert(table, {"network_name": network, "stellar_account": account, **fields})
 
-    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict) -> bool:
+    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict,
+                         fence: str | None = None) -> bool:
+        if fence is not None and (expected is None or None in expected):
+            raise ValueError("a fenced write expects a claimed row (a status, never a missing row)")
         if expected is None:
             cas = lambda: self._insert(table, {"network_name": network, "stellar_account": account, **fields}, " IF NOT EXISTS")  # noqa: E731
             return self._cas_with_readback(table, network, account, fields, cas, lambda rows: not rows)
@@ -352,6 +356,13 @@ class CassandraStore(Store):
         set_values = [codec.to_cassandra(table, c, v) for c, v in fields.items()]
         key = [network, account]
         base = f"UPDATE {table} SET {sets} WHERE network_name = ? AND stellar_account = ?"
+        if fence is not None:
+            # Our values on a row that still carries our token can only be our own write.
+            cas = lambda: self._run(base + " IF status IN ? AND claim_token = ?", set_values + key + [values, fence])  # noqa: E731
+            return self._cas_with_readback(
+                table, network, account, {**fields, "claim_token": fence}, cas,
+                lambda rows: bool(rows) and rows[0].get("status") in values and rows[0].get("claim_token") == fence,
+            )
         if None not in expected:
             cas = lambda: self._run(base + " IF status IN ?", set_values + key + [values])  # noqa: E731
             return self._cas_with_readback(

@@ -168,32 +168,58 @@ class Store(abc.ABC):
             self._sync_counted(network, account)
 
     def transition_lineage(
-        self, network: str, account: str, expected: Iterable[str] | None, new_status: str, **fields: Any
+        self, network: str, account: str, expected: Iterable[str] | None, new_status: str, *, fence: str | None = None,
+        **fields: Any,
     ) -> bool:
-        """Atomic compare-and-set on the lineage status (see transition_search)."""
+        """Atomic compare-and-set on the lineage status (see transition_search).
+
+        fence: the claim token of the worker writing; the write then also needs claim_token == fence,
+        so a worker whose claim was released and taken by another changes nothing.
+        """
         validate_network(network)
         validate_account_id(account)
         fields = dict(fields, status=new_status)
         _check_fields(fields, LINEAGE_COLUMNS[2:], "account_lineage")
         _mark_counted_change(self, network, account, fields)
         won = self._compare_and_set(
-            "account_lineage", network, account, None if expected is None else tuple(expected), fields
+            "account_lineage", network, account, None if expected is None else tuple(expected), fields, fence
         )
         if won:
             self._sync_active("lineage", network, account, fields)
             self._sync_counted(network, account)
         return won
 
-    def claim(self, network: str, account: str, now: dt.datetime, **fields: Any) -> bool:
-        """PENDING|RE_INQUIRY -> PROCESSING. Exactly one concurrent claimer wins.
+    def claim(self, network: str, account: str, now: dt.datetime, **fields: Any) -> str | None:
+        """PENDING|RE_INQUIRY -> PROCESSING. Exactly one concurrent claimer wins and gets the claim's
+        token (None for the others): every later write of the claim is fenced by it.
 
-        Each claim carries a unique claim_token, so an adapter whose conditional write timed out
-        with an unknown outcome (a Cassandra CAS timeout) can read back and tell whether it won.
+        The token is unique, so an adapter whose conditional write timed out with an unknown
+        outcome (a Cassandra CAS timeout) can read back and tell whether it won.
         """
         fields.setdefault("processing_started_at", now)
         fields.setdefault("updated_at", now)
-        fields.setdefault("claim_token", uuid.uuid4().hex)
-        return self.transition_lineage(network, account, CLAIMABLE, Status.PROCESSING.value, **fields)
+        token = fields.setdefault("claim_token", uuid.uuid4().hex)
+        return token if self.transition_lineage(network, account, CLAIMABLE, Status.PROCESSING.value, **fields) else None
+
+    def update_claimed(self, network: str, account: str, claim_token: str, /, **fields: Any) -> bool:
+        """Write columns of a row this worker holds (PROCESSING with this claim_token), e.g. a
+        children checkpoint. False, and nothing written, once the claim is lost."""
+        validate_network(network)
+        validate_account_id(account)
+        if not claim_token:
+            raise InvalidInput("invalid_claim", "a claim token is required", "claim_token")
+        if not fields:
+            raise InvalidInput("invalid_column", "nothing to write", "fields")
+        if "status" in fields or "claim_token" in fields:
+            raise InvalidInput("invalid_column", "status and claim_token change only through transitions", "status")
+        _check_fields(fields, LINEAGE_COLUMNS[2:], "account_lineage")
+        if fields.get("stellar_creator_account") is not None:
+            validate_account_id(fields["stellar_creator_account"], "stellar_creator_account")
+        counted = _mark_counted_change(self, network, account, fields)
+        won = self._compare_and_set("account_lineage", network, account, (Status.PROCESSING.value,), fields, claim_token)
+        if won and counted:
+            self._sync_counted(network, account)
+        return won
 
     # ------------------------------------------------------------ creation events and children
     def add_creation_event(self, event: CreationEvent) -> None:
@@ -511,7 +537,9 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _put_row(self, table: str, network: str, account: str, fields: dict) -> None: ...
     @abc.abstractmethod
-    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict) -> bool: ...
+    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict,
+                         fence: str | None = None) -> bool:
+        """Write `fields` iff the status is in `expected` (and, with a fence, claim_token == fence)."""
     @abc.abstractmethod
     def _put_active(self, kind: str, network: str, account: str, status: str, updated_at: dt.datetime | None) -> None: ...
     @abc.abstractmethod

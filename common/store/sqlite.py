@@ -168,8 +168,11 @@ class SQLiteStore(Store):
         row = {"network_name": network, "stellar_account": account, **fields}
         self._upsert(self._conn(), table, row)
 
-    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict) -> bool:
+    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict,
+                         fence: str | None = None) -> bool:
         conn = self._conn()
+        if fence is not None and (expected is None or None in expected):
+            raise ValueError("a fenced write expects a claimed row (a status, never a missing row)")
         if expected is None:
             row = {"network_name": network, "stellar_account": account, **fields}
             cols = list(row)
@@ -187,9 +190,12 @@ class SQLiteStore(Store):
         if None in expected:
             conds.append("status IS NULL")
         sets = ", ".join(f"{c}=?" for c in fields)
+        fenced = "" if fence is None else " AND claim_token=?"
+        # One statement: the check and the write are atomic (no other writer between them).
         cur = conn.execute(
-            f"UPDATE {table} SET {sets} WHERE network_name=? AND stellar_account=? AND ({' OR '.join(conds)})",
-            [codec.to_sqlite(table, c, v) for c, v in fields.items()] + [network, account, *values],
+            f"UPDATE {table} SET {sets} WHERE network_name=? AND stellar_account=? AND ({' OR '.join(conds)}){fenced}",
+            [codec.to_sqlite(table, c, v) for c, v in fields.items()] + [network, account, *values]
+            + ([] if fence is None else [fence]),
         )
         return cur.rowcount == 1
 

@@ -128,7 +128,7 @@ def seed(store) -> dict:
         store.put_lineage("public", k, stellar_creator_account=GENESIS_ACCOUNT, xlm_balance=bal, home_domain=f"k{i}.example")
         store.set_balance("public", k, bal, None)
     store.put_lineage("public", GENESIS_ACCOUNT, status="PROCESSING", num_child_accounts=1201, updated_at=T0)
-    pipeline.complete_account(c, "public", GENESIS_ACCOUNT, "BIGQUERY", num_child_accounts=1201)
+    pipeline.complete_account(c, "public", GENESIS_ACCOUNT, "BIGQUERY", claim_token=None, num_child_accounts=1201)
     hva_run(c, ["public", "testnet"], T0 - dt.timedelta(hours=2))
     for k in kids[:40]:
         store.set_balance("public", k, Decimal(3_000_000), store.get_lineage("public", k).xlm_balance)

@@ -291,6 +291,44 @@ def test_claim_lost_to_another_worker_during_a_timeout_is_not_ours(keyspace, sto
 
 
 @pytest.mark.cassandra
+@pytest.mark.parametrize("landed", [True, False], ids=["write-landed", "write-lost"])
+def test_a_fenced_write_with_unknown_outcome_is_resolved_by_reading_back(keyspace, store, landed):
+    acct = random_account()
+    store.put_lineage("public", acct, status="PENDING", updated_at=T0)
+    token = store.claim("public", acct, T0)
+    faulty = TimeoutOnLwt(settings(cassandra_keyspace=keyspace), failures=1, landed=landed)
+    try:
+        assert faulty.update_claimed("public", acct, token, children_cursor="horizon:v1:1:1:1", num_child_accounts=200)
+        faulty.failures = 1
+        assert faulty.transition_lineage("public", acct, ("PROCESSING",), "COMPLETE", fence=token, num_child_accounts=250)
+        assert faulty.injected == 2
+        rec = store.get_lineage("public", acct)
+        assert (rec.status, rec.num_child_accounts, rec.children_cursor, rec.claim_token) == ("COMPLETE", 250, "horizon:v1:1:1:1", token)
+    finally:
+        faulty.close()
+
+
+@pytest.mark.cassandra
+def test_a_stale_worker_s_timed_out_write_is_not_taken_for_its_own(keyspace, store):
+    """B already wrote the very values A now writes: the row matches A's fields, but not A's token."""
+    acct = random_account()
+    store.put_lineage("public", acct, status="PENDING", updated_at=T0)
+    a = store.claim("public", acct, T0)
+    assert store.transition_lineage("public", acct, ("PROCESSING",), "PENDING", fence=a, retry_count=1)  # reset_stale
+    b = store.claim("public", acct, T0)
+    assert store.update_claimed("public", acct, b, children_cursor="horizon:v1:7:3:1", num_child_accounts=600)
+    faulty = TimeoutOnLwt(settings(cassandra_keyspace=keyspace), failures=2, landed=False)
+    try:
+        assert not faulty.update_claimed("public", acct, a, children_cursor="horizon:v1:7:3:1", num_child_accounts=600)
+        assert not faulty.transition_lineage("public", acct, ("PROCESSING",), "COMPLETE", fence=a)
+        assert faulty.injected == 2
+    finally:
+        faulty.close()
+    rec = store.get_lineage("public", acct)
+    assert rec.status == "PROCESSING" and rec.claim_token == b
+
+
+@pytest.mark.cassandra
 def test_spend_reservation_with_unknown_outcome_is_counted_once(keyspace, store):
     month = "2302-02"
     faulty = TimeoutOnLwt(settings(cassandra_keyspace=keyspace), failures=1, landed=True)

@@ -42,8 +42,8 @@ def test_two_concurrent_runs_do_no_harm(store, tmp_path):
     failed, invalid = random_account(), random_account()
     for a, inv in ((failed, False), (invalid, True)):
         pipeline.request_lineage(setup, "public", a, T0)
-        store.claim("public", a, T0)
-        pipeline.fail_account(setup, "public", a, "terminal", invalid=inv, now=T0)
+        token = store.claim("public", a, T0)
+        pipeline.fail_account(setup, "public", a, "terminal", invalid=inv, now=T0, claim_token=token)
     terminal_before = {a: store.get_lineage("public", a) for a in (failed, invalid)}
 
     later = T0 + dt.timedelta(hours=3)

@@ -67,29 +67,32 @@ def _flow(c, accounts, rng, clock):
         if i % 9 == 0:
             continue  # stays PENDING
         with ThreadPoolExecutor(4) as pool:  # four deliveries race for the claim
-            won = list(pool.map(lambda _: c.store.claim("public", acct, clock.now()), range(4)))
-        assert sum(won) == 1
+            won = [t for t in pool.map(lambda _: c.store.claim("public", acct, clock.now()), range(4)) if t]
+        assert len(won) == 1
+        token = won[0]
         path = i % 7
         if path == 0:
             continue  # stays PROCESSING
         if path == 1:
-            pipeline.fail_account(c, "public", acct, "boom")
-            pipeline.fail_account(c, "public", acct, "boom")  # retried delivery: loses
+            pipeline.fail_account(c, "public", acct, "boom", claim_token=token)
+            pipeline.fail_account(c, "public", acct, "boom", claim_token=token)  # retried delivery: loses
         elif path == 2:
-            pipeline.fail_account(c, "public", acct, "no such account", invalid=True)
+            pipeline.fail_account(c, "public", acct, "no such account", invalid=True, claim_token=token)
         elif path == 3:
-            pipeline.hand_to_api(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK")
-            assert c.store.claim("public", acct, clock.now())
-            pipeline.complete_account(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK")
+            pipeline.hand_to_api(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK", claim_token=token)
+            token = c.store.claim("public", acct, clock.now())
+            assert token
+            pipeline.complete_account(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK", claim_token=token)
         elif path == 4:
-            pipeline.release_for_retry(c, "public", acct, "transient")
-            assert c.store.claim("public", acct, clock.now())
-            pipeline.complete_account(c, "public", acct, "API")
-            pipeline.complete_account(c, "public", acct, "API")  # duplicate: loses
+            pipeline.release_for_retry(c, "public", acct, "transient", claim_token=token)
+            token = c.store.claim("public", acct, clock.now())
+            assert token
+            pipeline.complete_account(c, "public", acct, "API", claim_token=token)
+            pipeline.complete_account(c, "public", acct, "API", claim_token=token)  # duplicate: loses
         elif path == 5:
-            pipeline.continue_later(c, "public", acct, "GABC", 3)
+            pipeline.continue_later(c, "public", acct, "GABC", 3, claim_token=token)
         else:
-            pipeline.complete_account(c, "public", acct, rng.choice(SOURCES))
+            pipeline.complete_account(c, "public", acct, rng.choice(SOURCES), claim_token=token)
     # children known only from a crawl: lineage rows without a status are not counted
     for _ in range(5):
         c.store.put_lineage("public", random_account(), stellar_creator_account=accounts[0])
@@ -109,8 +112,8 @@ def test_counters_equal_the_ground_truth_after_a_realistic_flow(iso_store):
         pipeline.request_lineage(c, "public", a)
         assert store.get_lineage("public", a).status == "RE_INQUIRY"
     for a in done[:3]:
-        store.claim("public", a, clock.now())
-        pipeline.complete_account(c, "public", a, "API")
+        token = store.claim("public", a, clock.now())
+        pipeline.complete_account(c, "public", a, "API", claim_token=token)
     now = T0 + dt.timedelta(hours=13, minutes=5)
     got, want = stats(store, now), truth(store, now)
     assert got == want
@@ -129,10 +132,12 @@ def test_concurrent_transitions_of_many_accounts_stay_exact(iso_store):
 
     def work(acct):
         for _ in range(3):  # claim, hand back, claim again ... then finish
-            if store.claim("public", acct, clock.now()):
-                pipeline.release_for_retry(c, "public", acct, "again")
-        if store.claim("public", acct, clock.now()):
-            pipeline.complete_account(c, "public", acct, "API")
+            token = store.claim("public", acct, clock.now())
+            if token:
+                pipeline.release_for_retry(c, "public", acct, "again", claim_token=token)
+        token = store.claim("public", acct, clock.now())
+        if token:
+            pipeline.complete_account(c, "public", acct, "API", claim_token=token)
 
     with ThreadPoolExecutor(12) as pool:
         list(pool.map(work, accounts * 2))  # every account worked by two workers at once
@@ -151,8 +156,9 @@ def test_a_writer_dying_before_its_sync_is_repaired_by_the_reconciler(iso_store)
     try:
         cd = container(dying, clock, queue=RecordingQueue())
         for a in accounts[:8]:
-            assert dying.claim("public", a, clock.now())
-            pipeline.complete_account(cd, "public", a, "BIGQUERY")
+            token = dying.claim("public", a, clock.now())
+            assert token
+            pipeline.complete_account(cd, "public", a, "BIGQUERY", claim_token=token)
     finally:
         dying.close()
     now = T0 + dt.timedelta(minutes=10)

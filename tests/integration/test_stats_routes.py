@@ -49,8 +49,8 @@ def test_pipeline_stats(env):
     a, b, t = random_account(), random_account(), random_account()
     pipeline.request_lineage(c, "public", a)
     pipeline.request_lineage(c, "public", b)
-    c.store.claim("public", b, T0)
-    pipeline.complete_account(c, "public", b, "BIGQUERY")
+    token = c.store.claim("public", b, T0)
+    pipeline.complete_account(c, "public", b, "BIGQUERY", claim_token=token)
     pipeline.request_lineage(c, "testnet", t)
     status, body = get(client, "/pipeline-stats")
     assert status == 200
@@ -123,7 +123,7 @@ def test_account_lineage_ancestors_page_and_d3_shape(env):
     assert body["children_page"] == {"limit": 100, "cursor": None, "next_cursor": kids[99], "returned": 100, "total": 150, "as_of": None}
     assert body["summary"] is None  # its crawl has not completed: no stored view, never computed per request
     c.store.put_lineage("public", me, status="PROCESSING")
-    pipeline.complete_account(c, "public", me, "API")  # the crawl completes: 150 > one page, a view is stored
+    pipeline.complete_account(c, "public", me, "API", claim_token=None)  # (PROCESSING set by hand: no claim) the crawl completes: 150 > one page, a view is stored
     status, body = get(client, f"/account-lineage?account={me}&network=public&limit=100")
     assert body["summary"]["count"] == 150 and body["summary"]["computed_at"] == "2026-04-01T12:00:00Z"
     assert body["children_page"]["as_of"] == "2026-04-01T12:00:00Z" and body["tree"]["more"] == {"count": 50, "next_cursor": kids[99]}
@@ -147,7 +147,7 @@ def test_huge_fan_out_gets_a_precomputed_summary_and_one_page(env):
     status, body = get(client, f"/account-lineage?account={creator}")
     assert status == 200 and body["summary"] is None and body["children_page"]["total"] == 2500
     # The crawl completes: the summary is computed once, in the background worker.
-    pipeline.complete_account(c, "public", creator, "API", num_child_accounts=2500)
+    pipeline.complete_account(c, "public", creator, "API", claim_token=None, num_child_accounts=2500)
     rec = recording(c.store)
     try:
         client2 = app_for(stats.handle, container(rec, clock)).test_client()
@@ -209,17 +209,17 @@ def test_landing_views_follow_ancestors_and_children_that_complete(env):
     c.store.add_children("public", creator, [ChildEdge("public", creator, k, T0, str(j)) for j, k in enumerate(kids)])
     c.store.put_lineage("public", parent)  # known only as the creator: its own lineage not run yet
     c.store.transition_lineage("public", creator, None, "PROCESSING", stellar_creator_account=parent, num_child_accounts=150)
-    pipeline.complete_account(c, "public", creator, "API", num_child_accounts=150)
+    pipeline.complete_account(c, "public", creator, "API", claim_token=None, num_child_accounts=150)  # set by hand: no claim
     status, body = get(client, f"/account-lineage?account={creator}")
     assert body["children_page"]["as_of"] is not None and [a["account"] for a in body["ancestors"]] == [parent]
     # The ancestor's own lineage completes (its creator is genesis): shown at once, not an hour later.
     assert c.store.transition_lineage("public", parent, (None,), "PROCESSING", stellar_creator_account=GENESIS_ACCOUNT)
-    pipeline.complete_account(c, "public", parent, "API")
+    pipeline.complete_account(c, "public", parent, "API", claim_token=None)
     status, body = get(client, f"/account-lineage?account={creator}")
     assert [(a["account"], a["status"]) for a in body["ancestors"]] == [(GENESIS_ACCOUNT, None), (parent, "COMPLETE")]
     # A child on the landing page completes: its node is replaced in the stored view at once.
     c.store.transition_lineage("public", kids[3], None, "PROCESSING", stellar_creator_account=creator, xlm_balance=Decimal("7"))
-    pipeline.complete_account(c, "public", kids[3], "API")
+    pipeline.complete_account(c, "public", kids[3], "API", claim_token=None)
     status, body = get(client, f"/account-lineage?account={creator}")
     node = body["tree"]["children"][3]
     assert body["children_page"]["as_of"] is not None, "still the precomputed page"

@@ -16,6 +16,7 @@ from common.bootstrap import Container
 from common.clock import SettableClock
 from common.config import PipelineConfig, Settings
 from common.domain import GENESIS_ACCOUNT
+from common.handlers import reset_stale
 from common.handlers.process_account import handle, process
 from common.hubble.duckdb_engine import DuckDBHubble
 from common.hubble.port import Hubble, HubbleUnavailable
@@ -25,7 +26,7 @@ NETWORK_START = STARTS["public"]
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
 from local.hubble_load import load_duckdb, write_export
-from tests.fakes import RecordingQueue
+from tests.fakes import RecordingQueue, StealsClaims
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit
@@ -531,6 +532,68 @@ def test_a_queue_failure_on_hand_over_retries_and_loses_nothing(world, make):
     out = run(c, world.X)
     assert out.status == "RETRY"
     assert c.store.get_lineage("public", world.X).status == "PENDING", "claimable again by the task's retry"
+
+
+# ---------------------------------------------------------------------------------- a claim lost mid-task
+class StealingStore(StealsClaims, SQLiteStore):
+    pass
+
+
+def steal(c, account, finish, seen):
+    """While the worker is paused: reset_stale releases its claim 31 minutes on, and worker B claims the
+    account (finish=True: B's whole run completes it). `seen` gets the state B leaves."""
+
+    def run_meanwhile():
+        c.clock.advance(31 * 60)
+        assert reset_stale.run(c, ["public"], c.clock.now())["counts"] == {"reset_to_pending": 1}
+        if finish:
+            assert process(c, "public", account).status == "COMPLETE"
+        else:
+            assert c.store.claim("public", account, c.clock.now())
+        seen.append(state_of(c, account))
+
+    return run_meanwhile
+
+
+def state_of(c, account):
+    rec = c.store.get_lineage("public", account)
+    return rec, children(c, account), api_tasks(c, "lineage")
+
+
+@pytest.mark.parametrize("finish", [True, False], ids=["b-completes", "b-holds"])
+@pytest.mark.parametrize("page", [1, 3, 7])
+def test_a_worker_paused_mid_crawl_finds_its_claim_gone_and_writes_nothing(world, make, page, finish):
+    c = make({"children_page_size_bq": 4}, store_cls=StealingStore)
+    seen = []
+    c.store.arm("_add_children", world.X, steal(c, world.X, finish, seen), at=page)
+    out = run(c, world.X)  # page 7 is the last: A's next write is its completion
+    assert out.status == "SKIPPED" and "claim lost" in out.reason, out
+    assert c.store.stolen and state_of(c, world.X) == seen[0], "A's writes after the theft changed nothing"
+    rec = c.store.get_lineage("public", world.X)
+    if finish:
+        assert rec.status == "COMPLETE" and rec.num_child_accounts == 25 and rec.children_cursor is None
+        assert sorted(children(c, world.X)) == sorted(world.kids), "0 lost children"
+    else:
+        assert rec.status == "PROCESSING" and rec.num_child_accounts == (4 * (page - 1) or None)
+
+
+def test_the_creator_found_after_the_claim_was_lost_is_not_written(world, make):
+    c = make(store_cls=StealingStore)
+    seen = []
+    c.store.arm("_add_creation_event", world.X, steal(c, world.X, False, seen))
+    out = run(c, world.X)
+    assert out.status == "SKIPPED" and "claim lost" in out.reason
+    assert state_of(c, world.X) == seen[0] and c.store.get_lineage("public", world.X).stellar_creator_account is None
+
+
+def test_a_hand_over_after_the_claim_was_lost_is_refused(world, make):
+    c = make({"cost_limit_usd": "0"}, store_cls=StealingStore)
+    seen = []
+    c.store.arm("_record_stage", world.X, steal(c, world.X, False, seen),
+                when=lambda e: e.stage == "hubble_lineage" and e.status == "SKIPPED")  # the guard refused
+    out = run(c, world.X)
+    assert out.status == "SKIPPED" and "claim lost before the hand-over" in out.reason
+    assert state_of(c, world.X) == seen[0] and api_tasks(c, "lineage") == [], "no API task for a claim we lost"
 
 
 # ---------------------------------------------------------------------------------- HTTP

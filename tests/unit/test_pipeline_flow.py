@@ -37,9 +37,10 @@ def test_request_lineage_enqueues_once_under_concurrency(c):
 def test_processing_and_fresh_complete_are_not_requeued(c):
     acct = random_account()
     pipeline.request_lineage(c, "public", acct)
-    assert c.store.claim("public", acct, c.clock.now())
+    token = c.store.claim("public", acct, c.clock.now())
+    assert token
     assert not pipeline.request_lineage(c, "public", acct)
-    assert pipeline.complete_account(c, "public", acct, "API")
+    assert pipeline.complete_account(c, "public", acct, "API", claim_token=token)
     assert not pipeline.request_lineage(c, "public", acct)
     assert len(c.queue.tasks) == 1
 
@@ -47,8 +48,8 @@ def test_processing_and_fresh_complete_are_not_requeued(c):
 def test_stale_complete_becomes_re_inquiry(c):
     acct = random_account()
     pipeline.request_lineage(c, "public", acct)
-    c.store.claim("public", acct, c.clock.now())
-    pipeline.complete_account(c, "public", acct, "API")
+    token = c.store.claim("public", acct, c.clock.now())
+    pipeline.complete_account(c, "public", acct, "API", claim_token=token)
     c.clock.advance(13 * 3600)
     assert pipeline.request_lineage(c, "public", acct)
     assert c.store.get_lineage("public", acct).status == "RE_INQUIRY"
@@ -67,15 +68,15 @@ def test_hand_to_api_then_complete_mirrors_search_cache(c):
     acct = random_account()
     c.store.transition_search("public", acct, None, "PENDING")
     pipeline.request_lineage(c, "public", acct)
-    c.store.claim("public", acct, c.clock.now())
-    assert pipeline.hand_to_api(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK", reason="guard refused")
-    assert not pipeline.hand_to_api(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK"), "only a PROCESSING row is handed over"
+    token = c.store.claim("public", acct, c.clock.now())
+    assert pipeline.hand_to_api(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK", reason="guard refused", claim_token=token)
+    assert not pipeline.hand_to_api(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK", claim_token=token), "only a PROCESSING row is handed over"
     api_tasks = [t for t in c.queue.tasks if t["queue"] == "api-fallback"]
     assert len(api_tasks) == 1
     rec = c.store.get_lineage("public", acct)
     assert rec.status == "PENDING" and rec.pipeline_source == "BIGQUERY_WITH_API_FALLBACK"
-    assert c.store.claim("public", acct, c.clock.now())
-    assert pipeline.complete_account(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK")
+    token = c.store.claim("public", acct, c.clock.now())
+    assert pipeline.complete_account(c, "public", acct, "BIGQUERY_WITH_API_FALLBACK", claim_token=token)
     assert c.store.get_search("public", acct).status == "COMPLETE"
     assert c.store.get_search("public", acct).last_fetched_at == c.clock.now()
 
@@ -86,8 +87,9 @@ def test_release_for_retry_until_failed(c):
     pipeline.request_lineage(c, "public", acct)
     outcomes = []
     for _ in range(3):
-        assert c.store.claim("public", acct, c.clock.now())
-        outcomes.append(pipeline.release_for_retry(c, "public", acct, "HTTP 503"))
+        token = c.store.claim("public", acct, c.clock.now())
+        assert token
+        outcomes.append(pipeline.release_for_retry(c, "public", acct, "HTTP 503", claim_token=token))
     assert outcomes[:2] == [True, True] and outcomes[2] is False
     rec = c.store.get_lineage("public", acct)
     assert rec.status == "FAILED" and "HTTP 503" in rec.last_error
@@ -96,8 +98,8 @@ def test_release_for_retry_until_failed(c):
 def test_continue_later_checkpoints_and_enqueues_continuation(c):
     acct = random_account()
     pipeline.request_lineage(c, "public", acct)
-    c.store.claim("public", acct, c.clock.now())
-    assert pipeline.continue_later(c, "public", acct, "12345", pages_done=3)
+    token = c.store.claim("public", acct, c.clock.now())
+    assert pipeline.continue_later(c, "public", acct, "12345", pages_done=3, claim_token=token)
     rec = c.store.get_lineage("public", acct)
     assert rec.status == "PENDING" and rec.children_cursor == "12345"
     cont = c.queue.tasks[-1]
@@ -108,8 +110,8 @@ def test_fail_invalid(c):
     acct = random_account()
     c.store.transition_search("public", acct, None, "PENDING")
     pipeline.request_lineage(c, "public", acct)
-    c.store.claim("public", acct, c.clock.now())
-    assert pipeline.fail_account(c, "public", acct, "404 from Horizon", invalid=True)
+    token = c.store.claim("public", acct, c.clock.now())
+    assert pipeline.fail_account(c, "public", acct, "404 from Horizon", invalid=True, claim_token=token)
     assert c.store.get_lineage("public", acct).status == "INVALID"
     assert c.store.get_search("public", acct).status == "INVALID"
     assert not pipeline.request_lineage(c, "public", acct), "terminal statuses are never touched"

@@ -69,6 +69,11 @@ def processing(c, account=None, network="public", source=None):
     return account
 
 
+def held(c, account, network="public"):
+    """The claim token of a row claimed in the test (the worker holding it)."""
+    return c.store.get_lineage(network, account).claim_token
+
+
 def test_processing_older_than_the_limit_goes_back_to_pending_and_is_requeued(c):
     a = processing(c)
     c.clock.advance(31 * 60)
@@ -152,7 +157,7 @@ def test_a_task_lost_again_is_enqueued_again_under_a_new_name(c):
 def test_a_waiting_refresh_keeps_its_re_inquiry_status(c):
     a = processing(c)
     c.store.put_lineage("public", a, stellar_creator_account=random_account())
-    pipeline.complete_account(c, "public", a, "API", now=c.clock.now())
+    pipeline.complete_account(c, "public", a, "API", now=c.clock.now(), claim_token=held(c, a))
     c.clock.advance(13 * 3600)  # past the cache TTL: the next request is a re-inquiry
     assert pipeline.request_lineage(c, "public", a, c.clock.now())
     assert c.store.get_lineage("public", a).status == "RE_INQUIRY"
@@ -164,9 +169,9 @@ def test_a_waiting_refresh_keeps_its_re_inquiry_status(c):
 
 def test_failed_and_invalid_are_never_touched(c):
     f = processing(c)
-    pipeline.fail_account(c, "public", f, "boom", now=c.clock.now())
+    pipeline.fail_account(c, "public", f, "boom", now=c.clock.now(), claim_token=held(c, f))
     i = processing(c)
-    pipeline.fail_account(c, "public", i, "no such account", invalid=True, now=c.clock.now())
+    pipeline.fail_account(c, "public", i, "no such account", invalid=True, now=c.clock.now(), claim_token=held(c, i))
     before = (c.store.get_lineage("public", f), c.store.get_lineage("public", i))
     c.clock.advance(30 * 24 * 3600)
     report = run(c, ["public", "testnet"], c.clock.now())
@@ -202,7 +207,7 @@ def test_the_network_filter_limits_the_run(c):
 def test_a_search_row_left_behind_is_brought_in_line(c):
     done = processing(c)
     c.store.put_lineage("public", done, stellar_creator_account=random_account())
-    pipeline.complete_account(c, "public", done, "API", now=c.clock.now())
+    pipeline.complete_account(c, "public", done, "API", now=c.clock.now(), claim_token=held(c, done))
     c.store.put_search("public", done, status="PENDING", updated_at=c.clock.now())  # a race left it PENDING
     orphan = random_account()
     c.store.transition_search("public", orphan, None, "PENDING", created_at=c.clock.now(), updated_at=c.clock.now())  # search died here
@@ -222,6 +227,56 @@ def test_two_runs_on_the_same_stale_rows_reset_each_once(c):
     assert first["counts"] == {"reset_to_pending": 5} and second["counts"] == {}
     assert {c.store.get_lineage("public", a).retry_count for a in accounts} == {1}
     assert sorted(lineage_tasks(c)) == sorted(task_name("public", a, "lineage", 1) for a in accounts)
+
+
+class RacingStore(SQLiteStore):
+    """Runs `race` once, right after the first read of `account`: between reset_stale's judgment of the
+    row (the record it returns is from before the race) and its release."""
+
+    account: str | None = None
+    race = None
+
+    def _get_lineage(self, network, account):
+        rec = super()._get_lineage(network, account)
+        if account == self.account and self.race is not None:
+            race, self.race = self.race, None
+            race()
+        return rec
+
+
+@pytest.fixture
+def racing(tmp_path):
+    store = RacingStore(tmp_path / "racing.db")
+    migrations.migrate(store)
+    cont = Container(Settings.from_env(env={}, internal_token=TOKEN), SettableClock(T0), store=store, queue=RecordingQueue())
+    yield cont
+    store.close()
+
+
+@pytest.mark.parametrize("meanwhile", ["the worker completes", "the worker hands over and another claims"])
+def test_the_release_is_fenced_by_the_claim_judged_stale(racing, meanwhile):
+    c = racing
+    a = processing(c)
+    token = held(c, a)
+    c.clock.advance(31 * 60)
+    newer = []
+
+    def race():
+        if meanwhile == "the worker completes":
+            assert pipeline.complete_account(c, "public", a, "API", claim_token=token, num_child_accounts=250)
+        else:
+            assert pipeline.hand_to_api(c, "public", a, "API", claim_token=token)
+            newer.append(c.store.claim("public", a, c.clock.now()))
+
+    c.store.account, c.store.race = a, race
+    report = run(c, ["public"], c.clock.now())
+    assert report["counts"] == {"skipped": 1}, report
+    rec = c.store.get_lineage("public", a)
+    if newer:
+        assert rec.status == "PROCESSING" and rec.claim_token == newer[0] and rec.retry_count == 0
+    else:
+        assert rec.status == "COMPLETE" and rec.num_child_accounts == 250
+    assert lineage_tasks(c) == [] and lineage_tasks(c, "api-fallback") == ([task_name("public", a, "lineage", token)] if newer else [])
 
 
 # ---------------------------------------------------------------------------------- HTTP

@@ -275,9 +275,9 @@ def test_completion_invalidates_the_cache_and_the_next_search_renders_again(app)
 
     a = random_account()
     get(app, account=a)
-    app.store.claim("public", a, T0)
+    token = app.store.claim("public", a, T0)
     app.store.put_lineage("public", a, stellar_creator_account=GENESIS_ACCOUNT)
-    assert pipeline.complete_account(app.c, "public", a, "API", now=T0)
+    assert pipeline.complete_account(app.c, "public", a, "API", now=T0, claim_token=token)
     assert app.store.get_search("public", a).cached_json is None
     resp = get(app, account=a)
     assert resp.status_code == 200 and resp.get_json()["lineage"]["tree"]["pipeline_source"] == "API"
@@ -316,10 +316,10 @@ def test_an_account_known_from_a_crawl_but_never_searched_is_requested(app):
 def test_an_account_that_does_not_exist_is_a_404(app):
     a = random_account()
     get(app, account=a)
-    app.store.claim("public", a, T0)
+    token = app.store.claim("public", a, T0)
     from common import pipeline
 
-    pipeline.fail_account(app.c, "public", a, "horizon: 404 not found", invalid=True, now=T0)
+    pipeline.fail_account(app.c, "public", a, "horizon: 404 not found", invalid=True, now=T0, claim_token=token)
     resp = get(app, account=a)
     body = resp.get_json()
     assert resp.status_code == 404 and body["error"]["code"] == "account_not_found" and body["error"]["details"]["status"] == "INVALID"
@@ -329,10 +329,10 @@ def test_an_account_that_does_not_exist_is_a_404(app):
 def test_a_failed_account_says_so_with_its_last_error(app):
     a = random_account()
     get(app, account=a)
-    app.store.claim("public", a, T0)
+    token = app.store.claim("public", a, T0)
     from common import pipeline
 
-    pipeline.fail_account(app.c, "public", a, "failed after 5 attempts: horizon 503", now=T0)
+    pipeline.fail_account(app.c, "public", a, "failed after 5 attempts: horizon 503", now=T0, claim_token=token)
     resp = get(app, account=a)
     body = resp.get_json()
     assert resp.status_code == 409 and body["error"]["code"] == "lineage_failed"
