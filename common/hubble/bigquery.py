@@ -12,7 +12,10 @@ What the emulator does differently (it runs the same SQL, parameters, LIMIT @par
 month partitioning; found by reading goccy/bigquery-emulator v0.8.1's server/handler.go):
 - its dry run executes the query and reports the bytes of the *result* as totalBytesProcessed,
   not the bytes a scan would read; it has no partition pruning or per-column accounting;
-- it ignores maximum_bytes_billed and reports billed = processed.
+- it ignores maximum_bytes_billed and reports billed = processed;
+- it runs the query inside jobs.insert (the job is DONE when the submit answers, and exists only
+  from then on; a submit whose client gave up is dropped), answers a reused job id with 400 (BigQuery:
+  409) and a query it cannot analyse with 500 (BigQuery: 400/404); jobs.get and jobs.cancel work.
 The guard logic is the same for every engine; the scan-size figures come from the embedded engine.
 """
 from __future__ import annotations

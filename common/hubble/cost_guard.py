@@ -214,7 +214,8 @@ class CostGuard:
             self.store.try_reserve_spend(month, cost - reserved, 2**62, self.clock.now(), reservation_id=extra_id, job_id=job_id, purpose=purpose)
             self.store.adjust_spend(month, extra_id, 0, self.clock.now(), note=f"billed above maximum_bytes_billed by job {job_id}")
             log.error("job %s billed %d bytes, above its maximum_bytes_billed: %d micro-USD over the reservation", job_id, billed, cost - reserved)
-        self.store.record_spend(month, job_id, processed, billed, cost, purpose, self.clock.now())
+        if billed or note is None:  # the ledger lists what was billed (the reservation row keeps every job)
+            self.store.record_spend(month, job_id, processed, billed, cost, purpose, self.clock.now())
         return cost
 
     # ------------------------------------------------------------------ reconciliation
