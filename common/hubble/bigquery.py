@@ -165,11 +165,13 @@ class BigQueryHubble(Hubble):
     def _submit(self, query: HubbleQuery, config, job_id: str):
         from google.api_core import exceptions as gexc
 
-        deadline = time.monotonic() + self._deadline
+        # BigQuery answers a submit at once; the emulator only once the query has run (see above).
+        timeout = self._result_timeout if self.endpoint else self._deadline
+        deadline = time.monotonic() + timeout
         delay, maybe_created = 0.25, None
         while True:
             try:
-                return self.client.query(query.sql, job_config=config, job_id=job_id, retry=None, timeout=self._deadline, job_retry=None)
+                return self.client.query(query.sql, job_config=config, job_id=job_id, retry=None, timeout=timeout, job_retry=None)
             except gexc.Conflict as exc:  # an earlier attempt of ours created it (the id is unique)
                 try:
                     return self.client.get_job(job_id, retry=self._retry(), timeout=self._deadline)
