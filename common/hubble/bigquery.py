@@ -221,26 +221,21 @@ class BigQueryHubble(Hubble):
 
     # ------------------------------------------------------------------ looking jobs up
     def job_status(self, job_id: str) -> JobStatus:
-        from google.api_core import exceptions as gexc
-
-        try:
-            job = self._call("job lookup", lambda: self.client.get_job(job_id, retry=self._retry(), timeout=self._deadline))
-        except HubbleError as exc:
-            if isinstance(exc.__cause__, gexc.NotFound):
-                return JobStatus("NOT_FOUND")
-            raise
-        return _status_of(job)
+        return self._job_call("job lookup", lambda: self.client.get_job(job_id, retry=self._retry(), timeout=self._deadline))
 
     def cancel(self, job_id: str) -> JobStatus:
+        return self._job_call("job cancel", lambda: self.client.cancel_job(job_id, retry=self._retry(), timeout=self._deadline))
+
+    def _job_call(self, what: str, fn) -> JobStatus:
+        """The job's status after `fn` (jobs.get / jobs.cancel); NOT_FOUND when BigQuery has no such job."""
         from google.api_core import exceptions as gexc
 
         try:
-            job = self._call("job cancel", lambda: self.client.cancel_job(job_id, retry=self._retry(), timeout=self._deadline))
+            return _status_of(self._call(what, fn))
         except HubbleError as exc:
             if isinstance(exc.__cause__, gexc.NotFound):
                 return JobStatus("NOT_FOUND")
             raise
-        return _status_of(job)
 
 
 def _transient_errors() -> tuple:
