@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST := $(VENV)/bin/pytest
 PYTEST_ARGS ?=
+# `make demo PORT=9080`: the site on PORT, search PORT+1, stats PORT+2, ... the simulator on PORT+20 (0: free ports).
+PORT = 8080  # not ?=: a PORT already in the environment (set by other tools) does not move the demo
 
 .PHONY: install test test-unit test-integration test-e2e test-browser test-site bench bench-short chaos chaos-short \
         demo dev package terraform-check cassandra-start cassandra-stop emulators migrate clean
@@ -53,10 +55,10 @@ chaos-short: install
 	$(PY) -m bench.chaos --short
 
 demo: install
-	$(PY) -m local.stack --urls-file .local-data/stack-urls.json
+	$(PY) -m local.stack --base-port $(PORT) --urls-file .local-data/stack-urls.json
 
 dev: install
-	$(PY) -m local.stack --dev --urls-file .local-data/stack-urls.json
+	$(PY) -m local.stack --dev --base-port $(PORT) --urls-file .local-data/stack-urls.json
 
 package: install
 	$(PY) -m local.package

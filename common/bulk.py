@@ -65,6 +65,7 @@ def bulk_enqueue(
     """Each distinct valid account is requested once; a rerun creates no second task
     (request_lineage skips accounts already pending or complete, and task names are deterministic)."""
     validate_network(network)
+    c.queue  # built (its settings checked: ConfigError names the variable) before anything is written
     report = BulkReport()
     accounts = parse_lines(lines, report)
     now = c.clock.now()

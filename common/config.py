@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -39,16 +40,25 @@ def setting(name: str, explicit: Any = None, default: Any = _MISSING, env: Mappi
 def int_setting(name: str, explicit: Any = None, default: Any = _MISSING, env: Mapping[str, str] | None = None) -> int:
     raw = setting(name, explicit, default, env)
     try:
-        return int(raw)
+        return int(ascii_number_text(raw))
     except (TypeError, ValueError):
         raise ConfigError(name, f"must be an integer, got {raw!r}") from None
+
+
+def ascii_number_text(raw: Any) -> Any:
+    """`raw` unchanged, unless it is text with a non-ASCII character: then ValueError. int(), float() and
+    Decimal() read other scripts' digits ('١٢', '１２'), and str.isdigit() also takes '²' and '①'
+    (which int() refuses): numbers we are given are written in ASCII, or refused."""
+    if isinstance(raw, str) and not raw.isascii():
+        raise ValueError("a number is written with the ASCII digits 0-9")
+    return raw
 
 
 def bounded_number(name: str, raw: Any, low: float, high: float, cast=float) -> Any:
     """`raw` as a number within [low, high], else a ConfigError that names the setting."""
     try:
-        value = cast(raw)
-    except (TypeError, ValueError):
+        value = cast(ascii_number_text(raw))
+    except (TypeError, ValueError, ArithmeticError):
         raise ConfigError(name, f"must be a number, got {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low:g} and {high:g}, got {raw!r}")
@@ -161,6 +171,7 @@ PIPELINE_CONFIG_DEFAULTS: dict[str, Any] = {
     "accounts_current_max_age_hours": 24,
 }
 
+_INT_TEXT = re.compile(r"\s*-?[0-9]{1,18}\s*", re.ASCII)
 _DECIMAL_KEYS = {"cost_limit_usd", "price_per_tib_usd", "monthly_budget_usd"}
 _INT_KEYS = {k for k, v in PIPELINE_CONFIG_DEFAULTS.items() if isinstance(v, int) and not isinstance(v, bool)}
 _ENUM_KEYS = {"pipeline_mode": ("BIGQUERY_ONLY", "API_ONLY", "BIGQUERY_WITH_API_FALLBACK")}
@@ -176,23 +187,27 @@ def parse_config_value(key: str, raw: Any) -> Any:
         return raw
     if key in _DECIMAL_KEYS:
         try:
-            value = Decimal(str(raw))
+            value = Decimal(str(ascii_number_text(raw))) if not isinstance(raw, bool) else None
         except Exception:
-            raise ValueError(f"{key} must be a decimal number") from None
+            value = None
+        if value is None or not value.is_finite():
+            raise ValueError(f"{key} must be a decimal number")
         if value < 0:
             raise ValueError(f"{key} must be >= 0")
         return str(value)
     if key in _INT_KEYS:
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key} must be an integer") from None
+        # An int, a whole float (JSON's 1e5), or ASCII digits: never a bool, never a fraction cut (6.5 is not 6).
+        if isinstance(raw, float) and raw.is_integer():
+            raw = int(raw)
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)) or (isinstance(raw, str) and not _INT_TEXT.fullmatch(raw)):
+            raise ValueError(f"{key} must be an integer")
+        value = int(raw)
         if value < 0:
             raise ValueError(f"{key} must be >= 0")
         return value
     if key == "hva_thresholds":
         items = json.loads(raw) if isinstance(raw, str) else raw
-        if not isinstance(items, list) or not items or not all(isinstance(i, int) and i > 0 for i in items):
+        if not isinstance(items, list) or not items or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in items):
             raise ValueError("hva_thresholds must be a non-empty list of positive integers")
         return sorted(set(items))
     return raw

@@ -137,6 +137,12 @@ class LineageRecord:
     toml_checked_at: dt.datetime | None = None
     toml_error: str | None = None
     directory_name: str | None = None
+    creation_ledger: int | None = None  # the ledger where the current (last) life began
+    merged_at: dt.datetime | None = None  # the last merge, when the account is gone
+    merged_into: str | None = None
+    deleted: bool | None = None  # gone (merged), even when the merge itself is not visible
+    children_gap: str | None = None  # null: children complete; else a reason code (docs/design.md)
+    children_visible_from: dt.datetime | None = None  # children created before this are not visible
 
     def to_json(self) -> dict:
         out = {}
@@ -181,6 +187,39 @@ class CreationEvent:
     starting_balance: Decimal | None = None
     transaction_hash: str | None = None
     source: str | None = None  # HORIZON | EXPERT | BIGQUERY
+    ledger: int | None = None  # the creating operation's ledger (None when only a time is known)
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeEvent:
+    """One successful account_merge of `stellar_account` (the end of one of its lives)."""
+
+    network_name: str
+    stellar_account: str
+    merged_at: dt.datetime
+    operation_id: str
+    merged_into: str | None = None
+    ledger: int | None = None
+    source: str | None = None  # HORIZON | BIGQUERY
+
+
+def life_fields(events: list, merges: list, deleted: bool | None) -> dict:
+    """The lineage row's lives columns from every creation and merge known (oldest first): the first
+    creator and creation, the current life's ledger, and the last merge when the account is gone."""
+    fields: dict = {}
+    if events:
+        fields.update(stellar_creator_account=events[0].creator, account_creation_date=events[0].created_at,
+                      creation_ledger=events[-1].ledger)
+    last_merge = merges[-1] if merges else None
+    gone = bool(deleted) or (last_merge is not None and (not events or last_merge.merged_at > events[-1].created_at))
+    fields["deleted"] = gone
+    fields["merged_at"] = last_merge.merged_at if gone and last_merge is not None else None
+    fields["merged_into"] = last_merge.merged_into if gone and last_merge is not None else None
+    return fields
+
+
+# Why a children list is incomplete (lineage column children_gap; docs/design.md).
+CHILDREN_GAP_CODES = ("history_pruned", "children_cap", "hubble_budget", "hubble_unavailable")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,14 +13,17 @@ from typing import Callable, Iterator
 from xml.sax.saxutils import escape, quoteattr
 
 from common.domain import InvalidInput
-from common.lineage_view import ancestors, children_nodes, node
+from common.lineage_view import ancestors, children_nodes, completeness, lives, node
 from common.store.port import Store
 
 FORMATS = {"json": "application/json", "csv": "text/csv; charset=utf-8", "graphml": "application/graphml+xml"}
 PAGE = 1000
-CSV_COLUMNS = ("relation", "account", "creator", "created_at", "xlm_balance", "home_domain", "pipeline_source", "status", "num_children", "tags")
+CSV_COLUMNS = ("relation", "account", "creator", "created_at", "xlm_balance", "home_domain", "pipeline_source", "status", "num_children", "tags",
+               "creation_ledger", "merged_at", "merged_into", "completeness")
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-GRAPHML_KEYS = ("created_at", "xlm_balance", "home_domain", "pipeline_source", "status", "relation")
+GRAPHML_KEYS = ("created_at", "xlm_balance", "home_domain", "pipeline_source", "status", "relation",
+                "creation_ledger", "merged_at", "merged_into")
+GRAPHML_GRAPH_KEYS = ("children_complete", "children_found", "completeness_reason", "completeness")
 
 
 class ExportNotFound(LookupError):
@@ -55,8 +58,10 @@ def export_lineage(
         raise ExportNotFound(f"account {account} is not known on {network}")
     chain = ancestors(store, network, rec)
     me = node(account, rec)
+    me["lives"] = lives(store, network, account)
+    whole = completeness(rec)
     writer = {"json": _json, "csv": _csv, "graphml": _graphml}[fmt]
-    return writer(network, account, chain, me, _counted(_pages(store, network, account, page_size), progress))
+    return writer(network, account, chain, me, whole, _counted(_pages(store, network, account, page_size), progress))
 
 
 def _counted(pages: Iterator[list[dict]], progress: Callable[[int], None] | None) -> Iterator[list[dict]]:
@@ -68,10 +73,11 @@ def _counted(pages: Iterator[list[dict]], progress: Callable[[int], None] | None
             progress(done)
 
 
-def _json(network, account, chain, me, pages) -> Iterator[str]:
-    yield '{"account": %s, "network": %s, "ancestors": %s, "account_node": %s, "children": [' % (
+def _json(network, account, chain, me, whole, pages) -> Iterator[str]:
+    yield '{"account": %s, "network": %s, "completeness": %s, "ancestors": %s, "account_node": %s, "children": [' % (
         json.dumps(account),
         json.dumps(network),
+        json.dumps(whole, ensure_ascii=False),
         json.dumps(chain, ensure_ascii=False),
         json.dumps(me, ensure_ascii=False),
     )
@@ -101,9 +107,16 @@ def _csv_rows(rows: list[tuple[str, dict]]) -> str:
     return buf.getvalue()
 
 
-def _csv(network, account, chain, me, pages) -> Iterator[str]:
+def _completeness_words(whole: dict) -> str:
+    """The completeness in words, for the formats that carry text (csv, graphml)."""
+    if whole["children_complete"]:
+        return f"complete: {whole['children_found']} children"
+    return whole["message"] or "incomplete"
+
+
+def _csv(network, account, chain, me, whole, pages) -> Iterator[str]:
     yield ",".join(CSV_COLUMNS) + "\n"
-    yield _csv_rows([("ancestor", a) for a in chain] + [("account", me)])
+    yield _csv_rows([("ancestor", a) for a in chain] + [("account", dict(me, completeness=_completeness_words(whole)))])
     for page in pages:
         yield _csv_rows([("child", n) for n in page])
 
@@ -126,11 +139,15 @@ def _graphml_edge(creator: str, child: str) -> str:
     return f"<edge source={quoteattr(creator)} target={quoteattr(child)}/>"
 
 
-def _graphml(network, account, chain, me, pages) -> Iterator[str]:
+def _graphml(network, account, chain, me, whole, pages) -> Iterator[str]:
     keys = "".join(f'<key id="{k}" for="node" attr.name="{k}" attr.type="string"/>' for k in GRAPHML_KEYS)
+    keys += "".join(f'<key id="{k}" for="graph" attr.name="{k}" attr.type="string"/>' for k in GRAPHML_GRAPH_KEYS)
+    graph_data = {"children_complete": str(whole["children_complete"]).lower(), "children_found": whole["children_found"],
+                  "completeness_reason": whole["reason"], "completeness": _completeness_words(whole)}
+    data = "".join(f'<data key="{k}">{escape(_xml_text(v))}</data>' for k, v in graph_data.items() if v is not None)
     yield (
         '<?xml version="1.0" encoding="UTF-8"?>\n<graphml xmlns="http://graphml.graphdrawing.org/xmlns">'
-        f"{keys}<graph id={quoteattr(f'{network}:{account}')} edgedefault=\"directed\">\n"
+        f"{keys}<graph id={quoteattr(f'{network}:{account}')} edgedefault=\"directed\">{data}\n"
     )
     lines = [_graphml_node(a, "ancestor") for a in chain] + [_graphml_node(me, "account")]
     path = [a["account"] for a in chain] + [account]

@@ -42,13 +42,37 @@ def invalid_input_response(exc: InvalidInput) -> Response:
     return error_response(exc.code, exc.message, 400, exc.field)
 
 
+class BodyTooLarge(InvalidInput):
+    """The body is longer than the handler reads (declared, or found while reading a chunked body)."""
+
+    def __init__(self, max_bytes: int, message: str | None = None):
+        super().__init__("body_too_large", message or f"request body must be at most {max_bytes} bytes")
+
+
+def read_body(request: Request, max_bytes: int, message: str | None = None) -> bytes:
+    """The request body, never more than `max_bytes` of it read: a Content-Length over the cap is refused
+    before reading, and a body without one (Transfer-Encoding: chunked) is read only up to the cap + 1
+    byte, then refused (BodyTooLarge): the cap holds for the bytes actually read, not the header."""
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise BodyTooLarge(max_bytes, message)
+    stream = request.stream
+    chunks, total = [], 0
+    while True:
+        chunk = stream.read(min(65_536, max_bytes + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            raise BodyTooLarge(max_bytes, message)
+
+
 def request_params(request: Request, max_body_bytes: int = 16_384) -> dict[str, Any]:
     """Query parameters merged with a JSON object body (body wins). Raises InvalidInput on bad JSON."""
     params: dict[str, Any] = {k: v for k, v in request.args.items()}
-    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
-        if request.content_length > max_body_bytes:
-            raise InvalidInput("body_too_large", f"request body must be at most {max_body_bytes} bytes")
-        raw = request.get_data(cache=True)
+    if request.method in ("POST", "PUT", "PATCH"):
+        raw = read_body(request, max_body_bytes)
         if raw.strip():
             try:
                 body = json.loads(raw)

@@ -34,7 +34,56 @@ def node(account: str, rec: LineageRecord | None, edge: ChildEdge | None = None)
         "directory_name": rec.directory_name if rec else None,
         "toml_org_name": rec.toml_org_name if rec else None,
         "toml_lists_account": rec.toml_lists_account if rec else None,
+        # lives (issue 13): the current life's ledger, and the last merge of an account that is gone
+        "creation_ledger": rec.creation_ledger if rec else None,
+        "merged_at": iso(rec.merged_at) if rec else None,
+        "merged_into": rec.merged_into if rec else None,
+        "deleted": bool(rec.deleted) if rec else False,
     }
+
+
+def lives(store: Store, network: str, account: str) -> list[dict[str, Any]]:
+    """Every life of the account, oldest first: each creation with the merge that ended it (if any)."""
+    events = store.get_creation_events(network, account)
+    merges = store.get_merge_events(network, account)
+    out = []
+    for i, event in enumerate(events):
+        end = events[i + 1].created_at if i + 1 < len(events) else None
+        merge = next((m for m in merges if m.merged_at >= event.created_at and (end is None or m.merged_at <= end)), None)
+        out.append({"creator": event.creator, "created_at": iso(event.created_at), "creation_ledger": event.ledger,
+                    "operation_id": event.operation_id, "source": event.source,
+                    "merged_at": iso(merge.merged_at) if merge else None, "merged_into": merge.merged_into if merge else None})
+    return out
+
+
+GAP_WORDS = {
+    "history_pruned": "history before {when} is not visible without Hubble",
+    "hubble_budget": "children created before {when} need Hubble, whose cost guard refused the query",
+    "hubble_unavailable": "children created before {when} need Hubble, which could not be used",
+    "children_cap": "the crawl stopped at the children_max cap, so not every child is listed",
+}
+
+
+def completeness(rec: LineageRecord) -> dict[str, Any]:
+    """Is the children list complete, and if not, why, in words (docs/design.md)."""
+    found = int(rec.num_child_accounts or 0)
+    noun = "child" if found == 1 else "children"
+    reason = rec.children_gap
+    if reason is None and rec.children_complete is False:  # written before the reason was stored
+        reason = "children_cap" if rec.pipeline_source == "BIGQUERY" else "history_pruned"
+    if rec.children_complete is None and reason is None:
+        done = rec.status == "COMPLETE"
+        message = None if done else f"the children crawl has not finished: {found} {noun} found so far"
+        return {"children_complete": done, "children_found": found, "reason": None, "message": message,
+                "visible_from": None}
+    if reason is None:
+        return {"children_complete": True, "children_found": found, "reason": None, "message": None, "visible_from": None}
+    when = f"{rec.children_visible_from:%Y-%m-%d}" if rec.children_visible_from else "Horizon's oldest ledger"
+    message = f"{found} {noun} found; " + GAP_WORDS.get(reason, "the children list is incomplete").format(when=when)
+    if rec.stellar_creator_account is None and rec.stellar_account != GENESIS_ACCOUNT:
+        message = "creator unknown; " + message
+    return {"children_complete": False, "children_found": found, "reason": reason, "message": message,
+            "visible_from": iso(rec.children_visible_from)}
 
 
 def ancestors(store: Store, network: str, rec: LineageRecord) -> list[dict[str, Any]]:
@@ -79,12 +128,14 @@ def lineage_view(
     landing = fanout.landing_page(stored, known_total, cursor, limit)
     if landing is not None:
         kids, next_cursor, chain = landing
+        chain = fanout.settled_chain(store, network, rec, chain)
     else:
         page = store.get_children_page(network, account, cursor, limit)
         kids, next_cursor = children_nodes(store, network, page.items), page.next_cursor
-        chain = stored.get("ancestors") if stored else None  # the view's chain serves every page
+        chain = fanout.settled_chain(store, network, rec, stored.get("ancestors")) if stored else None
     total = max(known_total, len(kids))
     tree = node(account, rec)
+    tree["lives"] = lives(store, network, account)
     tree["children"] = kids
     remaining = total - len(kids) if cursor is None else None
     tree["more"] = {"count": remaining, "next_cursor": next_cursor} if next_cursor else None
@@ -102,6 +153,7 @@ def lineage_view(
             "as_of": landing_as_of(stored) if landing is not None else None,
         },
         "summary": fanout.summary_json(stored, total, limit),
+        "completeness": completeness(rec),
     }
     if siblings:
         body["siblings"] = siblings_page(store, network, rec, siblings_cursor, limit)

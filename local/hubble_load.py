@@ -254,7 +254,10 @@ def _select_table(con, directory: Path, table: str) -> tuple[str, list[tuple[str
             f"{_cast('t.successful', 'BOOLEAN')} AS successful, "
             f"json_extract_string({details}, '$.account') AS account, json_extract_string({details}, '$.funder') AS funder, "
             f"CAST(json_extract_string({details}, '$.starting_balance') AS DOUBLE) AS starting_balance, "
-            f"{_cast('o.closed_at', 'TIMESTAMP')} AS closed_at, {_cast('o.transaction_id', 'INTEGER')} AS transaction_id "
+            f"{_cast('o.closed_at', 'TIMESTAMP')} AS closed_at, "
+            f"CAST({_cast('o.id', 'INTEGER')} >> 32 AS BIGINT) AS ledger_sequence, "  # a TOID's high 32 bits
+            f"json_extract_string({details}, '$.into') AS \"into\", "
+            f"{_cast('o.transaction_id', 'INTEGER')} AS transaction_id "
             f"FROM {ops} AS o JOIN {txs} AS t ON {_cast('o.transaction_id', 'INTEGER')} = {_cast('t.id', 'INTEGER')} "
             "ORDER BY closed_at, op_id"
         )
@@ -264,12 +267,17 @@ def _select_table(con, directory: Path, table: str) -> tuple[str, list[tuple[str
     have = {c for c, _ in columns_in}
     inserted = "a.batch_insert_ts" if "batch_insert_ts" in have else "current_timestamp"
     change = "a.ledger_entry_change" if "ledger_entry_change" in have else "0"
+    sequence = "a.sequence_number" if "sequence_number" in have else "NULL"
+    modified_at = "a.closed_at" if "closed_at" in have else "NULL"
     select = (
         f"SELECT {_cast('a.account_id', 'STRING')} AS account_id, {_cast('a.balance', 'FLOAT')} AS balance, "
         f"{_cast('a.flags', 'INTEGER')} AS flags, {_cast('a.home_domain', 'STRING')} AS home_domain, "
         f"{_cast('a.master_weight', 'INTEGER')} AS master_weight, {_cast('a.threshold_low', 'INTEGER')} AS threshold_low, "
         f"{_cast('a.threshold_medium', 'INTEGER')} AS threshold_medium, {_cast('a.threshold_high', 'INTEGER')} AS threshold_high, "
-        f"{_cast('a.deleted', 'BOOLEAN')} AS deleted, {_cast(inserted, 'TIMESTAMP')} AS batch_insert_ts "
+        f"{_cast('a.deleted', 'BOOLEAN')} AS deleted, {_cast(inserted, 'TIMESTAMP')} AS batch_insert_ts, "
+        f"{_cast(sequence, 'INTEGER')} AS sequence_number, {_cast('a.last_modified_ledger', 'INTEGER')} AS last_modified_ledger, "
+        f"{_cast(modified_at, 'TIMESTAMP')} AS closed_at, "
+        f"{_cast(f'min({modified_at}) OVER (PARTITION BY a.account_id)', 'DATETIME')} AS account_creation_date "
         f"FROM {accounts} AS a QUALIFY row_number() OVER (PARTITION BY a.account_id "
         f"ORDER BY {_cast('a.last_modified_ledger', 'INTEGER')} DESC, {_cast(change, 'INTEGER')} DESC) = 1"
     )

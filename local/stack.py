@@ -87,7 +87,10 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """Nothing listens on the port. The probe binds as the servers do (SO_REUSEADDR), so a port whose
+    last connections still wait in TIME_WAIT (a demo stopped a moment ago) is free; a listener is not."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((LOOPBACK, port))
             return True
@@ -720,7 +723,8 @@ class LocalStack:
             "workdir": str(self.workdir),
             "logs": {name: str(p.log_path) for name, p in self.procs.items()} | {"stack": str(self.logs / "stack.log")},
             "store": {"backend": self.store_backend, "sqlite_path": self.settings.sqlite_path if self.store_backend == "sqlite" else None,
-                      "cassandra_keyspace": self.keyspace},
+                      "cassandra_keyspace": self.keyspace, "cassandra_contact_points": list(self.settings.cassandra_contact_points),
+                      "cassandra_port": self.settings.cassandra_port},  # what `stellarmap` reads to act on this stack
             "dispatcher_db": str(self.dispatcher_db),
             "queues": {q: dataclasses.asdict(lim) for q, lim in self.queue_limits.items()},
             "schedules_s": self.schedule,
@@ -796,7 +800,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         stack.stop()
         return 130
-    urls_file = stack.write_urls_file(args.urls_file or workdir / "stack-urls.json")
+    # The default workdir's file is the one `stellarmap` reads by default (and `make demo` names).
+    urls_file = stack.write_urls_file(args.urls_file or (workdir / "stack-urls.json" if args.workdir else ROOT / ".local-data" / "stack-urls.json"))
     u = stack.urls
     print("\nStellarMap is running" + (" against the real Horizon and Stellar Expert" if args.dev else " on the simulated Stellar network") + ":")
     print(f"  site             {u['site']}/")

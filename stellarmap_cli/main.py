@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 from common.config import PIPELINE_CONFIG_DEFAULTS, ConfigError, PipelineConfig, Settings
@@ -34,8 +36,48 @@ def _console():
     return Console(stderr=True, soft_wrap=True)  # one-line summaries stay one line in logs
 
 
+# What `make demo` (and `make dev`) write: the running stack's URLs and layout (store, queue file).
+DEFAULT_STACK_FILE = ".local-data/stack-urls.json"
+# Any of these (or a store flag) means the operator chose a deployment: the demo's file is not read.
+DEPLOYMENT_VARIABLES = ("STELLARMAP_STORE", "STELLARMAP_SQLITE_PATH", "CASSANDRA_KEYSPACE", "CASSANDRA_CONTACT_POINTS",
+                        "ASTRA_SECURE_BUNDLE_PATH", "STELLARMAP_QUEUE", "LOCAL_DISPATCHER_DB")
+
+
+def _stack_settings(args: argparse.Namespace) -> dict:
+    """Settings for the local stack that `make demo` started, read from its URLs file, so that `status`,
+    `queue`, `config` and `export` act on the demo with no flags. Only when nothing else is chosen:
+    --stack-file (or STELLARMAP_STACK_FILE) names the file; without it, DEFAULT_STACK_FILE is read if it
+    exists, and not at all once a store flag or a deployment variable is given."""
+    named = getattr(args, "stack_file", None) or os.environ.get("STELLARMAP_STACK_FILE")
+    if not named:
+        chosen = any(getattr(args, k, None) for k in ("store", "sqlite_path", "keyspace", "bundle"))
+        if chosen or any(os.environ.get(v) for v in DEPLOYMENT_VARIABLES) or not Path(DEFAULT_STACK_FILE).is_file():
+            return {}
+    path = Path(named or DEFAULT_STACK_FILE)
+    try:
+        stack = json.loads(path.read_text())["stack"]
+        store, dispatcher_db = stack["store"], stack["dispatcher_db"]
+    except OSError as exc:
+        raise CommandError(f"cannot read the stack file {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise CommandError(f"{path} is not a stack file written by `make demo` (python -m local.stack)") from None
+    explicit: dict = {"store_backend": store["backend"], "queue_backend": "local", "extra": {"LOCAL_DISPATCHER_DB": dispatcher_db}}
+    if store["backend"] == "sqlite":
+        if not Path(store["sqlite_path"]).is_file():
+            raise CommandError(f"the demo's store {store['sqlite_path']} (from {path}) is gone: start `make demo` again, "
+                               "or choose a store (--store, --sqlite-path, STELLARMAP_STORE)")
+        explicit["sqlite_path"] = store["sqlite_path"]
+    else:
+        explicit["cassandra_keyspace"] = store["cassandra_keyspace"]
+        if store.get("cassandra_contact_points"):
+            explicit["cassandra_contact_points"] = tuple(store["cassandra_contact_points"])
+            explicit["cassandra_port"] = int(store["cassandra_port"])
+    print(f"stellarmap: using the local stack of {path} ({store['backend']} store, local queue)", file=sys.stderr)
+    return explicit
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    explicit = {}
+    explicit = _stack_settings(args)
     if getattr(args, "store", None):
         explicit["store_backend"] = args.store
     if getattr(args, "sqlite_path", None):
@@ -163,6 +205,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     c = _container(args)
     started = time.monotonic()
     try:
+        c.queue  # its settings are checked (ConfigError names the variable) before a progress bar or a write
         with Progress(TextColumn("enqueueing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("queue", total=None)
             report = bulk_enqueue(
@@ -185,8 +228,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ export
 @command("export")
 def cmd_export(args: argparse.Namespace) -> int:
-    import os
-    import tempfile
+    import secrets
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -205,7 +247,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     started = time.monotonic()
     done = {"children": 0}
     # Write beside the target and rename at the end: an interrupted export leaves nothing behind.
-    fd, tmp = tempfile.mkstemp(prefix=".export-", dir=os.path.dirname(target))
+    # Mode 0666 less the umask, as any file the operator writes (mkstemp's 0600 would stay on the export).
+    tmp = os.path.join(os.path.dirname(target), f".export-{secrets.token_hex(8)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        c.close()
+        raise CommandError(f"cannot write beside {target}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out, Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
@@ -350,12 +398,21 @@ def cmd_hubble(args: argparse.Namespace) -> int:
     return load_main(rest[1:], prog="stellarmap hubble load") or 0
 
 
+def _count(text: str) -> int:
+    """A whole number written in ASCII digits (argparse's int() would read '١٦' as 16)."""
+    if not (text.isascii() and text.isdigit()) or int(text) > 1_000_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number (0-9 digits), got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stellarmap", description="Operate a StellarMap deployment.")
     p.add_argument("--store", choices=["sqlite", "cassandra"], help="store backend (default: STELLARMAP_STORE or sqlite)")
     p.add_argument("--sqlite-path", help="SQLite file (default: STELLARMAP_SQLITE_PATH)")
     p.add_argument("--keyspace", help="Cassandra/Astra keyspace (default: CASSANDRA_KEYSPACE)")
     p.add_argument("--bundle", help="Astra secure-connect bundle (default: ASTRA_SECURE_BUNDLE_PATH; token from ASTRA_TOKEN)")
+    p.add_argument("--stack-file", help=f"act on the local stack described by this URLs file (default: STELLARMAP_STACK_FILE, "
+                                        f"else {DEFAULT_STACK_FILE} when it exists and no store setting is given)")
     sub = p.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("migrate", help="apply the cql/ migrations (records each with a checksum)")
@@ -371,8 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("queue", help="bulk-enqueue accounts from a file (one per line) or stdin")
     q.add_argument("--file", required=True, help="path, or - for stdin")
     q.add_argument("--network", default="public", choices=["public", "testnet"])
-    q.add_argument("--workers", type=int, default=16, help="parallel enqueues")
-    q.add_argument("--max-errors", type=int, default=50, help="bad lines to print")
+    q.add_argument("--workers", type=_count, default=16, help="parallel enqueues")
+    q.add_argument("--max-errors", type=_count, default=50, help="bad lines to print")
     q.add_argument("--strict", action="store_true", help="exit 2 when any line is bad")
 
     e = sub.add_parser("export", help="export an account's whole lineage to a file")

@@ -92,3 +92,17 @@ def claim_worker(args: tuple) -> list[str]:
             won.append(account)
     store.close()
     return won
+
+
+def operator_cli(*args: str, cwd, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    """`stellarmap ARGS` as an operator runs it after `make demo`: in `cwd`, with no store or queue
+    variable set (so the command finds the stack through cwd's .local-data/stack-urls.json)."""
+    import sys
+
+    from stellarmap_cli.main import DEPLOYMENT_VARIABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in (*DEPLOYMENT_VARIABLES, "STELLARMAP_STACK_FILE")}
+    env.update(env_extra or {})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "stellarmap_cli.main", *args], capture_output=True, text=True, env=env,
+                          timeout=600, cwd=cwd, **kw)

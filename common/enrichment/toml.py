@@ -5,8 +5,15 @@ Safety rules (a home_domain is attacker-controlled text):
 - every address the name resolves to must be public: no private, loopback, link-local,
   multicast, reserved or unspecified address, and the connection is pinned to the checked
   address (no second DNS answer can swap in 127.0.0.1);
-- redirects are followed by hand (at most 3), and each target passes the same checks;
-- at most 100 KB are read, with a short timeout for the whole fetch (redirects included);
+- redirects are followed by hand (at most 3), and each target passes the same checks; a Location
+  with non-ASCII bytes, spaces or control characters is percent-encoded (as curl and browsers do),
+  never sent raw;
+- at most 100 KB of body and 16 KB of headers are read, with a short timeout for the whole fetch
+  (redirects included); the body must be identity-encoded (Accept-Encoding: identity: nothing is
+  ever decompressed), complete (chunked to its last chunk, or as long as its Content-Length) and UTF-8;
+- the TOML parser's own limits (nesting depth, integer size) are parse errors like any other;
+- `read_stellar_toml` never raises anything but TomlFetchError: whatever else goes wrong in a fetch or
+  a parse becomes TomlFetchError("internal_error"), so a hostile file can only ever be a stored toml_error;
 - requests are paced (STELLAR_TOML_RATE per second, per process); a caller that cannot wait gets
   TomlFetchError("rate_limited") instead of a sleep (the pipeline defers the check).
 
@@ -23,6 +30,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import ipaddress
+import logging
 import math
 import re
 import socket
@@ -31,12 +39,22 @@ import threading
 import time
 import tomllib
 from typing import Any, Callable, Iterable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
+
+from common.enrichment.ip_policy import refusal
+
+log = logging.getLogger(__name__)
 
 MAX_BYTES = 100_000
+MAX_HEADER_BYTES = 16_384
 TIMEOUT_S = 5.0
 MAX_REDIRECTS = 3
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_STATUS_LINE = re.compile(rb"^HTTP/1\.[01] ([1-5][0-9][0-9])(?: |$)")
+_CHUNK_SIZE = re.compile(rb"^([0-9A-Fa-f]{1,8})[ \t]*(?:;.*)?$")
+_DIGITS = re.compile(r"^[0-9]{1,12}$")
+# What may stay as it is in a request target; everything else (non-ASCII bytes, spaces, controls) is %XX.
+_URL_SAFE = "/?&=;:@!$'()*+,~%-._"
 
 Resolver = Callable[[str, int], Iterable[str]]
 
@@ -58,7 +76,7 @@ class TomlInfo:
 def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+    except (OSError, UnicodeError, ValueError) as exc:
         raise TomlFetchError("dns_failed", f"cannot resolve {host}: {exc}") from None
     return sorted({i[4][0] for i in infos})
 
@@ -70,20 +88,15 @@ class AddressPolicy:
     extra_allowed: tuple = ()  # ip networks allowed despite the rules (tests on loopback only)
 
     def check(self, ip_text: str) -> None:
-        ip = ipaddress.ip_address(ip_text)
+        try:
+            ip = ipaddress.ip_address(ip_text)
+        except ValueError:
+            raise TomlFetchError("forbidden_address", "the resolver answered something that is no IP address") from None
         if any(ip in ipaddress.ip_network(n) for n in self.extra_allowed):
             return
-        if (
-            ip.is_private
-            or ip.is_loopback
-            or ip.is_link_local
-            or ip.is_multicast
-            or ip.is_reserved
-            or ip.is_unspecified
-            or (isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None and not ip.ipv4_mapped.is_global)
-            or not ip.is_global
-        ):
-            raise TomlFetchError("forbidden_address", f"refusing to connect to non-public address {ip_text}")
+        why = refusal(ip)
+        if why:
+            raise TomlFetchError("forbidden_address", f"refusing to connect to non-public address {ip_text}: {why}")
 
 
 PUBLIC_ONLY = AddressPolicy()
@@ -93,6 +106,8 @@ def validate_domain(domain: str) -> str:
     """A bare host name (no scheme, port, path, credentials, IP literal)."""
     if not isinstance(domain, str):
         raise TomlFetchError("invalid_domain", "home_domain is not text")
+    if len(domain) > 1024:  # before any IDNA work: a host name is at most 253 characters
+        raise TomlFetchError("invalid_domain", "home_domain is not a valid host name")
     host = domain.strip().rstrip(".").lower()
     try:
         host = host.encode("idna").decode("ascii")
@@ -165,27 +180,28 @@ class StellarTomlFetcher(StellarTomlSource):
         for _ in range(MAX_REDIRECTS + 1):
             status, headers, body = self._get(url, max_wait_s, deadline)
             if status in (301, 302, 303, 307, 308):
-                location = headers.get("location")
-                if not location:
-                    raise TomlFetchError("bad_redirect", "redirect without a Location")
-                url = urljoin(url, location)
+                url = _redirect_target(url, headers.get("location"))
                 continue
             if status != 200:
                 raise TomlFetchError("http_error", f"stellar.toml answered HTTP {status}")
             try:
-                return body.decode("utf-8")
+                return body.decode("utf-8-sig")  # a leading byte-order mark is not part of the TOML
             except UnicodeDecodeError:
                 raise TomlFetchError("malformed", "stellar.toml is not UTF-8") from None
         raise TomlFetchError("too_many_redirects", f"more than {MAX_REDIRECTS} redirects")
 
     def _get(self, url: str, max_wait_s: float = math.inf, deadline: float | None = None) -> tuple[int, dict, bytes]:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            explicit_port = parts.port  # ValueError: not a number, or out of range
+        except ValueError:
+            raise TomlFetchError("invalid_url", "the stellar.toml URL is malformed") from None
         if parts.scheme != "https":
             raise TomlFetchError("not_https", "stellar.toml must be fetched over https")
         if parts.username or parts.password:
             raise TomlFetchError("invalid_url", "credentials in a stellar.toml URL are refused")
         host = validate_domain(parts.hostname or "")
-        port = parts.port or self.port
+        port = explicit_port or self.port
         if port != self.port:
             raise TomlFetchError("invalid_url", "stellar.toml must be served on the https port")
         addresses = list(self.resolver(host, port))
@@ -194,7 +210,7 @@ class StellarTomlFetcher(StellarTomlSource):
         for ip in addresses:
             self.policy.check(ip)  # every answer must be public, not just the first
         self.limiter.wait(max_wait_s)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = quote(parts.path or "/", safe=_URL_SAFE) + (f"?{quote(parts.query, safe=_URL_SAFE)}" if parts.query else "")
         return self._request(addresses[0], port, host, path, deadline)
 
     def _request(self, ip: str, port: int, host: str, path: str, deadline: float | None = None) -> tuple[int, dict, bytes]:
@@ -203,23 +219,30 @@ class StellarTomlFetcher(StellarTomlSource):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TomlFetchError("timeout", f"stellar.toml from {host} took longer than {self.timeout_s:g}s")
+        too_slow = TomlFetchError("timeout", f"stellar.toml from {host} took longer than {self.timeout_s:g}s")
         try:
             raw = socket.create_connection((ip, port), timeout=left)
+        except TimeoutError:
+            raise too_slow from None
         except OSError as exc:
             raise TomlFetchError("connect_failed", f"cannot connect to {host}: {exc}") from None
         try:
+            raw.settimeout(max(0.05, deadline - time.monotonic()))  # the handshake spends the same budget
             sock = self.ssl_context.wrap_socket(raw, server_hostname=host)
+        except TimeoutError:
+            raw.close()
+            raise too_slow from None
         except (ssl.SSLError, OSError) as exc:
             raw.close()
             raise TomlFetchError("tls_failed", f"TLS with {host} failed: {exc}") from None
         try:
             request = (
                 f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: StellarMap/1 (+stellar.toml enrichment)\r\n"
-                "Accept: text/plain, application/toml, */*\r\nConnection: close\r\n\r\n"
+                "Accept: text/plain, application/toml, */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
             )
             sock.sendall(request.encode("ascii"))
             data = bytearray()
-            limit = self.max_bytes + 16_384  # body limit plus room for headers
+            limit = self.max_bytes + MAX_HEADER_BYTES
             while True:
                 if time.monotonic() > deadline:
                     raise TomlFetchError("timeout", f"stellar.toml from {host} took longer than {self.timeout_s:.0f}s")
@@ -233,6 +256,8 @@ class StellarTomlFetcher(StellarTomlSource):
                 data += chunk
                 if len(data) > limit:
                     raise TomlFetchError("too_large", f"stellar.toml is larger than {self.max_bytes} bytes")
+                if len(data) > MAX_HEADER_BYTES and b"\r\n\r\n" not in data[:MAX_HEADER_BYTES + 4]:
+                    raise TomlFetchError("headers_too_large", f"{host} sent more than {MAX_HEADER_BYTES} bytes of headers")
         except OSError as exc:
             raise TomlFetchError("connect_failed", f"reading from {host} failed: {exc}") from None
         finally:
@@ -240,38 +265,80 @@ class StellarTomlFetcher(StellarTomlSource):
         return self._parse_response(bytes(data), host)
 
     def _parse_response(self, data: bytes, host: str) -> tuple[int, dict, bytes]:
-        head, sep, body = data.partition(b"\r\n\r\n")
-        if not sep:
-            raise TomlFetchError("malformed", f"{host} sent a malformed HTTP response")
-        lines = head.decode("latin-1").split("\r\n")
-        try:
-            status = int(lines[0].split()[1])
-        except (IndexError, ValueError):
-            raise TomlFetchError("malformed", f"{host} sent a malformed status line") from None
+        while True:
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if not sep:
+                raise TomlFetchError("malformed", f"{host} sent a malformed HTTP response")
+            if len(head) > MAX_HEADER_BYTES:
+                raise TomlFetchError("headers_too_large", f"{host} sent more than {MAX_HEADER_BYTES} bytes of headers")
+            lines = head.split(b"\r\n")
+            m = _STATUS_LINE.match(lines[0])
+            if not m:
+                raise TomlFetchError("malformed", f"{host} sent a malformed status line")
+            status = int(m.group(1))
+            if status >= 200:
+                break
+            data = body  # an interim 1xx answer: the real one follows
         headers = {}
         for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
+            k, _, v = line.decode("latin-1").partition(":")
+            headers[k.strip(" \t").lower()] = v.strip(" \t")  # str.strip() would also eat bytes like 0xA0
+        encoding = headers.get("content-encoding", "identity").lower()
+        if encoding not in ("", "identity"):
+            # Asked for identity: a compressed body is refused, never decompressed (no decompression bombs).
+            raise TomlFetchError("unsupported_encoding", f"{host} sent a {encoding[:40]}-encoded body; only identity is accepted")
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            body = _dechunk(body)
+            body = _dechunk(body, self.max_bytes)
+        elif "content-length" in headers:
+            length = headers["content-length"]
+            if not _DIGITS.match(length):
+                raise TomlFetchError("malformed", f"{host} sent a malformed Content-Length")
+            if len(body) < int(length):
+                raise TomlFetchError("truncated", f"{host} closed the connection before the end of the body")
+            body = body[: int(length)]
         if len(body) > self.max_bytes:
             raise TomlFetchError("too_large", f"stellar.toml is larger than {self.max_bytes} bytes")
         return status, headers, body
 
 
-def _dechunk(body: bytes) -> bytes:
+def _redirect_target(url: str, location: str | None) -> str:
+    """The next URL of a redirect. The Location header arrives as latin-1 text (its bytes as they came):
+    UTF-8 is read as UTF-8 (an IDN host becomes punycode later), and path and query are
+    percent-encoded when the request is written."""
+    if not location:
+        raise TomlFetchError("bad_redirect", "redirect without a Location")
+    raw = location.encode("latin-1", "replace")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # not UTF-8: each high byte is sent back as itself, percent-encoded
+        text = "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in raw)
+    try:
+        return urljoin(url, text)
+    except ValueError:
+        raise TomlFetchError("bad_redirect", "redirect to a malformed URL") from None
+
+
+def _dechunk(body: bytes, max_bytes: int) -> bytes:
+    """A chunked body, complete to its last (zero) chunk; anything else is malformed or truncated."""
     out, rest = bytearray(), body
-    while rest:
-        size_line, _, rest = rest.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0], 16)
-        except ValueError:
-            raise TomlFetchError("malformed", "bad chunked encoding") from None
+    while True:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            raise TomlFetchError("truncated", "the chunked body ends before its last chunk")
+        m = _CHUNK_SIZE.match(size_line)
+        if not m:
+            raise TomlFetchError("malformed", "bad chunked encoding")
+        size = int(m.group(1), 16)
         if size == 0:
-            break
+            return bytes(out)
+        if len(out) + size > max_bytes:
+            raise TomlFetchError("too_large", f"stellar.toml is larger than {max_bytes} bytes")
+        if len(rest) < size + 2:
+            raise TomlFetchError("truncated", "the chunked body ends inside a chunk")
+        if rest[size : size + 2] != b"\r\n":
+            raise TomlFetchError("malformed", "bad chunked encoding")
         out += rest[:size]
         rest = rest[size + 2 :]
-    return bytes(out)
 
 
 def parse_stellar_toml(text: str, account: str) -> TomlInfo:
@@ -279,6 +346,10 @@ def parse_stellar_toml(text: str, account: str) -> TomlInfo:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
+        raise TomlFetchError("malformed", f"stellar.toml is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise TomlFetchError("malformed", "stellar.toml is not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
         raise TomlFetchError("malformed", f"stellar.toml is not valid TOML: {exc}") from None
     doc_info = doc.get("DOCUMENTATION") if isinstance(doc.get("DOCUMENTATION"), dict) else {}
     accounts = doc.get("ACCOUNTS") if isinstance(doc.get("ACCOUNTS"), list) else []
@@ -293,6 +364,19 @@ def parse_stellar_toml(text: str, account: str) -> TomlInfo:
         lists_account=account in accounts,
         accounts=accounts,
     )
+
+
+def read_stellar_toml(source: StellarTomlSource, domain: str, account: str, max_wait_s: float = math.inf) -> TomlInfo:
+    """Fetch and parse a home domain's stellar.toml. Raises TomlFetchError only: enrichment never
+    fails or delays a lineage, so anything a hostile server or file could still trip is reported
+    as TomlFetchError("internal_error") (and logged), never raised as itself."""
+    try:
+        return parse_stellar_toml(source.fetch(domain, max_wait_s), account)
+    except TomlFetchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see above; the log keeps the traceback for us
+        log.exception("stellar.toml of %r: unexpected %s", domain[:300] if isinstance(domain, str) else domain, type(exc).__name__)
+        raise TomlFetchError("internal_error", f"stellar.toml check failed: {type(exc).__name__}") from None
 
 
 # ---------------------------------------------------------------------------------- settings
@@ -347,7 +431,7 @@ def toml_source_from_settings(settings, enabled: Any = None, timeout_s: Any = No
     target = get("STELLAR_TOML_CONNECT_TO", connect_to, "")
     if target:
         host, sep, port_text = str(target).rpartition(":")
-        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not sep or not host or not _DIGITS.match(port_text) or not 0 < int(port_text) < 65536:
             raise ConfigError("STELLAR_TOML_CONNECT_TO", f"must be host:port, got {target!r}")
         host, port = host.strip("[]"), int(port_text)
 

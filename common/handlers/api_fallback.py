@@ -61,6 +61,7 @@ from common.domain import (
     CreationEvent,
     InvalidInput,
     LineageRecord,
+    MergeEvent,
     PipelineSource,
     Status,
     as_utc,
@@ -68,9 +69,11 @@ from common.domain import (
     validate_account_id,
     validate_network,
 )
-from common.enrichment.toml import TomlFetchError, parse_stellar_toml, validate_domain
+from common.enrichment.toml import TomlFetchError, read_stellar_toml, validate_domain
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
+from common.handlers import api_hubble
 from common.hubble.sql import NETWORK_START
+from common.ledger_time import sequence_ledger
 from common.upstream.errors import RateLimited, Unavailable, UpstreamError
 from common.upstream.horizon import MAX_LIMIT, HorizonAccount, Operation, OperationsPage
 from common.upstream.transport import tally
@@ -150,7 +153,7 @@ class Checkpoint:
     @classmethod
     def decode(cls, raw: str | None) -> "Checkpoint | None":
         """None for no checkpoint, another path's (hubble:...), or one we cannot read (start over)."""
-        if not raw or not raw.startswith(CURSOR_PREFIX):
+        if not raw or not raw.isascii() or not raw.startswith(CURSOR_PREFIX):  # isdigit() takes '²', int() does not
             return None
         parts = raw[len(CURSOR_PREFIX):].split(":")
         if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or parts[2] not in ("0", "1"):
@@ -173,13 +176,6 @@ class Deadline:
 
     def max_wait(self) -> float:
         return min(MAX_INLINE_WAIT_S, max(self.remaining(), MIN_INLINE_WAIT_S))
-
-
-class CreatorNotFound(Unavailable):
-    """Neither Horizon's history nor Stellar Expert shows how the account was created (yet)."""
-
-    def __init__(self, detail: str):
-        super().__init__("api_fallback", f"creator not found: {detail}")
 
 
 # ---------------------------------------------------------------------------------- HTTP
@@ -319,32 +315,36 @@ def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline)
         refresh_only = before.status == Status.RE_INQUIRY.value or (lineage_known and before.children_complete is not None)
         checkpoint = None if refresh_only else Checkpoint.decode(before.children_cursor)
     gone = False
+    state: HorizonAccount | None = None
     if checkpoint is None:
         if not refresh_only and _fresh(c, before, config):
             _skip(c, network, account, source, (HORIZON_DATA, ATTRIBUTES, ASSETS, FLAGS) + LABEL_STAGES,
                   f"enriched at {iso(before.enriched_at)}, within cache_ttl_hours")
-        elif _enrichment(c, network, account, source, deadline) is None:
-            if not refresh_only:
-                return _invalid(c, outcome, (CREATOR_DISCOVERY, EXPERT_ENRICHMENT, EXPANSION))
-            _forget_balance(c, network, account)  # merged since its lineage was stored: the lineage stays true
-            gone = True
+        else:
+            state = _enrichment(c, network, account, source, deadline)
+            if state is None:  # Horizon 404: merged (its history stays), or it never existed
+                _forget_balance(c, network, account)
+                gone = True
     if refresh_only:
         _skip(c, network, account, source, (CREATOR_DISCOVERY, EXPERT_ENRICHMENT, EXPANSION), "lineage already stored; enrichment refreshed")
         done = before.children_complete if before.children_complete is not None else True
-        pipeline.complete_account(c, network, account, source, children_complete=done)
+        fields = {"deleted": True} if gone else {}
+        pipeline.complete_account(c, network, account, source, children_complete=done, **fields)
         outcome.status = Status.COMPLETE.value
         outcome.reason = ("re-inquiry: lineage kept; the account no longer exists on Horizon (merged)" if gone
                           else "re-inquiry: lineage kept, enrichment refreshed")
         outcome.creator, outcome.children = before.stellar_creator_account, before.num_child_accounts
         return outcome
     if checkpoint is None:
-        found = _discover_creator(c, outcome, events, deadline)
+        found = _discover_creator(c, outcome, events, deadline, state, gone, before, config)
         if found is None:
             return _invalid(c, outcome, (EXPERT_ENRICHMENT, EXPANSION))
         first_page, creator, whole_history = found
+        creator_note = outcome.reason  # set when the creator stays unknown
         crawl = _Crawl(cursor=None, pages=0, count=0, whole_history=whole_history)
     else:
         first_page, creator = None, before.stellar_creator_account
+        creator_note = before.last_error
         crawl = _Crawl(cursor=checkpoint.cursor, pages=checkpoint.pages, count=int(before.num_child_accounts or 0),
                        whole_history=checkpoint.whole_history)
     outcome.creator = creator
@@ -352,14 +352,24 @@ def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline)
         if checkpoint is None:
             _request_creator(c, network, creator)
         finished = _crawl_children(c, outcome, crawl, first_page, config, deadline)
+        if finished:
+            gap = api_hubble.fill_children_gap(c, outcome, crawl.whole_history, config, deadline,
+                                               lambda edges, before_count: _store_edges(c, network, account, edges, before_count, config))
+            crawl.count += gap.added
     outcome.children, outcome.pages = crawl.count, crawl.pages
     if not finished:
         return outcome
+    lives = api_hubble.lives_fields(c, network, account, sequence_ledger(state.sequence) if state else None, gone)
+    unknown_creator = creator is None and account != GENESIS_ACCOUNT
     pipeline.complete_account(c, network, account, source, num_child_accounts=crawl.count, children_cursor=None,
-                              children_complete=crawl.whole_history)
+                              children_complete=gap.code is None, children_gap=gap.code,
+                              children_visible_from=gap.visible_from, **lives,
+                              **({"last_error": creator_note} if unknown_creator else {}))
     outcome.status = Status.COMPLETE.value
-    if not crawl.whole_history:
-        outcome.reason = "Horizon's history is pruned before this account's creation: older children are not visible to the API path"
+    if gap.code is not None:
+        outcome.reason = f"{gap.code}: {gap.message}"
+    elif gap.added:
+        outcome.reason = f"{gap.added} children created before Horizon's history came from Hubble"
     return outcome
 
 
@@ -373,8 +383,10 @@ def _fresh(c, rec: LineageRecord, config) -> bool:
 
 def _invalid(c, outcome: Outcome, not_run: tuple) -> Outcome:
     network, account = outcome.network, outcome.account
-    reason = f"not found: Horizon answers 404 for this account on {network} (it does not exist there)"
+    reason = (f"not found: no history of this account on {network} in Horizon, Stellar Expert"
+              f"{' or Hubble' if api_hubble.configured(c, network) else ' (and no Hubble is configured)'}: it never existed there")
     _skip(c, network, account, outcome.pipeline_source, not_run, "account does not exist")
+    c.store.put_lineage(network, account, deleted=None)  # it never existed: not "gone"
     pipeline.fail_account(c, network, account, reason, invalid=True)
     outcome.status, outcome.reason = Status.INVALID.value, reason
     return outcome
@@ -484,7 +496,7 @@ def _stellar_toml(c, network: str, account: str, source: str | None, home_domain
             return
         now = c.clock.now()
         try:
-            info = parse_stellar_toml(fetcher.fetch(home_domain, LABEL_MAX_WAIT_S), account)
+            info = read_stellar_toml(fetcher, home_domain, account, LABEL_MAX_WAIT_S)  # raises TomlFetchError only
         except TomlFetchError as exc:
             if exc.code == "rate_limited":
                 execution.status, execution.error_message = "SKIPPED", f"deferred: {exc}"[:2000]
@@ -502,10 +514,10 @@ def _stellar_toml(c, network: str, account: str, source: str | None, home_domain
 
 
 def _forget_balance(c, network: str, account: str) -> None:
-    """The account no longer exists (merged): no balance, and out of the balance index."""
+    """The account no longer exists (merged): no balance, out of the balance index, and said to be gone."""
     rec = c.store.get_lineage(network, account)
     c.store.set_balance(network, account, None, rec.xlm_balance if rec else None)
-    c.store.put_lineage(network, account, xlm_balance=None, enriched_at=c.clock.now())
+    c.store.put_lineage(network, account, xlm_balance=None, deleted=True, enriched_at=c.clock.now())
 
 
 def enrich(c, task: Task, config, deadline: Deadline) -> Outcome:
@@ -539,32 +551,35 @@ def enrich(c, task: Task, config, deadline: Deadline) -> Outcome:
 
 # ---------------------------------------------------------------------------------- creator
 def _event(network: str, account: str, op: Operation) -> CreationEvent:
-    return CreationEvent(network, account, as_utc(op.created_at), op.id, op.funder, op.starting_balance, op.transaction_hash, "HORIZON")
+    return CreationEvent(network, account, as_utc(op.created_at), op.id, op.funder, op.starting_balance, op.transaction_hash,
+                         "HORIZON", op.ledger)
 
 
-def _discover_creator(c, outcome: Outcome, stored: list[CreationEvent], deadline: Deadline) -> tuple[OperationsPage, str | None, bool] | None:
-    """Stage creator_discovery (with expert_enrichment inside it): (first page, creator, whole
-    history?), or None when Horizon does not know the account (404)."""
+def _discover_creator(c, outcome: Outcome, stored: list[CreationEvent], deadline: Deadline, state: HorizonAccount | None,
+                      gone: bool, before: LineageRecord, config) -> tuple[OperationsPage | None, str | None, bool] | None:
+    """Stage creator_discovery (with expert_enrichment inside it): (first page, creator, does Horizon
+    show the whole history?), or None when the account never existed (no history in Horizon, Stellar
+    Expert or Hubble). A merged account (Horizon 404 on /accounts) still has its operations, its
+    Expert record (deleted) and its Hubble rows: it is found like any other."""
     network, account, source, store = outcome.network, outcome.account, outcome.pipeline_source, c.store
     horizon = c.upstream.horizon(network)
     with pipeline.stage(c, network, account, CREATOR_DISCOVERY, source) as execution:
         page = horizon.operations(account, None, MAX_LIMIT, deadline.max_wait())
-        if page is None:
-            execution.status = "FAILED"
-            execution.error_message = "404: Horizon does not know this account"
-            return None
-        seen = [_event(network, account, op) for op in page.records if op.creates(account)]
-        first_visible = bool(page.records) and page.records[0].creates(account)
-        pruned = None
-        if account == GENESIS_ACCOUNT or not stored:
-            pruned = horizon.history_elder_ledger(deadline.max_wait()) > FULL_HISTORY_ELDER
+        records = page.records if page is not None else []
+        seen = [_event(network, account, op) for op in records if op.creates(account)]
+        for op in records:
+            if op.merges(account):
+                store.add_merge_event(_merge(network, account, op))
+        first_visible = bool(records) and records[0].creates(account)
+        pruned = horizon.history_elder_ledger(deadline.max_wait()) > FULL_HISTORY_ELDER
+        api_hubble.remember_root(c, network, horizon)
         need_expert = account != GENESIS_ACCOUNT and not stored and (pruned or not first_visible)
-        with pipeline.stage(c, network, account, EXPERT_ENRICHMENT, source) as execution:
+        with pipeline.stage(c, network, account, EXPERT_ENRICHMENT, source) as expert_stage:
             info = None
             if not need_expert:
-                execution.status = "SKIPPED"
-                execution.error_message = ("genesis has no creator" if account == GENESIS_ACCOUNT else
-                                           "lineage already stored" if stored else "Horizon keeps the whole history")
+                expert_stage.status = "SKIPPED"
+                expert_stage.error_message = ("genesis has no creator" if account == GENESIS_ACCOUNT else
+                                              "lineage already stored" if stored else "Horizon keeps the whole history")
             else:
                 try:
                     info = c.upstream.expert.account(network, account, deadline.max_wait())
@@ -573,36 +588,70 @@ def _discover_creator(c, outcome: Outcome, stored: list[CreationEvent], deadline
                 except UpstreamError as exc:
                     if not first_visible:
                         raise
-                    execution.status = "FAILED"  # degraded: Horizon's visible creation stands
-                    execution.error_message = f"{exc}; the creator comes from Horizon's visible history"[:2000]
-                if execution.status == "RUNNING" and (info is None or not info.creator or info.created is None):
-                    execution.status = "FAILED"
-                    execution.error_message = "Stellar Expert does not know this account's creator"
+                    expert_stage.status = "FAILED"  # degraded: Horizon's visible creation stands
+                    expert_stage.error_message = f"{exc}; the creator comes from Horizon's visible history"[:2000]
+                if expert_stage.status == "RUNNING" and (info is None or not info.creator or info.created is None):
+                    expert_stage.status = "FAILED"
+                    expert_stage.error_message = "Stellar Expert does not know this account's creator"
+        seq_ledger = sequence_ledger(state.sequence) if state is not None else None
+        whole = False
         if account == GENESIS_ACCOUNT:
             first, whole = None, not pruned
             creator, created = None, NETWORK_START[network]
         elif stored:
             first = stored[0]
             creator, created = first.creator, first.created_at
-            whole = bool(page.records) and page.records[0].id == first.operation_id
-        elif info is not None and info.creator and info.created is not None:
-            if first_visible and seen[0].creator == info.creator and abs((seen[0].created_at - info.created).total_seconds()) < 1:
-                first, whole = seen[0], True
-            else:
-                first = CreationEvent(network, account, as_utc(info.created), f"expert:{int(info.created.timestamp())}",
-                                      info.creator, None, None, "EXPERT")
-                whole = False
-            creator, created = first.creator, first.created_at
-        elif first_visible:
-            first, whole = seen[0], True
-            creator, created = first.creator, first.created_at
+            whole = bool(records) and records[0].id == first.operation_id
         else:
-            raise CreatorNotFound("Horizon's history does not show the creation and Stellar Expert does not know the account")
+            first = None
+            if info is not None and info.creator and info.created is not None:
+                if first_visible and seen[0].creator == info.creator and abs((seen[0].created_at - info.created).total_seconds()) < 1:
+                    first, whole = seen[0], True
+                else:
+                    ledger = api_hubble.expert_ledger(c, network, info.created, seq_ledger if not seen else None)
+                    first = CreationEvent(network, account, as_utc(info.created), f"expert:{int(info.created.timestamp())}",
+                                          info.creator, None, None, "EXPERT", ledger)
+            elif first_visible and not pruned:
+                first, whole = seen[0], True
+            hubble = None
+            if not whole:
+                # Horizon's history does not reach the first creation: Hubble (configured, within budget)
+                # has every life (creations with their ledgers, merges); Stellar Expert only the first creator.
+                hubble = api_hubble.lives_from_hubble(c, network, account, seq_ledger,
+                                                      first.created_at if first else before.account_creation_date, config)
+            if hubble is not None and hubble.events:
+                for merge in hubble.merges:
+                    store.add_merge_event(merge)
+                known = {e.operation_id for e in hubble.events}
+                first, seen = hubble.events[0], hubble.events[1:] + [e for e in seen if e.operation_id not in known]
+                if info is None or not info.creator:
+                    execution.error_message = "creator from Hubble: Horizon's history is pruned and Stellar Expert does not know it"
+            elif first is None and first_visible:
+                first = seen[0]  # pruned history, nobody older to ask: the visible creation stands
+            elif first is None and state is None and not records and info is None and hubble is not None and hubble.conclusive:
+                execution.status = "FAILED"
+                execution.error_message = "no history in Horizon, Stellar Expert or Hubble: the account never existed"
+                return None
+            elif first is None:
+                # It exists (or existed) but nobody we may ask knows its creation: COMPLETE without a
+                # creator, saying so, instead of retrying what cannot change.
+                execution.status = "FAILED"
+                execution.error_message = f"creator unknown: {hubble.reason if hubble else 'no source'}"[:2000]
+                outcome.reason = execution.error_message
+            if first is not None:
+                seen = [e for e in seen if e.operation_id != first.operation_id]
+            creator, created = (first.creator, first.created_at) if first is not None else (None, None)
         for event in ([first] if first is not None else []) + seen:
             store.add_creation_event(event)
+        api_hubble.remember_events(c, network, ([first] if first is not None else []) + seen)
         store.put_lineage(network, account, stellar_creator_account=creator, account_creation_date=created,
+                          last_error=execution.error_message if first is None and account != GENESIS_ACCOUNT else None,
                           updated_at=c.clock.now())
     return page, creator, whole
+
+
+def _merge(network: str, account: str, op: Operation) -> MergeEvent:
+    return MergeEvent(network, account, as_utc(op.created_at), op.id, op.into, op.ledger, "HORIZON")
 
 
 def _request_creator(c, network: str, creator: str | None) -> None:
@@ -628,7 +677,6 @@ def _crawl_children(c, outcome: Outcome, crawl: _Crawl, page: OperationsPage | N
     was enqueued (time budget spent, or out of upstream budget after some progress)."""
     network, account, store = outcome.network, outcome.account, c.store
     horizon = c.upstream.horizon(network)
-    cap = int(config["children_enrichment_cap"])
     progressed = False
     while True:
         if page is None:
@@ -645,8 +693,11 @@ def _crawl_children(c, outcome: Outcome, crawl: _Crawl, page: OperationsPage | N
         for op in page.records:
             if op.creates(account):  # a re-creation after a merge: one more creation event
                 store.add_creation_event(_event(network, account, op))
-        kids = [op for op in page.records if op.child_of(account)]
-        _store_children(c, network, account, kids, crawl.count, cap)
+            elif op.merges(account):  # the end of one of its lives
+                store.add_merge_event(_merge(network, account, op))
+        kids = [ChildEdge(network, account, op.account, as_utc(op.created_at), op.id, op.starting_balance)
+                for op in page.records if op.child_of(account)]
+        _store_edges(c, network, account, kids, crawl.count, config)
         crawl.count += len(kids)
         crawl.pages += 1
         progressed = True
@@ -669,28 +720,28 @@ def _continue(c, outcome: Outcome, crawl: _Crawl, delay_s: float) -> bool:
     return False
 
 
-def _store_children(c, network: str, creator: str, ops: list[Operation], before: int, cap: int) -> None:
+def _store_edges(c, network: str, creator: str, edges: list[ChildEdge], before: int, config) -> None:
     """Edges, a status-less lineage row per child (its creator + creation date), enrichment tasks
-    for the first `cap` children of the crawl that are not enriched yet."""
-    if not ops:
+    for the first children_enrichment_cap children of the crawl that are not enriched yet."""
+    if not edges:
         return
     store = c.store
-    accounts = list(dict.fromkeys(op.account for op in ops))
+    cap = int(config["children_enrichment_cap"])
+    accounts = list(dict.fromkeys(edge.child for edge in edges))
     known: dict[str, LineageRecord] = {}
     for i in range(0, len(accounts), BATCH_READ):
         known.update(store.get_lineages(network, accounts[i:i + BATCH_READ]))
-    store.add_children(network, creator, [ChildEdge(network, creator, op.account, as_utc(op.created_at), op.id, op.starting_balance) for op in ops])
+    store.add_children(network, creator, edges)
     now = c.clock.now()
-    for index, op in enumerate(ops, start=before):
-        rec = known.get(op.account)
-        created = as_utc(op.created_at)
+    for index, edge in enumerate(edges, start=before):
+        rec = known.get(edge.child)
+        created = as_utc(edge.created_at)
         if rec is None:
-            store.put_lineage(network, op.account, stellar_creator_account=creator, account_creation_date=created,
+            store.put_lineage(network, edge.child, stellar_creator_account=creator, account_creation_date=created,
                               created_at=now, updated_at=now)
         elif rec.stellar_creator_account is None or rec.account_creation_date is None or created < rec.account_creation_date:
             # Children keep the creator of their earliest known creation (a re-creation never overrides it).
-            store.put_lineage(network, op.account, stellar_creator_account=creator, account_creation_date=created, updated_at=now)
+            store.put_lineage(network, edge.child, stellar_creator_account=creator, account_creation_date=created, updated_at=now)
         if index < cap and (rec is None or rec.enriched_at is None):
-            payload = pipeline.task_payload(network, op.account, "enrich", 0)
+            payload = pipeline.task_payload(network, edge.child, "enrich", 0)
             c.queue.enqueue(pipeline.API_QUEUE, payload, purpose="enrich", generation=0)
-

@@ -11,7 +11,7 @@ from flask import Request
 
 from common.bulk import bulk_enqueue
 from common.domain import InvalidInput, validate_network
-from common.http import error_response, internal_post_only, invalid_input_response, json_response, schema_gate_response
+from common.http import BodyTooLarge, error_response, internal_post_only, invalid_input_response, json_response, read_body, schema_gate_response
 
 MAX_BODY_BYTES = 12 * 1024 * 1024  # 100,000 lines of 56-character ids, with room to spare
 
@@ -21,11 +21,14 @@ def handle(request: Request, c) -> object:
         or schema_gate_response(c.schema_gate)
     if refused is not None:
         return refused
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        return error_response("body_too_large", f"at most {MAX_BODY_BYTES // (1024 * 1024)} MB per request", 413)
+    try:
+        # The bytes read are capped, not only the declared length: a chunked body has none.
+        raw = read_body(request, MAX_BODY_BYTES, f"at most {MAX_BODY_BYTES // (1024 * 1024)} MB per request")
+    except BodyTooLarge as exc:
+        return error_response(exc.code, exc.message, 413)
     try:
         network = request.args.get("network", "public")
-        raw = request.get_data(cache=False, as_text=True)
+        raw = raw.decode("utf-8", errors="replace")
         if request.mimetype == "application/json":
             try:
                 body = json.loads(raw or "{}")

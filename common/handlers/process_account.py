@@ -37,9 +37,10 @@ from flask import Request
 
 from common import pipeline
 from common.config import ConfigError
-from common.domain import GENESIS_ACCOUNT, InvalidInput, PipelineMode, PipelineSource, Status, validate_account_id, validate_network
+from common.domain import GENESIS_ACCOUNT, InvalidInput, life_fields, PipelineMode, PipelineSource, Status, validate_account_id, validate_network
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.hubble.cost_guard import CostGuard, GuardRefused, Limits
+from common.hubble.lineage import find_lives, parse_rows
 from common.hubble.port import HubbleError, HubbleUnavailable
 from common.hubble.sql import (
     MAX_PAGE_SIZE,
@@ -47,10 +48,8 @@ from common.hubble.sql import (
     ChildCursor,
     children_count_query,
     children_query,
-    lineage_query,
     parse_children,
     parse_count,
-    parse_lineage,
     parse_state,
     state_query,
 )
@@ -256,7 +255,11 @@ def _hubble_path(c, outcome: Outcome, config, mode: str) -> Outcome:
     finally:
         _record_guard(outcome, guard)
     if fallback is not None:
-        return _hand_over(c, outcome, PipelineSource.BIGQUERY_WITH_API_FALLBACK.value, f"{fallback.code}: {fallback.message}"[:500])
+        # The path that ran: BIGQUERY_WITH_API_FALLBACK only when a Hubble query was tried (the guard
+        # was reached); API when Hubble was never possible (no engine, no tables, unreachable, age filter).
+        tried = guard is not None
+        source = PipelineSource.BIGQUERY_WITH_API_FALLBACK.value if tried else PipelineSource.API.value
+        return _hand_over(c, outcome, source, f"{fallback.code}: {fallback.message}"[:500])
     assert result is not None
     fields = result["fields"]
     with pipeline.stage(c, network, account, STAGE_EXPANSION, PipelineSource.BIGQUERY.value):
@@ -291,29 +294,26 @@ def _lineage_and_children(c, guard: CostGuard, tables, rec, config, now: dt.date
         fields: dict[str, Any] = {"stellar_creator_account": None, "account_creation_date": first_created}
     else:
         events = [e for e in store.get_creation_events(network, account) if e.source == "BIGQUERY"]
-        if not events:  # lineage not stored yet: one query for the creation events + accounts_current
-            answer = _parse(parse_lineage, network, account, guard.run(lineage_query(tables, network, account, now)).result.rows)
-            if not answer.events:
+        if not events:  # lineage not stored yet: the state row, then every life in a pruned window
+            lives = find_lives(store, guard, tables, network, account, now, first_seen=rec.account_creation_date)
+            if not lives.events:
                 raise _Fallback("not_in_hubble", "Hubble has no successful create_account for this account (too new, or not on this network)")
-            for event in answer.events:
+            for event in lives.events:
                 store.add_creation_event(event)
-            events, state = answer.events, answer.state
-            store.put_lineage(network, account, stellar_creator_account=events[0].creator,
-                              account_creation_date=events[0].created_at, updated_at=c.clock.now())
+            for merge in lives.merges:
+                store.add_merge_event(merge)
+            events, state = lives.events, lives.state
+            store.put_lineage(network, account, updated_at=c.clock.now(),
+                              **life_fields(events, lives.merges, state.deleted if state is not None else None))
         first_created = events[0].created_at
-        fields = {"stellar_creator_account": events[0].creator, "account_creation_date": first_created}
+        fields = {"stellar_creator_account": events[0].creator, "account_creation_date": first_created,
+                  "creation_ledger": events[-1].ledger}
         if _too_old(first_created, now, int(config["api_age_filter_years"])):
             raise _Fallback("age_filter", f"created {first_created:%Y-%m-%d}, older than {config['api_age_filter_years']} years")
     crawl = _crawl_children(c, guard, tables, rec, first_created, config, now)
-    fields.update(num_child_accounts=crawl["total"], children_complete=crawl["complete"], children_cursor=None)
+    fields.update(num_child_accounts=crawl["total"], children_complete=crawl["complete"], children_cursor=None,
+                  children_gap=None if crawl["complete"] else "children_cap", children_visible_from=None)
     return {"fields": fields, "state": state, "enrich": crawl["enrich"]}
-
-
-def _parse(fn, *args):
-    try:
-        return fn(*args)
-    except (ValueError, KeyError, TypeError) as exc:  # Hubble returned rows we cannot use
-        raise HubbleError(f"unexpected Hubble rows: {exc}") from exc
 
 
 def _crawl_children(c, guard: CostGuard, tables, rec, first_created: dt.datetime, config, now: dt.datetime) -> dict:
@@ -332,7 +332,7 @@ def _crawl_children(c, guard: CostGuard, tables, rec, first_created: dt.datetime
     while more and fetched < cap:
         size = min(page_size, cap - fetched)
         rows = guard.run(children_query(tables, network, account, cursor, now, size)).result.rows
-        page = _parse(parse_children, network, account, rows, size)
+        page = parse_rows(parse_children, network, account, rows, size)
         _store_children(c, network, account, page.children, enrich, enrich_cap)
         fetched += len(page.children)
         more = page.next_cursor is not None
@@ -342,7 +342,7 @@ def _crawl_children(c, guard: CostGuard, tables, rec, first_created: dt.datetime
     total = fetched
     if more:  # the cap stopped the crawl: count them all (one query), or keep what we know
         try:
-            total = _parse(parse_count, guard.run(children_count_query(tables, network, account, first_created, now)).result.rows)
+            total = parse_rows(parse_count, guard.run(children_count_query(tables, network, account, first_created, now)).result.rows)
         except (GuardRefused, HubbleError) as exc:
             log.warning("children count of %s/%s not available: %s", network, account, exc)
     return {"total": max(total, fetched), "complete": not more, "enrich": enrich}
@@ -388,7 +388,7 @@ def _refresh(c, outcome: Outcome, config, mode: str) -> Outcome:
                 hubble, tables = _hubble_or_fallback(c, network)
                 guard = CostGuard(hubble, store, c.clock, Limits.from_config(config))
                 rows = guard.run(state_query(tables, network, account)).result.rows
-                state = _parse(parse_state, rows[0]) if rows else None
+                state = parse_rows(parse_state, rows[0]) if rows else None
                 if state is not None:
                     fields.update(_state_fields(c, network, account, state, c.clock.now()))
                     refreshed = True

@@ -33,7 +33,7 @@ from flask import Request, Response
 
 from common import pipeline
 from common.addresses import normalize_account_input
-from common.config import ConfigError
+from common.config import ConfigError, ascii_number_text
 from common.domain import InvalidInput, Status, as_utc, iso, validate_network
 from common.http import JSON_TYPE, cors_headers, error_response, invalid_input_response, json_response, request_params, schema_unavailable, with_headers
 from common.ratelimit_clients import ClientRateLimiter, client_id, trusted_hops
@@ -63,7 +63,7 @@ def _options(c) -> dict[str, Any]:
         for name, default in (("SEARCH_POLL_AFTER_S", DEFAULT_POLL_AFTER_S), ("SEARCH_RENDER_MAX_AGE_S", DEFAULT_RENDER_MAX_AGE_S)):
             raw = s.optional(name, default)
             try:
-                out[name] = max(0, int(raw))
+                out[name] = max(0, int(ascii_number_text(raw)))
             except (TypeError, ValueError):
                 raise ConfigError(name, f"must be a whole number of seconds, got {raw!r}") from None
         out["hops"] = trusted_hops(s)

@@ -46,12 +46,15 @@ def _account(params: dict) -> str:
     return normalize_account_input(params.get("account"))
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,11}", re.ASCII)  # not isdigit(): it takes '²' and '١', which int() refuses or reads
+
+
 def _int(params: dict, name: str, default: int, lo: int, hi: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
     text = str(raw).strip()
-    if not (text.isdigit() or (text.startswith("-") and text[1:].isdigit())) or len(text) > 12:
+    if not _INTEGER.fullmatch(text):
         raise InvalidInput(f"invalid_{name}", f"{name} must be an integer from {lo} to {hi}", name)
     value = int(text)
     if not lo <= value <= hi:
@@ -74,13 +77,13 @@ def _threshold(params: dict, config) -> int:
     if raw is None:
         return thresholds[0]
     text = str(raw).strip()
-    if not text.isdigit() or len(text) > 15 or int(text) not in thresholds:
+    if not (text.isascii() and text.isdigit()) or len(text) > 15 or int(text) not in thresholds:
         raise InvalidInput("invalid_threshold", f"threshold must be one of {', '.join(str(t) for t in thresholds)} (XLM)", "threshold")
     return int(text)
 
 
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))?$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))?$", re.ASCII
 )
 
 

@@ -77,6 +77,8 @@ TABLE_SPECS = {
             "funder": "STRING",
             "starting_balance": "FLOAT",
             "closed_at": "TIMESTAMP",
+            "ledger_sequence": "INTEGER",
+            "into": "STRING",
         },
     ),
     ACCOUNTS_TABLE: TableSpec(
@@ -94,6 +96,10 @@ TABLE_SPECS = {
             "threshold_high": "INTEGER",
             "deleted": "BOOLEAN",
             "batch_insert_ts": "TIMESTAMP",
+            "sequence_number": "INTEGER",
+            "last_modified_ledger": "INTEGER",
+            "closed_at": "TIMESTAMP",
+            "account_creation_date": "DATETIME",
         },
     ),
 }

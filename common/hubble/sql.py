@@ -29,7 +29,7 @@ import re
 from decimal import Decimal
 from typing import Iterable
 
-from common.domain import ChildEdge, CreationEvent, InvalidInput, as_utc, validate_account_id, validate_network
+from common.domain import ChildEdge, CreationEvent, InvalidInput, MergeEvent, as_utc, validate_account_id, validate_network
 from common.hubble.port import HubbleQuery, HubbleTables, QueryParam
 
 UTC = dt.timezone.utc
@@ -41,6 +41,7 @@ UPPER_MARGIN = dt.timedelta(minutes=10)
 CURSOR_PREFIX = "hubble:v1:"
 FLAG_BITS = {"auth_required": 1, "auth_revocable": 2, "auth_immutable": 4, "auth_clawback_enabled": 8}
 MAX_PAGE_SIZE = 10_000
+MAX_LEDGER = 2**31 - 1
 # The shape of a G-address. Children are checked for shape here (cheap, 10,000 a page); the
 # store checks every checksum before it writes, and a failure there ends the Hubble path too.
 _ADDRESS_SHAPE = re.compile(r"^G[A-Z2-7]{55}$")
@@ -82,6 +83,7 @@ CHILDREN_SQL = """\
 SELECT account, op_id, closed_at, starting_balance
 FROM `{operations}`
 WHERE closed_at >= @lo AND closed_at < @hi
+  AND ledger_sequence < @before_ledger
   AND type = 0 AND successful
   AND funder = @account
   AND (closed_at > @after_closed_at OR (closed_at = @after_closed_at AND op_id > @after_op_id))
@@ -100,9 +102,25 @@ WHERE closed_at >= @lo AND closed_at < @hi
 
 STATE_SQL = """\
 SELECT account_id AS account, balance, flags, home_domain, master_weight, threshold_low,
-       threshold_medium, threshold_high, deleted, batch_insert_ts AS state_at
+       threshold_medium, threshold_high, deleted, batch_insert_ts AS state_at,
+       sequence_number, last_modified_ledger, closed_at AS modified_at, account_creation_date
 FROM `{accounts}`
 WHERE account_id = @account
+"""
+
+# Every life of an account inside one closed_at window: its successful creations (type 0, the
+# account is `account`) and merges (type 8, the merged account is `account`, the receiver `into`).
+# The window comes from the ledger of its sequence number (common/ledger_time.py); the ledger
+# range keeps the answer exact whatever the window's margin, and lets BigQuery's clustering on
+# ledger_sequence skip blocks inside the partitions the window leaves.
+LIVES_SQL = """\
+SELECT op_id, type, ledger_sequence, closed_at, funder, `into` AS merged_into, starting_balance
+FROM `{operations}`
+WHERE closed_at >= @lo AND closed_at < @hi
+  AND ledger_sequence >= @ledger_lo AND ledger_sequence <= @ledger_hi
+  AND type IN (0, 8) AND successful
+  AND account = @account
+ORDER BY closed_at, op_id
 """
 
 
@@ -162,12 +180,15 @@ def lineage_query(tables: HubbleTables, network: str, account: str, now: dt.date
 
 
 def children_query(
-    tables: HubbleTables, network: str, account: str, after: ChildCursor, now: dt.datetime, page_size: int
+    tables: HubbleTables, network: str, account: str, after: ChildCursor, now: dt.datetime, page_size: int,
+    before_ledger: int | None = None, before: dt.datetime | None = None,
 ) -> HubbleQuery:
     """One page of the accounts `account` created, strictly after `after`, oldest first.
 
     For the first page, `after` is (first creation time, -1): nothing can be created by an account
     before the account itself exists, so that is also the partition filter's lower bound.
+    `before_ledger` (with `before`, a close time no earlier ledger reaches) limits the crawl to the
+    ledgers before it: the API path's gap below Horizon's elder ledger.
     """
     _check(network, account, tables)
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -178,7 +199,8 @@ def children_query(
         params=(
             QueryParam("account", "STRING", account),
             QueryParam("lo", "TIMESTAMP", lo),
-            QueryParam("hi", "TIMESTAMP", _upper(now)),
+            QueryParam("hi", "TIMESTAMP", min(_upper(now), as_utc(before)) if before is not None else _upper(now)),
+            QueryParam("before_ledger", "INT64", int(before_ledger) if before_ledger is not None else MAX_LEDGER),
             QueryParam("after_closed_at", "TIMESTAMP", as_utc(after.closed_at)),
             QueryParam("after_op_id", "INT64", int(after.op_id)),
             QueryParam("page_limit", "INT64", page_size + 1),  # one more: is there a next page?
@@ -199,6 +221,25 @@ def children_count_query(tables: HubbleTables, network: str, account: str, first
             QueryParam("hi", "TIMESTAMP", _upper(now)),
         ),
         purpose="children_count",
+        tables=(tables.operations,),
+    )
+
+
+def lives_query(tables: HubbleTables, network: str, account: str, lo: dt.datetime, hi: dt.datetime,
+                ledger_lo: int = 1, ledger_hi: int | None = None, purpose: str = "lineage") -> HubbleQuery:
+    """The account's creations and merges with close times in [lo, hi) and ledgers in [ledger_lo, ledger_hi]."""
+    _check(network, account, tables)
+    lo = max(as_utc(lo), NETWORK_START[network])
+    return HubbleQuery(
+        sql=LIVES_SQL.format(operations=tables.operations),
+        params=(
+            QueryParam("account", "STRING", account),
+            QueryParam("lo", "TIMESTAMP", lo),
+            QueryParam("hi", "TIMESTAMP", max(as_utc(hi), lo)),
+            QueryParam("ledger_lo", "INT64", max(1, int(ledger_lo))),
+            QueryParam("ledger_hi", "INT64", int(ledger_hi) if ledger_hi is not None else MAX_LEDGER),
+        ),
+        purpose=purpose,
         tables=(tables.operations,),
     )
 
@@ -225,6 +266,10 @@ class AccountState:
     thresholds: dict
     deleted: bool
     as_of: dt.datetime | None
+    sequence: int | None = None  # sequence_number: its ledger (>> 32) is where the current life began
+    modified_ledger: int | None = None  # last_modified_ledger (for a deleted row: its merge)
+    modified_at: dt.datetime | None = None  # closed_at of last_modified_ledger
+    first_created_day: dt.datetime | None = None  # account_creation_date (stellar-dbt: the first batch's date)
 
     def lineage_fields(self) -> dict:
         return {"xlm_balance": self.xlm_balance, "flags": self.flags, "home_domain": self.home_domain, "thresholds": self.thresholds}
@@ -280,7 +325,15 @@ def parse_state(row: dict) -> AccountState | None:
         },
         deleted=deleted,
         as_of=_utc(row.get("state_at")),
+        sequence=_int(row.get("sequence_number")),
+        modified_ledger=_int(row.get("last_modified_ledger")),
+        modified_at=_utc(row.get("modified_at")),
+        first_created_day=_utc(row.get("account_creation_date")),
     )
+
+
+def _int(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def parse_lineage(network: str, account: str, rows: Iterable[dict]) -> LineageAnswer:
@@ -301,10 +354,39 @@ def parse_lineage(network: str, account: str, rows: Iterable[dict]) -> LineageAn
             creator=validate_account_id(funder, "funder"),
             starting_balance=amount(row.get("starting_balance")),
             source="BIGQUERY",
+            ledger=op_id >> 32,
         )
     ordered = sorted(events.values(), key=lambda e: (e.created_at, int(e.operation_id)))
     state = parse_state(rows[0]) if rows else None
     return LineageAnswer(ordered, state)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lives:
+    """What one lives query found: creation events and merges, oldest first."""
+
+    events: list[CreationEvent]
+    merges: list[MergeEvent]
+
+
+def parse_lives(network: str, account: str, rows: Iterable[dict]) -> Lives:
+    events: dict[int, CreationEvent] = {}
+    merges: dict[int, MergeEvent] = {}
+    for row in rows:
+        op_id, kind = int(row["op_id"]), int(row["type"])
+        closed_at = _utc(row["closed_at"])
+        ledger = _int(row.get("ledger_sequence")) or (op_id >> 32)
+        if kind == 0:
+            events[op_id] = CreationEvent(network, account, closed_at, str(op_id), validate_account_id(row.get("funder"), "funder"),
+                                          amount(row.get("starting_balance")), None, "BIGQUERY", ledger)
+        elif kind == 8:
+            into = row.get("merged_into")
+            merges[op_id] = MergeEvent(network, account, closed_at, str(op_id),
+                                       validate_account_id(into, "merged_into") if into else None, ledger, "BIGQUERY")
+        else:
+            raise ValueError(f"a lives row of type {kind}")
+    return Lives(sorted(events.values(), key=lambda e: (e.created_at, int(e.operation_id))),
+                 sorted(merges.values(), key=lambda m: (m.merged_at, int(m.operation_id))))
 
 
 def parse_children(network: str, creator: str, rows: Iterable[dict], page_size: int) -> ChildrenPage:

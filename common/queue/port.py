@@ -18,7 +18,7 @@ def task_name(network: str, account: str, purpose: str, generation: int | str) -
     A generation that is not a plain integer (e.g. a paging cursor) is hashed to keep the name short.
     """
     gen = str(generation)
-    if not gen.isdigit():
+    if not (gen.isascii() and gen.isdigit()):  # '١٢' would become '__' and collide with every other script
         gen = "h" + hashlib.sha256(gen.encode()).hexdigest()[:24]
     return _NAME_OK.sub("_", f"{network}-{account}-{purpose}-{gen}")
 

@@ -31,7 +31,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from common.domain import as_utc, iso
+from common.domain import GENESIS_ACCOUNT, ChildEdge, as_utc, iso
 from common.lineage_view import ancestors, node
 
 log = logging.getLogger(__name__)
@@ -152,16 +152,46 @@ def refresh_landing(store, network: str, creator: str, now: dt.datetime) -> bool
 
 
 def summarize_after_crawl(store, network: str, creator: str, now: dt.datetime) -> bool:
-    """Called when a crawl completes: summarise a huge fan-out. Never raises (logged instead)."""
+    """Called when an account completes: summarise it when it is a huge fan-out, and refresh its
+    node in its creator's landing view (a child completed). Never raises (logged instead)."""
     try:
         rec = store.get_lineage(network, creator)
-        if rec is None or int(rec.num_child_accounts or 0) < SUMMARY_MIN_CHILDREN:
+        if rec is None:
+            return False
+        refresh_child_node(store, network, rec)
+        if int(rec.num_child_accounts or 0) < SUMMARY_MIN_CHILDREN:
             return False
         refresh_summary(store, network, creator, now)
         return True
     except Exception:  # noqa: BLE001 - the crawl's result stands; the next completion retries
         log.warning("children summary of %s/%s failed", network, creator, exc_info=True)
         return False
+
+
+def refresh_child_node(store, network: str, rec) -> bool:
+    """A child of a summarised fan-out completed: its node in the stored first page is replaced
+    (two row reads and one write), so the landing view never shows it as not yet processed."""
+    if not rec.stellar_creator_account:
+        return False
+    stored = store.get_children_summary(network, rec.stellar_creator_account)
+    if stored is None or not stored.get("first_page"):
+        return False
+    page = stored["first_page"]
+    for i, item in enumerate(page):
+        if item.get("account") == rec.stellar_account:
+            edge = ChildEdge(network, rec.stellar_creator_account, rec.stellar_account, rec.account_creation_date)
+            page[i] = node(rec.stellar_account, rec, edge)
+            store.put_children_summary(network, rec.stellar_creator_account, stored, stored["computed_at"] or as_utc(rec.updated_at))
+            return True
+    return False
+
+
+def settled_chain(store, network: str, rec, chain: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The stored ancestor chain when it is final (it reaches genesis and every ancestor is
+    COMPLETE), else the live chain: an ancestor completing is shown at once, not an hour later."""
+    if chain and chain[0].get("account") == GENESIS_ACCOUNT and all(n.get("status") == "COMPLETE" for n in chain[1:]):
+        return chain
+    return ancestors(store, network, rec)
 
 
 def refresh_stale(

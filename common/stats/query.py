@@ -103,8 +103,8 @@ def _parse_value(table: str, column: str, op: str, raw: Any, field: str) -> Any:
             return raw == "true"
         raise bad
     if kind == "number":
-        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)) or (isinstance(raw, str) and len(raw) > 40):
-            raise bad
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)) or (isinstance(raw, str) and (len(raw) > 40 or not raw.isascii())):
+            raise bad  # Decimal() also reads other scripts' digits ('١٢'): numbers are ASCII only
         try:
             value = Decimal(str(raw))
         except InvalidOperation:

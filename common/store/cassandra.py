@@ -32,6 +32,7 @@ from common.domain import (
     HvaEvent,
     LeaderboardEntry,
     LineageRecord,
+    MergeEvent,
     Page,
     SearchCacheEntry,
     StageExecution,
@@ -444,6 +445,19 @@ class CassandraStore(Store):
     def _get_creation_events(self, network: str, account: str) -> list[CreationEvent]:
         rows = self._select_rows("creation_events", {"network_name": network, "stellar_account": account})
         return [codec.record(CreationEvent, r) for r in rows]
+
+    def _add_merge_event(self, event: MergeEvent) -> None:
+        self._insert("merge_events", codec.merge_event_row(event))
+
+    def _get_merge_events(self, network: str, account: str) -> list[MergeEvent]:
+        rows = self._select_rows("merge_events", {"network_name": network, "stellar_account": account})
+        return [codec.record(MergeEvent, r) for r in rows]
+
+    def _put_ledger_anchors(self, network: str, rows: list[dict]) -> None:
+        self._insert_many("ledger_anchors", rows)
+
+    def _get_ledger_anchors(self, network: str) -> list[dict]:
+        return self._select_rows("ledger_anchors", {"network_name": network})
 
     def _add_children(self, network: str, creator: str, children: list[ChildEdge]) -> None:
         self._insert_many("account_children", [codec.child_row(c) for c in children])

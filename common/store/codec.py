@@ -18,6 +18,7 @@ from common.domain import (
     CronRun,
     HvaEvent,
     LineageRecord,
+    MergeEvent,
     SearchCacheEntry,
     StageExecution,
     as_utc,
@@ -127,6 +128,7 @@ ROW_TYPES = {
     "account_lineage": LineageRecord,
     "search_cache": SearchCacheEntry,
     "creation_events": CreationEvent,
+    "merge_events": MergeEvent,
     "stage_executions": StageExecution,
     "cron_health": CronRun,
 }
@@ -186,3 +188,7 @@ def creation_event_row(e: CreationEvent) -> dict:
 
 def child_row(c: ChildEdge) -> dict:
     return {f.name: getattr(c, f.name) for f in dataclasses.fields(c)}
+
+
+def merge_event_row(e: MergeEvent) -> dict:
+    return {f.name: getattr(e, f.name) for f in dataclasses.fields(e)}

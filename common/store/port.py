@@ -28,6 +28,7 @@ from common.domain import (
     InvalidInput,
     LeaderboardEntry,
     LineageRecord,
+    MergeEvent,
     Page,
     SearchCacheEntry,
     StageExecution,
@@ -39,6 +40,7 @@ from common.domain import (
 )
 
 KINDS = ("cache", "lineage")
+LEDGER_ANCHOR_BUCKET = 1 << 17  # about a week of ledgers
 STATUSES = tuple(s.value for s in Status)
 SCANNABLE_TABLES = (
     "search_cache",
@@ -203,6 +205,35 @@ class Store(abc.ABC):
 
     def get_creation_events(self, network: str, account: str) -> list[CreationEvent]:
         return self._get_creation_events(validate_network(network), validate_account_id(account))
+
+    def add_merge_event(self, event: MergeEvent) -> None:
+        """Idempotent by (merged_at, operation_id)."""
+        validate_network(event.network_name)
+        validate_account_id(event.stellar_account)
+        if event.merged_into is not None:
+            validate_account_id(event.merged_into, "merged_into")
+        self._add_merge_event(event)
+
+    def get_merge_events(self, network: str, account: str) -> list[MergeEvent]:
+        """Oldest first."""
+        return self._get_merge_events(validate_network(network), validate_account_id(account))
+
+    def put_ledger_anchors(self, network: str, points: Iterable[tuple[int, dt.datetime]]) -> None:
+        """Known (ledger, close time) points; one is kept per bucket of LEDGER_ANCHOR_BUCKET ledgers."""
+        validate_network(network)
+        rows = {}
+        for ledger, closed_at in points:
+            if isinstance(ledger, bool) or not isinstance(ledger, int) or not 1 <= ledger < 2**31:
+                raise InvalidInput("invalid_ledger", "ledger must be an integer from 1 to 2^31-1", "ledger")
+            rows[ledger // LEDGER_ANCHOR_BUCKET] = {"network_name": network, "bucket": ledger // LEDGER_ANCHOR_BUCKET,
+                                                    "ledger": ledger, "closed_at": as_utc(closed_at)}
+        if rows:
+            self._put_ledger_anchors(network, list(rows.values()))
+
+    def get_ledger_anchors(self, network: str) -> list[tuple[int, dt.datetime]]:
+        """Every stored (ledger, close time) point of the network, by ledger (one partition)."""
+        rows = self._get_ledger_anchors(validate_network(network))
+        return sorted((int(r["ledger"]), as_utc(r["closed_at"])) for r in rows)
 
     def add_children(self, network: str, creator: str, children: Sequence[ChildEdge]) -> None:
         """Idempotent: a child already stored is overwritten, never duplicated."""
@@ -572,6 +603,14 @@ class Store(abc.ABC):
     def _add_creation_event(self, event: CreationEvent) -> None: ...
     @abc.abstractmethod
     def _get_creation_events(self, network: str, account: str) -> list[CreationEvent]: ...
+    @abc.abstractmethod
+    def _add_merge_event(self, event: MergeEvent) -> None: ...
+    @abc.abstractmethod
+    def _get_merge_events(self, network: str, account: str) -> list[MergeEvent]: ...
+    @abc.abstractmethod
+    def _put_ledger_anchors(self, network: str, rows: list[dict]) -> None: ...
+    @abc.abstractmethod
+    def _get_ledger_anchors(self, network: str) -> list[dict]: ...
     @abc.abstractmethod
     def _add_children(self, network: str, creator: str, children: list[ChildEdge]) -> None: ...
     @abc.abstractmethod

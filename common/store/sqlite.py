@@ -18,6 +18,7 @@ from common.domain import (
     HvaEvent,
     LeaderboardEntry,
     LineageRecord,
+    MergeEvent,
     Page,
     SearchCacheEntry,
     StageExecution,
@@ -215,6 +216,20 @@ class SQLiteStore(Store):
     def _get_creation_events(self, network: str, account: str) -> list[CreationEvent]:
         rows = self._select("creation_events", {"network_name": network, "stellar_account": account}, order="created_at, operation_id")
         return [codec.record(CreationEvent, r) for r in rows]
+
+    def _add_merge_event(self, event: MergeEvent) -> None:
+        self._upsert(self._conn(), "merge_events", codec.merge_event_row(event))
+
+    def _get_merge_events(self, network: str, account: str) -> list[MergeEvent]:
+        rows = self._select("merge_events", {"network_name": network, "stellar_account": account}, order="merged_at, operation_id")
+        return [codec.record(MergeEvent, r) for r in rows]
+
+    def _put_ledger_anchors(self, network: str, rows: list[dict]) -> None:
+        with self._tx() as conn:
+            self._upsert_many(conn, "ledger_anchors", rows)
+
+    def _get_ledger_anchors(self, network: str) -> list[dict]:
+        return self._select("ledger_anchors", {"network_name": network})
 
     def _add_children(self, network: str, creator: str, children: list[ChildEdge]) -> None:
         with self._tx() as conn:

@@ -158,10 +158,15 @@ class Operation:
     funder: str | None = None  # create_account: who paid for it
     starting_balance: Decimal | None = None
     transaction_hash: str | None = None
+    into: str | None = None  # account_merge: who received the merged account's XLM (`account` is the merged one)
 
     def creates(self, account: str) -> bool:
         """A successful create_account that created `account`."""
         return self.type == "create_account" and self.successful and self.account == account
+
+    def merges(self, account: str) -> bool:
+        """A successful account_merge that ended one life of `account`."""
+        return self.type == "account_merge" and self.successful and self.account == account
 
     def child_of(self, funder: str) -> bool:
         """A successful create_account that `funder` paid for (a child of funder)."""
@@ -187,6 +192,9 @@ def parse_operation(record: Any) -> Operation:
     if not isinstance(successful, bool):
         raise _fail("transaction_successful is not a boolean")
     created_at = _timestamp(record.get("created_at"), "created_at")
+    if kind == "account_merge":
+        return Operation(op_id, token, kind, successful, created_at, account=_account_id(record.get("account"), "account_merge.account"),
+                         into=_account_id(record.get("into"), "account_merge.into"))
     if kind != "create_account":
         return Operation(op_id, token, kind, successful, created_at)
     tx_hash = record.get("transaction_hash")
@@ -228,12 +236,30 @@ def parse_operations(body: Any, limit: int) -> OperationsPage:
 
 
 def parse_root(body: Any) -> int:
+    return parse_root_info(body).elder
+
+
+@dataclasses.dataclass(frozen=True)
+class RootInfo:
+    elder: int  # history_elder_ledger
+    latest: int | None  # history_latest_ledger
+    latest_closed_at: dt.datetime | None  # history_latest_ledger_closed_at: a known (ledger, time) point
+
+
+def parse_root_info(body: Any) -> RootInfo:
     if not isinstance(body, dict):
         raise _fail("root is not an object")
     elder = body.get("history_elder_ledger")
     if isinstance(elder, bool) or not isinstance(elder, int) or elder < 0:
         raise _fail("history_elder_ledger is not a ledger number")
-    return elder
+    latest, closed = body.get("history_latest_ledger"), body.get("history_latest_ledger_closed_at")
+    if isinstance(latest, bool) or not isinstance(latest, int) or latest < 1 or not isinstance(closed, str):
+        return RootInfo(elder, None, None)  # optional: only a ledger -> time point
+    try:
+        when = parse_iso(closed)
+    except ValueError:
+        when = None
+    return RootInfo(elder, latest if when else None, when)
 
 
 class Horizon(abc.ABC):
@@ -255,6 +281,10 @@ class Horizon(abc.ABC):
     def history_elder_ledger(self, max_wait_s: float = math.inf) -> int:
         """The oldest ledger in this Horizon's history (1 = full history)."""
 
+    def latest_point(self) -> tuple[int, dt.datetime] | None:
+        """The latest ledger and its close time from the last root read (a ledger -> time point), if any."""
+        return None
+
     def metrics(self) -> dict:
         return {}
 
@@ -272,7 +302,7 @@ class HttpHorizon(Horizon):
         self.network = network
         self.transport = transport
         self._clock = clock
-        self._root: tuple[float, int] | None = None
+        self._root: tuple[float, RootInfo] | None = None
         self._root_lock = threading.Lock()
 
     def account(self, account_id: str, max_wait_s: float = math.inf) -> HorizonAccount | None:
@@ -302,11 +332,16 @@ class HttpHorizon(Horizon):
         now = self._clock.monotonic()
         with self._root_lock:
             if self._root is not None and now - self._root[0] < ROOT_TTL_S:
-                return self._root[1]
-        elder = self.transport.get("/", parse=parse_root, max_wait_s=max_wait_s)
+                return self._root[1].elder
+        info = self.transport.get("/", parse=parse_root_info, max_wait_s=max_wait_s)
         with self._root_lock:
-            self._root = (now, elder)
-        return elder
+            self._root = (now, info)
+        return info.elder
+
+    def latest_point(self) -> tuple[int, dt.datetime] | None:
+        with self._root_lock:
+            info = self._root[1] if self._root is not None else None
+        return (info.latest, info.latest_closed_at) if info is not None and info.latest else None
 
     def metrics(self) -> dict:
         return self.transport.metrics()

@@ -116,6 +116,9 @@ HOSTILE_TOML_DOMAINS = (
     "impersonator.toml.example",
     "html.toml.example",
     "phishing-toml.example",
+    "unicode-redirect.toml.example",
+    "nested-arrays.toml.example",
+    "nested-tables.toml.example",
 )
 
 # Forced XLM balances: every HVA threshold exactly, one stroop on either side, the extremes.

@@ -113,7 +113,7 @@ class SimApp:
              lambda r, network, account, **_: expert.account(self.networks, network, account)),
             (get, r"/expert/.*", "expert.other", "expert", lambda r, **_: expert.not_found()),
             (get, r"/toml/(?P<domain>[^/]+)/\.well-known/stellar\.toml", "toml", "toml",
-             lambda r, domain, **_: self.toml.serve(domain, r.base)),
+             lambda r, domain, **_: self.toml.serve(domain, r.base, r.query)),
             (get, r"/\.well-known/stellar\.toml", "toml", "toml", self._toml_by_host),
             (get, r"/_sim/?|/_sim/health/?", "control", None, self._health),
             (get, rf"/_sim/truth/{net}/(?P<account>[^/]+)/?", "control", None, self._truth),
@@ -228,7 +228,7 @@ class SimApp:
     def _toml_by_host(self, req: Request) -> Reply:
         host = (req.headers.get("Host") or "").strip()
         domain = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        return self.toml.serve(domain, req.base)
+        return self.toml.serve(domain, req.base, req.query)
 
     # ------------------------------------------------------------------ control API
     def _need_network(self, name: str) -> Network:

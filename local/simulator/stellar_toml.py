@@ -2,7 +2,9 @@
 
 Served at {sim}/toml/{domain}/.well-known/stellar.toml, or at /.well-known/stellar.toml with the
 domain in the Host header. Hostile domains: a 2 MiB file (SEP-1 caps it at 100 KB), invalid TOML,
-redirects to a private or loopback address, an HTML page, and files that claim other accounts.
+redirects to a private or loopback address, an HTML page, files that claim other accounts, a
+redirect whose Location carries raw UTF-8 (non-ASCII) bytes, and files nested deeper than a
+recursive TOML parser goes (arrays, inline tables).
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from local.simulator.replies import Reply
 TOML = "text/plain; charset=utf-8"
 HUGE_TOML_BYTES = 2 * 1024 * 1024
 PRIVATE_REDIRECT = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
+# Sent as raw UTF-8 bytes (the header writer is latin-1: each byte is one latin-1 character).
+UNICODE_REDIRECT = "/.well-known/stellar.toml?lang=español".encode("utf-8").decode("latin-1")
+NESTING = 5_000  # far past Python's recursion limit, and only 10 KB
 _SITE = re.compile(r"^site-(\d+)\.(.+)$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 
@@ -63,11 +68,18 @@ class TomlCatalog:
                 self._huge = head + pad_line * count
             return self._huge
 
-    def serve(self, domain: str, base: str) -> Reply:
+    def serve(self, domain: str, base: str, query: dict | None = None) -> Reply:
         domain = domain.lower().strip()
         if not _HOSTNAME.match(domain):
             return Reply(404, b"Not Found\n", TOML)  # no DNS name: nothing could serve it
         owners = self._accounts(domain)
+        if domain == "unicode-redirect.toml.example" and "lang" not in (query or {}):
+            return Reply(302, b"", TOML, [("Location", UNICODE_REDIRECT)])  # with ?lang=: the file below
+        if domain == "nested-arrays.toml.example":
+            return Reply(200, ("ACCOUNTS = " + "[" * NESTING + "]" * NESTING + "\n").encode(), TOML, [])
+        if domain == "nested-tables.toml.example":
+            body = "[DOCUMENTATION]\nORG_NAME = " + "{ a = " * NESTING + "1" + " }" * NESTING + "\n"
+            return Reply(200, body.encode(), TOML, [])
         if domain == "huge.toml.example":
             return Reply(200, self._huge_body(), TOML, [])
         if domain == "malformed.toml.example":

@@ -1,9 +1,12 @@
 """`make demo`'s command, `python -m local.stack`: it starts everything, prints the URLs, writes them
-to the JSON file it names, answers a search, and Ctrl-C (SIGINT) stops every process it started."""
+to the JSON file it names, answers a search, and Ctrl-C (SIGINT) stops every process it started.
+After Ctrl-C it starts again at once on the same ports, and the `stellarmap` command acts on it with
+no flags (through the URLs file at .local-data/stack-urls.json)."""
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,7 +17,7 @@ import urllib.parse
 import pytest
 
 from tests.e2e.conftest import get_json
-from tests.support import ROOT, random_account
+from tests.support import ROOT, operator_cli, random_account
 
 pytestmark = pytest.mark.e2e
 
@@ -74,3 +77,91 @@ def test_a_taken_port_is_a_clear_one_line_error(tmp_path):
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert f"site {port}" in out.stderr and "--base-port" in out.stderr
+
+
+def _free_base_port() -> int:
+    """A base port whose demo ports (BASE..BASE+6 and the simulator's BASE+20) are all free."""
+    from local.stack import PORT_ORDER, SIM_PORT_OFFSET, port_free
+
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000)
+        if all(port_free(base + i) for i in [*range(len(PORT_ORDER)), SIM_PORT_OFFSET]):
+            return base
+    raise AssertionError("no free range of demo ports")
+
+
+class Demo:
+    """`python -m local.stack` on fixed ports, laid out as `make demo` lays out the repository."""
+
+    def __init__(self, root, base_port: int):
+        self.root, self.base_port = root, base_port
+        self.urls_file = root / ".local-data" / "stack-urls.json"
+        self.proc = None
+        self.out = None
+
+    def start(self, timeout_s: float = 180) -> dict:
+        self.urls_file.unlink(missing_ok=True)
+        self.out = open(self.root / f"stdout-{time.monotonic_ns()}.txt", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "local.stack", "--base-port", str(self.base_port), "--workdir", str(self.root / ".local-data" / "demo"),
+             "--urls-file", str(self.urls_file), "--accounts", "300", "--airdrop-children", "200"],
+            cwd=ROOT, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while not self.urls_file.exists():
+            assert self.proc.poll() is None, open(self.out.name).read()
+            assert time.monotonic() < deadline, "the demo did not write its URLs file"
+            time.sleep(0.2)
+        return json.loads(self.urls_file.read_text())
+
+    def ctrl_c(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=90)
+        self.out.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.out is not None:
+            self.out.close()
+
+
+def test_the_demo_restarts_at_once_on_its_ports_and_the_cli_finds_it_with_no_flags(tmp_path):
+    base = _free_base_port()
+    demo = Demo(tmp_path, base)
+    try:
+        urls = demo.start()
+        assert urls["site"] == f"http://127.0.0.1:{base}" and urls["simulator"] == f"http://127.0.0.1:{base + 20}"
+        for _ in range(20):  # connections the server closes first: their ports wait in TIME_WAIT after Ctrl-C
+            assert get_json(f"{urls['stats']}/health")[0] == 200
+            assert get_json(f"{urls['search']}/search?account={random_account()}")[0] == 202
+        status = operator_cli("status", "--json", cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        body = json.loads(status.stdout)
+        assert body["store"]["reachable"] and body["schema"]["ok"] and set(body["queues"]) == {"lineage", "api-fallback"}
+        assert all(isinstance(depth, int) for depth in body["queues"].values()), body["queues"]
+        config = operator_cli("config", "get", "cache_ttl_hours", cwd=tmp_path)
+        assert config.returncode == 0 and config.stdout.strip() == "12", config.stderr
+        _, picked = get_json(f"{urls['simulator']}/_sim/accounts/public?kind=recent&limit=1")
+        account = picked["accounts"][0]["account"]
+        queued = operator_cli("queue", "--file", "-", input=account + "\n", cwd=tmp_path)
+        assert queued.returncode == 0 and "1 enqueued" in queued.stderr, queued.stderr
+        deadline = time.monotonic() + 240
+        while True:  # the demo's dispatcher delivers what the command queued
+            code, answer = get_json(f"{urls['search']}/search?account={account}")
+            if code == 200:
+                assert answer["status"] == "COMPLETE"
+                break
+            assert code == 202 and time.monotonic() < deadline, (code, answer)
+            time.sleep(1)
+        assert demo.ctrl_c() == 0
+        started = time.monotonic()
+        again = demo.start()  # at once, on the same ports (it once failed for ~60 s: "port(s) in use")
+        assert again["site"] == urls["site"] and again["search"] == urls["search"]
+        assert time.monotonic() - started < 120
+        code, answer = get_json(f"{again['search']}/search?account={account}")
+        assert code == 200 and answer["status"] == "COMPLETE", "the data stayed in the workdir"
+        assert demo.ctrl_c() == 0
+    finally:
+        demo.kill()

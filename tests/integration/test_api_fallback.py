@@ -21,6 +21,8 @@ from decimal import Decimal
 
 import pytest
 
+from bench.truth import history_window
+
 from common import pipeline
 from common.bootstrap import Container
 from common.clock import SettableClock
@@ -231,14 +233,14 @@ def test_hostile_home_domains_are_stored_exactly_as_given(make_sim, store, clock
 
 def test_unknown_accounts_become_invalid(make_sim, store, clock):
     sim = make_sim()
-    missing = sim.pick("public", "missing", limit=2) + sim.pick("public", "ghost", limit=1) + sim.pick("public", "merged_gone", limit=1)
+    missing = sim.pick("public", "missing", limit=2) + sim.pick("public", "ghost", limit=1)
     h = Harness(sim, store, clock)
     for account in missing:
         store.transition_search("public", account, None, "PENDING")
     h.run(*missing)
     for account in missing:
         rec = store.get_lineage("public", account)
-        assert rec.status == "INVALID" and "404" in rec.last_error, (account, rec.status)
+        assert rec.status == "INVALID" and "never existed" in rec.last_error, (account, rec.status)
         assert store.get_search("public", account).status == "INVALID"
         assert store.get_creation_events("public", account) == []
         assert not stored_children(store, account)
@@ -247,15 +249,45 @@ def test_unknown_accounts_become_invalid(make_sim, store, clock):
     assert all(code == 200 for code, _ in h.api_answers)
 
 
-def test_a_hand_over_from_process_account_keeps_bigquery_with_api_fallback(make_sim, sqlite_store, clock):
+def test_merged_accounts_are_complete_with_their_creator_and_merge(make_sim, store, clock):
     sim = make_sim()
-    account = sim.pick("public", "recent", limit=1)[0]
+    gone = sim.pick("public", "merged_gone", limit=2)
+    again = sim.pick("public", "merged", limit=2)
+    h = Harness(sim, store, clock)
+    for account in gone + again:
+        store.transition_search("public", account, None, "PENDING")
+    h.run(*gone, *again)
+    window = history_window(sim.base_url, "public")
+    for account in gone + again:
+        t = truth(sim, account)
+        rec = store.get_lineage("public", account)
+        assert rec.status == "COMPLETE" and store.get_search("public", account).status == "COMPLETE", (account, rec.last_error)
+        assert rec.stellar_creator_account == t["creator"] and iso(rec.account_creation_date) == t["created_at"]
+        assert rec.deleted is (account in gone)
+        merge = t["merges"][-1]
+        if parse_iso(merge["merged_at"]) >= window:  # Horizon still lists the account_merge
+            assert [(m.merged_into, iso(m.merged_at)) for m in store.get_merge_events("public", account)] == [(merge["into"], merge["merged_at"])]
+            if account in gone:
+                assert (rec.merged_into, iso(rec.merged_at)) == (merge["into"], merge["merged_at"])
+        if account in gone:
+            assert rec.xlm_balance is None and account not in dict(store.balances_at_least("public", Decimal(0)))
+            assert stages_of(store, account)["horizon_data"].status == "FAILED", "404 on /accounts, and still COMPLETE"
+
+
+def test_a_hand_over_names_the_path_that_actually_ran(make_sim, sqlite_store, clock):
+    sim = make_sim()
+    account, tried = sim.pick("public", "recent", limit=2)
     h = Harness(sim, sqlite_store, clock, config={"pipeline_mode": "BIGQUERY_WITH_API_FALLBACK"})
-    h.run(account)  # HUBBLE_ENGINE=none: process_account hands over (hubble_disabled)
+    h.run(account)  # HUBBLE_ENGINE=none: process_account hands over (hubble_disabled): no Hubble query was tried
     rec = sqlite_store.get_lineage("public", account)
-    assert rec.status == "COMPLETE" and rec.pipeline_source == "BIGQUERY_WITH_API_FALLBACK"
+    assert rec.status == "COMPLETE" and rec.pipeline_source == "API"
     assert rec.stellar_creator_account == truth(sim, account)["creator"]
-    assert {e.pipeline_source for e in sqlite_store.get_stage_executions("public", account) if e.stage in STAGES} == {"BIGQUERY_WITH_API_FALLBACK"}
+    # A Hubble query was tried and the API finished the work: the source says both, on every stage.
+    sqlite_store.transition_lineage("public", tried, None, "PENDING", pipeline_source="BIGQUERY_WITH_API_FALLBACK")
+    h.api({"network": "public", "account": tried, "purpose": "lineage", "generation": 0})
+    rec = sqlite_store.get_lineage("public", tried)
+    assert rec.status == "COMPLETE" and rec.pipeline_source == "BIGQUERY_WITH_API_FALLBACK"
+    assert {e.pipeline_source for e in sqlite_store.get_stage_executions("public", tried) if e.stage in STAGES} == {"BIGQUERY_WITH_API_FALLBACK"}
 
 
 def test_the_chain_reaches_genesis_and_stops_there(make_sim, store, clock):
@@ -592,7 +624,11 @@ def test_when_stellar_expert_does_not_know_the_account(make_sim, sqlite_store, c
                 env={"EXPERT_URL": elsewhere.expert_url})
     h.run(old, recent)
     rec = sqlite_store.get_lineage("public", old)
-    assert rec.status == "FAILED" and "creator not found" in rec.last_error, rec.last_error
+    # Nobody we may ask (no Hubble here) knows its creation: COMPLETE at once, saying so, never retried into FAILED.
+    assert rec.status == "COMPLETE" and rec.stellar_creator_account is None and rec.retry_count == 0, rec.last_error
+    assert rec.last_error.startswith("creator unknown") and rec.children_gap == "history_pruned"
+    assert rec.creation_ledger == truth(sim, old)["creation_events"][-1]["ledger"], "from its sequence number"
+    assert rec.children_visible_from is not None
     rec = sqlite_store.get_lineage("public", recent)
     assert rec.status == "COMPLETE" and rec.stellar_creator_account == truth(sim, recent)["creator"]
     expert = stages_of(sqlite_store, recent)["expert_enrichment"]

@@ -94,7 +94,7 @@ def test_200_accounts_equal_the_ground_truth_on_a_full_history_horizon(store):
             deepest = max(deepest, t["depth"] or 0)
             assert compare_lineage(store, "public", account, t) == [], account
             rec = store.get_lineage("public", account)
-            if not t["exists"]:
+            if not t["ever_existed"]:
                 continue
             events = store.get_creation_events("public", account)
             assert [(e.creator, iso(e.created_at), e.operation_id, format(e.starting_balance, "f")) for e in events] == [
@@ -119,7 +119,7 @@ def test_200_accounts_on_a_pruned_horizon_get_their_creators_from_stellar_expert
         for account in accounts:
             t = full_truth(sim, account)
             rec = sqlite_store.get_lineage("public", account)
-            if not t["exists"]:
+            if not t["ever_existed"]:
                 assert rec.status == "INVALID" and rec.last_error
                 continue
             assert rec.status == "COMPLETE", (account, rec.last_error)

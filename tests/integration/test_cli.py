@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -12,8 +13,9 @@ import pytest
 
 from common.domain import GENESIS_ACCOUNT, ChildEdge
 from common.store import migrations
+from common.queue.local_dispatcher import TaskDB
 from common.store.sqlite import SQLiteStore
-from tests.support import CASSANDRA_PORT, random_account
+from tests.support import CASSANDRA_PORT, operator_cli, random_account
 
 pytestmark = pytest.mark.integration
 T0 = dt.datetime(2022, 2, 2, tzinfo=dt.timezone.utc)
@@ -127,3 +129,100 @@ def test_interrupted_export_leaves_nothing_corrupt(sqlite_env, tmp_path):
     assert proc.returncode == 130 and "interrupted" in err
     assert out.read_text() == "previous complete export\n"
     assert list(tmp_path.glob(".export-*")) == []
+
+
+# ------------------------------------------------------------------ the demo's stack, with no flags
+@pytest.fixture
+def demo_dir(tmp_path):
+    """A directory laid out as the repository after `make demo`: .local-data/stack-urls.json (the part of
+    LocalStack.describe() the command reads) beside the demo's migrated store and its queue file."""
+    work = tmp_path / ".local-data" / "demo"
+    work.mkdir(parents=True)
+    store = SQLiteStore(work / "stellarmap.sqlite3")
+    migrations.migrate(store)
+    store.close()
+    stack = {"store": {"backend": "sqlite", "sqlite_path": str(work / "stellarmap.sqlite3"), "cassandra_keyspace": None,
+                       "cassandra_contact_points": ["127.0.0.1"], "cassandra_port": 9042},
+             "dispatcher_db": str(work / "dispatcher.sqlite3")}
+    (tmp_path / ".local-data" / "stack-urls.json").write_text(json.dumps({"site": "http://127.0.0.1:8080", "stack": stack}))
+    return tmp_path
+
+
+def test_after_the_demo_status_config_and_queue_need_no_flags(demo_dir):
+    status = operator_cli("status", "--json", cwd=demo_dir)
+    assert status.returncode == 0, status.stderr
+    body = json.loads(status.stdout)
+    assert body["store"] == {"backend": "sqlite", "reachable": True} and body["schema"]["ok"] is True
+    assert body["queues"] == {"lineage": 0, "api-fallback": 0}
+    assert "using the local stack of .local-data/stack-urls.json" in status.stderr
+    assert operator_cli("config", "set", "cache_ttl_hours", "6", cwd=demo_dir).returncode == 0
+    assert operator_cli("config", "get", "cache_ttl_hours", cwd=demo_dir).stdout.strip() == "6"
+    accounts = [random_account() for _ in range(3)]
+    queued = operator_cli("queue", "--file", "-", input="\n".join(accounts) + "\n", cwd=demo_dir)
+    assert queued.returncode == 0 and "3 enqueued" in queued.stderr, queued.stderr
+    db = TaskDB(demo_dir / ".local-data" / "demo" / "dispatcher.sqlite3")
+    try:
+        assert sorted(t["name"] for t in db.tasks()) == sorted(f"public-{a}-lineage-0" for a in accounts)
+    finally:
+        db.close()
+    store = SQLiteStore(demo_dir / ".local-data" / "demo" / "stellarmap.sqlite3")
+    try:
+        assert {store.get_lineage("public", a).status for a in accounts} == {"PENDING"}
+        assert store.get_config()["cache_ttl_hours"] == 6
+    finally:
+        store.close()
+
+
+def test_a_store_setting_wins_over_the_demo_s_file(demo_dir, tmp_path):
+    other = tmp_path / "other.sqlite3"
+    assert operator_cli("migrate", cwd=demo_dir, env_extra={"STELLARMAP_SQLITE_PATH": str(other)}).returncode == 0
+    res = operator_cli("config", "set", "cache_ttl_hours", "7", cwd=demo_dir, env_extra={"STELLARMAP_SQLITE_PATH": str(other)})
+    assert res.returncode == 0 and "using the local stack" not in res.stderr
+    assert operator_cli("config", "get", "cache_ttl_hours", cwd=demo_dir).stdout.strip() == "12", "the demo's store is untouched"
+    flag = operator_cli("--sqlite-path", str(other), "config", "get", "cache_ttl_hours", cwd=demo_dir)
+    assert flag.stdout.strip() == "7"
+
+
+def test_a_named_stack_file_that_is_missing_or_whose_store_is_gone_is_a_one_line_error(demo_dir, tmp_path):
+    missing = operator_cli("--stack-file", str(tmp_path / "nope.json"), "status", cwd=tmp_path)
+    assert missing.returncode == 1 and "cannot read the stack file" in missing.stderr and missing.stderr.count("\n") == 1
+    (demo_dir / ".local-data" / "demo" / "stellarmap.sqlite3").unlink()
+    gone = operator_cli("status", cwd=demo_dir)
+    assert gone.returncode == 1 and "is gone: start `make demo` again" in gone.stderr and gone.stderr.count("\n") == 1
+    assert not (demo_dir / ".local-data" / "demo" / "stellarmap.sqlite3").exists(), "no empty store created in its place"
+    junk = tmp_path / "junk.json"
+    junk.write_text("{}")
+    bad = operator_cli("status", cwd=tmp_path, env_extra={"STELLARMAP_STACK_FILE": str(junk)})
+    assert bad.returncode == 1 and "is not a stack file" in bad.stderr
+
+
+def test_queue_without_a_queue_setting_writes_nothing(sqlite_env, tmp_path):
+    cli("migrate", env_extra=sqlite_env)
+    accounts = [random_account() for _ in range(3)]
+    env = {**sqlite_env, "STELLARMAP_QUEUE": "local"}
+    res = operator_cli("queue", "--file", "-", input="\n".join(accounts) + "\n", cwd=tmp_path, env_extra=env)
+    assert res.returncode == 1 and "LOCAL_DISPATCHER_DB is not set" in res.stderr and res.stderr.count("\n") == 1
+    cloud = operator_cli("queue", "--file", "-", input=accounts[0] + "\n", cwd=tmp_path, env_extra={**sqlite_env, "STELLARMAP_QUEUE": "cloudtasks"})
+    assert cloud.returncode == 1 and "CLOUD_TASKS_PROJECT" in cloud.stderr
+    store = SQLiteStore(sqlite_env["STELLARMAP_SQLITE_PATH"])
+    try:
+        assert all(store.get_lineage("public", a) is None for a in accounts), "no account marked PENDING"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_exports_get_ordinary_permissions(sqlite_env, tmp_path, umask, mode):
+    parent, _ = _seed_tree(sqlite_env["STELLARMAP_SQLITE_PATH"], 3)
+    out = tmp_path / "lineage.json"
+    res = subprocess.run([sys.executable, "-m", "stellarmap_cli.main", "export", "--account", parent, "--output", str(out)],
+                         capture_output=True, text=True, env=dict(os.environ, **sqlite_env), timeout=120,
+                         preexec_fn=lambda: os.umask(umask))
+    assert res.returncode == 0, res.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+    assert list(tmp_path.glob(".export-*")) == []
+
+
+def test_other_digits_in_counts_are_refused(sqlite_env, tmp_path):
+    res = cli("queue", "--file", "-", "--workers", "١٦", input="", env_extra=sqlite_env)
+    assert res.returncode == 2 and "--workers" in res.stderr

@@ -162,6 +162,8 @@ def test_expert_port_parses_the_simulator_s_directory_shapes(sim, clock):
     ("html.toml.example", "malformed"),
     ("redirect-private.toml.example", "not_https"),  # 302 to http://169.254.169.254/...: refused before connecting
     ("redirect-loopback.toml.example", "not_https"),  # 302 to the simulator's own http://127.0.0.1:PORT/
+    ("nested-arrays.toml.example", "malformed"),  # 5,000 nested arrays: past a recursive parser's depth
+    ("nested-tables.toml.example", "malformed"),  # 5,000 nested inline tables, the same
 ])
 def test_hostile_toml_files_become_toml_errors_and_the_account_completes(sim, front, sqlite_store, clock, domain, code):
     account = by_domain(sim, "hostile_toml")[domain]
@@ -169,12 +171,27 @@ def test_hostile_toml_files_become_toml_errors_and_the_account_completes(sim, fr
     h.run(account)
     rec = sqlite_store.get_lineage("public", account)
     assert rec.status == "COMPLETE", "a hostile toml never fails the lineage"
+    assert all(status == 200 for status, _ in h.api_answers), f"no task answered 503 or spent a retry: {h.api_answers}"
     assert rec.toml_error and rec.toml_error.startswith(f"{code}: "), rec.toml_error
     assert rec.toml_checked_at is not None and rec.toml_org_name is None and rec.toml_lists_account is None
     stage = stages_of(sqlite_store, account)[STELLAR_TOML]
     assert stage.status == "FAILED" and stage.error_message == rec.toml_error
     if domain.startswith("redirect-"):
         assert "https" in rec.toml_error, "the http target is refused before any DNS lookup or connection"
+
+
+def test_a_redirect_with_a_non_ascii_location_is_followed_without_a_retry(sim, front, sqlite_store, clock):
+    """The file's host answers 302 with raw UTF-8 bytes in Location (`?lang=español`): the fetcher
+    percent-encodes them, as browsers and curl do, and reads the file; the task answers 200 once
+    (it once raised UnicodeEncodeError: a 503 and a spent retry, every time)."""
+    account = by_domain(sim, "hostile_toml")["unicode-redirect.toml.example"]
+    h = Harness(sim, sqlite_store, clock, config=EXPERT_PLENTY, extra=toml_env(front))
+    enrich(h, sqlite_store, account)
+    assert [status for status, _ in h.api_answers] == [200]
+    rec = sqlite_store.get_lineage("public", account)
+    assert rec.toml_error is None and rec.toml_lists_account is True and rec.toml_org_name == "Unicode Redirect"
+    assert stages_of(sqlite_store, account)[STELLAR_TOML].status == "SUCCESS"
+    assert toml_requests(sim) == 2, "the redirect, then the file at the percent-encoded target"
 
 
 def test_an_impersonator_s_claims_bind_only_its_own_account(sim, front, sqlite_store, clock):

@@ -293,7 +293,7 @@ def test_the_dry_run_counts_the_bytes_bigquery_would_scan(engine, exported, netw
     assert engine.dry_run(lineage).bytes_processed == expected_bytes(exported, EHO, EHO_LINEAGE_COLS) + expected_bytes(exported, ACC, ACC_COLS)
     lo = dt.datetime(2024, 3, 10, tzinfo=UTC)
     page = S.children_query(TABLES, "public", account, S.ChildCursor(lo, -1), NOW, 10_000)
-    cols = ("account", "op_id", "closed_at", "starting_balance", "type", "successful", "funder")
+    cols = ("account", "op_id", "closed_at", "starting_balance", "type", "successful", "funder", "ledger_sequence")
     assert engine.dry_run(page).bytes_processed == expected_bytes(exported, EHO, cols, lo, NOW + S.UPPER_MARGIN)
     run = engine.run(page)
     assert run.bytes_processed == engine.dry_run(page).bytes_processed

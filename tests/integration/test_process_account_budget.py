@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 UTC = dt.timezone.utc
 WORKERS = 4
 PER_WORKER = 6
-# 10 MiB billed at $6.25/TiB = 60 micro-USD: the lineage query reads two tables (120), a page one (60)
+# 10 MiB billed at $6.25/TiB = 60 micro-USD: the state, the lineage query and a page read one table each
 PER_ACCOUNT = 180
 BUDGET_MICRO = PER_ACCOUNT * 13 + 100  # enough for 13 of the 24 accounts, and change
 
@@ -76,23 +76,35 @@ def spend_worker(args: tuple) -> list[tuple[str, str, str | None, str | None]]:
 
 @pytest.fixture(scope="module")
 def hubble_db(tmp_path_factory):
-    """Every account: one creation by genesis' child, three children (one page each)."""
+    """Every account: one creation by genesis' child, three children (one page each), its accounts_current row."""
     root = tmp_path_factory.mktemp("budget")
     funder = random_account()
-    ops, accounts, op = [], [], 1
+    ops, accounts, states, op = [], [], [], 1
     when = dt.datetime(2024, 1, 1, tzinfo=UTC)
+    start = dt.datetime(2015, 9, 30, 16, 46, 54, tzinfo=UTC)
+
+    def ledger(at):  # a ledger every 5 s, as the simulator closes them
+        return int((at - start).total_seconds()) // 5 + 1
+
+    def create(account, by, at, balance):
+        nonlocal op
+        ops.append({"op_id": ledger(at) << 32 | op << 12 | 1, "type": 0, "successful": True, "account": account, "funder": by,
+                    "starting_balance": balance, "closed_at": at, "ledger_sequence": ledger(at)})
+        op += 1
+
     for i in range(WORKERS * PER_WORKER):
         account = random_account()
         accounts.append(account)
-        ops.append({"op_id": op, "type": 0, "successful": True, "account": account, "funder": funder,
-                    "starting_balance": 5.0, "closed_at": when + dt.timedelta(days=i)})
-        op += 1
+        created = when + dt.timedelta(days=i)
+        create(account, funder, created, 5.0)
+        states.append({"account_id": account, "balance": 2.0, "flags": 0, "home_domain": "", "master_weight": 1,
+                       "threshold_low": 0, "threshold_medium": 0, "threshold_high": 0, "deleted": False,
+                       "batch_insert_ts": when, "sequence_number": ledger(created) << 32, "last_modified_ledger": ledger(created),
+                       "closed_at": created, "account_creation_date": created.replace(hour=0)})
         for k in range(3):
-            ops.append({"op_id": op, "type": 0, "successful": True, "account": random_account(), "funder": account,
-                        "starting_balance": 1.0, "closed_at": when + dt.timedelta(days=i, hours=k + 1)})
-            op += 1
+            create(random_account(), account, created + dt.timedelta(hours=k + 1), 1.0)
     write_export(root / "export", "enriched_history_operations", ops)
-    write_export(root / "export", "accounts_current", [])
+    write_export(root / "export", "accounts_current", states)
     load_duckdb(root / "hubble.duckdb", root / "export", "public")
     return root / "hubble.duckdb", accounts
 

@@ -89,7 +89,11 @@ def test_500_accounts_give_exactly_the_ground_truth(world, tmp_path):
         kinds_seen.update(truth["kinds"])
         out = outcomes[account]
         assert out.status == "COMPLETE" and out.pipeline_source == "BIGQUERY", (account, out)
-        assert out.queries == (1 if account == GENESIS_ACCOUNT else 2) or truth["children"]["total"] >= 10_000, out
+        if truth["children"]["total"] < 10_000:
+            # the state row, the lives query (a re-created account: one wider window; a deleted one: its
+            # last merge; a bumped sequence: the window widens up to twice), one page of children
+            extra = ("merged_gone" in truth["kinds"]) + 2 * ("bump_sequence" in truth["kinds"])
+            assert out.queries == 1 if account == GENESIS_ACCOUNT else 3 <= out.queries <= 3 + extra, (truth["kinds"], out)
         rec = c.store.get_lineage("public", account)
         events = c.store.get_creation_events("public", account)
         assert [(e.creator, iso(e.created_at), e.operation_id, format(e.starting_balance, "f")) for e in events] == [
@@ -119,11 +123,11 @@ def test_100000_children_are_each_stored_exactly_once(tmp_path_factory, tmp_path
     pipeline.request_lineage(c, "public", airdrop)
     out = process(c, "public", airdrop)
     assert out.status == "COMPLETE" and out.children == 100_000
-    assert out.queries == 1 + 10, "the lineage query and ten pages of 10,000"
+    assert out.queries == 2 + 10, "the state and lineage queries and ten pages of 10,000"
     kids = [edge.child for edge in c.store.iter_children("public", airdrop)]
     truth = network.truth(airdrop, children_limit=100_000)["children"]
     assert len(kids) == len(set(kids)) == 100_000
     assert set(kids) == {item["account"] for item in truth["items"]}
     rec = c.store.get_lineage("public", airdrop)
     assert rec.children_complete is True and rec.num_child_accounts == 100_000 and rec.children_cursor is None
-    assert len(c.store.get_spend_ledger("2026-01", 100)) == 11
+    assert len(c.store.get_spend_ledger("2026-01", 100)) == 12

@@ -46,15 +46,16 @@ def call(url: str, method: str = "GET", body: bytes | None = None, headers: dict
 
 
 @contextlib.contextmanager
-def search_function(env: dict, tmp_path: Path):
+def search_function(env: dict, tmp_path: Path, target: str = "search"):
+    """functions/<target>/main.py under functions-framework (search unless told), on a free port."""
     port = free_port()
-    log_path = tmp_path / "search.log"
+    log_path = tmp_path / f"{target}.log"
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "INTERNAL_TOKEN": "t", "CORS_ORIGINS": SITE,
                 "SEARCH_RATE_PER_MIN": "1000000", "SEARCH_BURST": "100000", "LOCAL_DISPATCHER_DB": str(tmp_path / "tasks.sqlite3"),
                 "STELLARMAP_QUEUE": "local", "HUBBLE_ENGINE": "none", "NO_PROXY": "127.0.0.1,localhost"}
     exe = Path(sys.executable).with_name("functions-framework")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(exe), "--target", "search", "--source", str(ROOT / "functions/search/main.py"),
+        proc = subprocess.Popen([str(exe), "--target", target, "--source", str(ROOT / f"functions/{target}/main.py"),
                                  "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=full_env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -67,7 +68,7 @@ def search_function(env: dict, tmp_path: Path):
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail("the search function did not start:\n" + log_path.read_text())
+                    pytest.fail(f"the {target} function did not start:\n" + log_path.read_text())
                 time.sleep(0.1)
         yield base, log_path
     finally:

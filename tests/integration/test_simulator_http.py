@@ -388,6 +388,13 @@ def test_hostile_tomls(sim, http, net):
     assert exchange in impostor["ACCOUNTS"] and net.home_domain(net.exchanges[0]) != "impersonator.toml.example"
     phishing = tomllib.loads(http.get(sim.toml_url("phishing-toml.example"), timeout=30).text)
     assert phishing["ACCOUNTS"] and "phishing-toml.example" in BLOCKED_DOMAINS
+    unicode = http.get(sim.toml_url("unicode-redirect.toml.example"), allow_redirects=False, timeout=30)
+    assert unicode.status_code == 302 and unicode.raw.headers["Location"].encode("latin-1").decode() == "/.well-known/stellar.toml?lang=español"
+    target = http.get(sim.toml_url("unicode-redirect.toml.example") + "?lang=espa%C3%B1ol", timeout=30)
+    assert tomllib.loads(target.text)["DOCUMENTATION"]["ORG_NAME"] == "Unicode Redirect"
+    for deep in ("nested-arrays.toml.example", "nested-tables.toml.example"):
+        with pytest.raises(RecursionError):
+            tomllib.loads(http.get(sim.toml_url(deep), timeout=30).text)
 
 
 def test_toml_for_unknown_or_hostile_string_domains_is_404(sim, http, net):

@@ -2,6 +2,7 @@
 and every failure path (400 / 404 / 405 / 503 with a code and a message, nothing raw reaching the store)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from decimal import Decimal
@@ -165,7 +166,7 @@ def test_huge_fan_out_gets_a_precomputed_summary_and_one_page(env):
     expected = sorted(balances, key=lambda k: (-balances[k], k))[:10]
     assert top == expected and s["top_by_balance"][0]["xlm_balance"] == "100000000.5"
     assert len(body["tree"]["children"]) == 1000 and body["children_page"]["as_of"] is None  # read live
-    # The landing view (default page size): two row reads, the account and its precomputed view.
+    # The landing view (default page size): the account, its precomputed view, and its lives (two partitions).
     rec = recording(c.store)
     try:
         client2 = app_for(stats.handle, container(rec, clock)).test_client()
@@ -173,7 +174,7 @@ def test_huge_fan_out_gets_a_precomputed_summary_and_one_page(env):
         reads = [name for name, _ in rec.calls]
     finally:
         rec.close()
-    assert reads == ["_get_lineage", "_get_children_summary"]
+    assert reads == ["_get_lineage", "_get_children_summary", "_get_creation_events", "_get_merge_events"]
     assert [n["account"] for n in landing["tree"]["children"]] == kids[:100]
     assert landing["tree"]["more"] == {"count": 2400, "next_cursor": kids[99]}
     assert landing["children_page"]["as_of"] == "2026-04-01T12:00:00Z" and landing["children_page"]["next_cursor"] == kids[99]
@@ -201,6 +202,30 @@ def test_huge_fan_out_gets_a_precomputed_summary_and_one_page(env):
     assert body["summary"]["computed_at"] == "2026-04-01T14:00:00Z"
 
 
+def test_landing_views_follow_ancestors_and_children_that_complete(env):
+    c, client, clock = env
+    parent, creator = random_account(), random_account()
+    kids = sorted(random_account() for _ in range(150))
+    c.store.add_children("public", creator, [ChildEdge("public", creator, k, T0, str(j)) for j, k in enumerate(kids)])
+    c.store.put_lineage("public", parent)  # known only as the creator: its own lineage not run yet
+    c.store.transition_lineage("public", creator, None, "PROCESSING", stellar_creator_account=parent, num_child_accounts=150)
+    pipeline.complete_account(c, "public", creator, "API", num_child_accounts=150)
+    status, body = get(client, f"/account-lineage?account={creator}")
+    assert body["children_page"]["as_of"] is not None and [a["account"] for a in body["ancestors"]] == [parent]
+    # The ancestor's own lineage completes (its creator is genesis): shown at once, not an hour later.
+    assert c.store.transition_lineage("public", parent, (None,), "PROCESSING", stellar_creator_account=GENESIS_ACCOUNT)
+    pipeline.complete_account(c, "public", parent, "API")
+    status, body = get(client, f"/account-lineage?account={creator}")
+    assert [(a["account"], a["status"]) for a in body["ancestors"]] == [(GENESIS_ACCOUNT, None), (parent, "COMPLETE")]
+    # A child on the landing page completes: its node is replaced in the stored view at once.
+    c.store.transition_lineage("public", kids[3], None, "PROCESSING", stellar_creator_account=creator, xlm_balance=Decimal("7"))
+    pipeline.complete_account(c, "public", kids[3], "API")
+    status, body = get(client, f"/account-lineage?account={creator}")
+    node = body["tree"]["children"][3]
+    assert body["children_page"]["as_of"] is not None, "still the precomputed page"
+    assert (node["account"], node["status"], node["xlm_balance"]) == (kids[3], "COMPLETE", "7")
+
+
 def test_account_lineage_export_formats(env):
     c, client, clock = env
     chain = _chain(c.store, 2)
@@ -218,6 +243,19 @@ def test_account_lineage_export_formats(env):
     assert [n["account"] for n in whole["children"]] == [chain[2]]
     status, body = get(client, f"/account-lineage?account={random_account()}&format=csv")
     assert status == 404 and body["error"]["code"] == "account_not_found"
+
+
+@contextlib.contextmanager
+def recorded_client(env):
+    """(client, recording store, a COMPLETE account): the client's store calls are listed in rec.calls."""
+    c, _, clock = env
+    acct = random_account()
+    c.store.put_lineage("public", acct, status="COMPLETE")
+    rec = recording(c.store)
+    try:
+        yield app_for(stats.handle, container(rec, clock)).test_client(), rec, acct
+    finally:
+        rec.close()
 
 
 @pytest.mark.parametrize(
@@ -241,18 +279,11 @@ def test_account_lineage_export_formats(env):
     ],
 )
 def test_account_lineage_failures_touch_nothing(env, query, status, code):
-    c, client, clock = env
-    acct = random_account()
-    c.store.put_lineage("public", acct, status="COMPLETE")
-    rec = recording(c.store)
-    try:
-        client2 = app_for(stats.handle, container(rec, clock)).test_client()
+    with recorded_client(env) as (client2, rec, acct):
         got, body = get(client2, "/account-lineage?" + query.format(acct=acct, unknown=random_account()))
         assert got == status and body["error"]["code"] == code and body["error"]["message"]
         if status == 400:
             assert [n for n, _ in rec.calls if n not in ("_get_config",)] == []  # validated before any read
-    finally:
-        rec.close()
 
 
 # ------------------------------------------------------------------ /hva-leaderboard and /hva-changes
@@ -319,6 +350,39 @@ def test_hva_route_failures(env, url, code):
         url = "/hva-changes?network=%20"
     status, body = get(client, url)
     assert status == 400 and body["error"]["code"] == code and body["error"]["message"]
+
+
+# Digits of other scripts: str.isdigit() takes '²' and '①' (int() refuses them: once a 503 "store did not
+# answer"), and int()/Decimal() read Arabic-Indic or fullwidth digits. Numbers are ASCII only: a 400.
+OTHER_DIGITS = ["²", "①", "١٢", "۱۲", "１２", "𝟙𝟚", "1²", "-①"]
+
+
+DIGIT_CASES = [
+    ("/pending-accounts?limit={d}", "invalid_limit"),
+    ("/stage-executions?account={acct}&limit={d}", "invalid_limit"),
+    ("/account-lineage?account={acct}&limit={d}", "invalid_limit"),
+    ("/hva-leaderboard?limit={d}", "invalid_limit"),
+    ("/hva-leaderboard?threshold={d}", "invalid_threshold"),
+    ("/hva-leaderboard?threshold=١٠٠٠٠", "invalid_threshold"),  # 10000 in Arabic-Indic digits: a real threshold, refused
+    ("/hva-changes?threshold={d}", "invalid_threshold"),
+    ("/hva-changes?limit={d}", "invalid_limit"),
+    ("/hva-changes?since=٢٠٢٦-04-01T00:00:00Z", "invalid_since"),
+    ("/hva-changes?since=2026-04-0{d}T00:00:00Z", "invalid_since"),
+    ("/query?table=account_lineage&limit={d}", "invalid_limit"),
+    ("/query?preset=failed_stages&limit={d}", "invalid_limit"),
+    ("/query?preset=high_xlm_balance&value={d}", "invalid_value"),
+    ("/query?preset=hva_accounts&value={d}", "invalid_value"),
+    ("/query?table=account_lineage&filters=" + json.dumps([{"column": "xlm_balance", "op": ">", "value": "{d}"}]), "invalid_value"),
+]
+
+
+def test_numbers_in_other_scripts_digits_are_400_and_read_nothing(env):
+    with recorded_client(env) as (client2, rec, acct):  # one store for every case: no keyspace churn on Cassandra
+        for url, code in DIGIT_CASES:
+            for digits in OTHER_DIGITS if "{d}" in url else [""]:
+                status, body = get(client2, url.replace("{acct}", acct).replace("{d}", digits))
+                assert status == 400 and body["error"]["code"] == code and body["error"]["message"], (url, digits, status, body)
+        assert [n for n, _ in rec.calls if n != "_get_config"] == [], "refused before any read"
 
 
 # ------------------------------------------------------------------ /query

@@ -96,3 +96,24 @@ def test_export_errors_before_the_first_chunk(c):
         export_lineage(c.store, "public", random_account(), "xlsx")
     with pytest.raises(ExportNotFound):
         export_lineage(c.store, "public", random_account(), "json")
+
+
+def test_every_export_format_says_how_complete_the_children_are(c):
+    account, child = random_account(), random_account()
+    c.store.put_lineage("public", account, stellar_creator_account=GENESIS_ACCOUNT, account_creation_date=T0, status="COMPLETE",
+                        num_child_accounts=1, children_complete=False, children_gap="history_pruned", creation_ledger=35_000_000,
+                        children_visible_from=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc))
+    c.store.add_children("public", account, [ChildEdge("public", account, child, T0, "1")])
+    words = "1 child found; history before 2025-01-01 is not visible without Hubble"
+    body = json.loads("".join(export_lineage(c.store, "public", account, "json")))
+    assert body["completeness"]["message"] == words and body["completeness"]["reason"] == "history_pruned"
+    assert body["account_node"]["creation_ledger"] == 35_000_000 and body["account_node"]["lives"] == []
+    rows = list(csv.DictReader(io.StringIO("".join(export_lineage(c.store, "public", account, "csv")))))
+    root = [r for r in rows if r["relation"] == "account"][0]
+    assert root["completeness"] == words and root["creation_ledger"] == "35000000"
+    assert [r["completeness"] for r in rows if r["relation"] == "child"] == [""]
+    tree = ET.fromstring("".join(export_lineage(c.store, "public", account, "graphml")))
+    ns = {"g": "http://graphml.graphdrawing.org/xmlns"}
+    graph_data = {d.get("key"): d.text for d in tree.find("g:graph", ns).findall("g:data", ns)}
+    assert graph_data == {"children_complete": "false", "children_found": "1", "completeness_reason": "history_pruned",
+                          "completeness": words}

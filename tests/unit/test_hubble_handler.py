@@ -19,7 +19,9 @@ from common.domain import GENESIS_ACCOUNT
 from common.handlers.process_account import handle, process
 from common.hubble.duckdb_engine import DuckDBHubble
 from common.hubble.port import Hubble, HubbleUnavailable
-from common.hubble.sql import ChildCursor
+from common.hubble.sql import NETWORK_START as STARTS, ChildCursor
+
+NETWORK_START = STARTS["public"]
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
 from local.hubble_load import load_duckdb, write_export
@@ -37,6 +39,10 @@ def t(y, m, d, s=0):
     return dt.datetime(y, m, d, 12, 0, s, tzinfo=UTC)
 
 
+def ledger(when: dt.datetime) -> int:
+    return int((when - NETWORK_START).total_seconds()) // 5 + 1
+
+
 class World:
     """A tiny network with every case the Hubble path must get right."""
 
@@ -45,11 +51,17 @@ class World:
         self.kids = [random_account() for _ in range(25)]
         G = GENESIS_ACCOUNT
         ops = []
-        op = iter(range(1000, 100000))
+        op = iter(range(1, 4000))
+        self.created: dict[str, dt.datetime] = {}  # the last creation of each account
+
+        def toid(when):  # operation ids are TOIDs: ledger << 32 | tx << 12 | op (a ledger every 5 s)
+            return ledger(when) << 32 | next(op) << 12 | 1
 
         def create(funder, account, when, ok=True, balance=10.0):
-            ops.append({"op_id": next(op), "type": 0, "successful": ok, "account": account, "funder": funder,
-                        "starting_balance": balance, "closed_at": when})
+            ops.append({"op_id": toid(when), "type": 0, "successful": ok, "account": account, "funder": funder,
+                        "starting_balance": balance, "closed_at": when, "ledger_sequence": ledger(when)})
+            if ok:
+                self.created[account] = when
 
         create(G, self.A, t(2016, 1, 1))
         create(G, self.OLD, t(2016, 2, 1))
@@ -57,8 +69,13 @@ class World:
         create(self.A, self.B, t(2017, 2, 1))
         create(self.A, self.C, t(2017, 3, 1))
         create(self.A, self.M, t(2018, 1, 1), balance=1.2345678)
-        ops.append({"op_id": next(op), "type": 8, "successful": True, "account": self.M, "funder": None,
-                    "starting_balance": None, "closed_at": t(2018, 6, 1)})  # account_merge of M
+        ops.append({"op_id": toid(t(2018, 6, 1)), "type": 8, "successful": True, "account": self.M, "funder": None, "into": self.A,
+                    "starting_balance": None, "closed_at": t(2018, 6, 1), "ledger_sequence": ledger(t(2018, 6, 1))})  # account_merge of M
+        self.GONE, self.BUMPED = random_account(), random_account()
+        create(self.A, self.BUMPED, t(2017, 4, 1))
+        create(self.A, self.GONE, t(2018, 2, 1))
+        ops.append({"op_id": toid(t(2018, 3, 1)), "type": 8, "successful": True, "account": self.GONE, "funder": None, "into": self.C,
+                    "starting_balance": None, "closed_at": t(2018, 3, 1), "ledger_sequence": ledger(t(2018, 3, 1))})
         create(self.B, self.X, t(2018, 5, 5))
         create(self.B, self.M, t(2019, 6, 1), balance=2.0)  # M re-created by B
         create(self.A, self.Y, t(2019, 7, 1))
@@ -68,18 +85,30 @@ class World:
             create(self.X, kid, t(2020, 1 + i // 4, 1, s=i // 2))
             if i % 8 == 0:
                 create(self.X, random_account(), t(2020, 1 + i // 4, 2), ok=False)
-        ops.append({"op_id": next(op), "type": 1, "successful": True, "account": None, "funder": None,
-                    "starting_balance": None, "closed_at": t(2021, 1, 1)})  # a payment
+        ops.append({"op_id": toid(t(2021, 1, 1)), "type": 1, "successful": True, "account": None, "funder": None,
+                    "starting_balance": None, "closed_at": t(2021, 1, 1), "ledger_sequence": ledger(t(2021, 1, 1))})  # a payment
         self.operations = ops
 
+        first = {}
+        for o in ops:
+            if o["type"] == 0 and o["successful"]:
+                first.setdefault(o["account"], o["closed_at"])
+
         def state(account, balance, flags=0, domain="", at=NOW):
+            made = self.created.get(account, NETWORK_START)
             return {"account_id": account, "balance": balance, "flags": flags, "home_domain": domain, "master_weight": 1,
-                    "threshold_low": 0, "threshold_medium": 0, "threshold_high": 0, "deleted": False, "batch_insert_ts": at}
+                    "threshold_low": 0, "threshold_medium": 0, "threshold_high": 0, "deleted": False, "batch_insert_ts": at,
+                    "sequence_number": ledger(made) << 32 | 7, "last_modified_ledger": ledger(made) + 100,
+                    "closed_at": made + dt.timedelta(seconds=500),
+                    "account_creation_date": first.get(account, made).replace(hour=0, minute=0, second=0)}
 
         self.accounts = [
             state(self.A, 5000.0), state(self.B, 12.5, flags=3, domain="b.example"), state(self.C, 1.0),
-            state(self.M, 3.0, at=STALE), state(self.X, 777.0, domain="x.example"), state(self.OLD, 1.0),
+            state(self.M, 3.0, at=STALE), state(self.X, 777.0, domain="x.example"), state(self.OLD, 1.0), state(self.Y, 1.0),
             {**state(G, 100.0), "home_domain": None},
+            {**state(self.GONE, 0.0), "deleted": True, "last_modified_ledger": ledger(t(2018, 3, 1)), "closed_at": t(2018, 3, 1)},
+            # bump_sequence to a ledger of 2020: seq >> 32 is only an upper bound of its creation; no first-batch date known
+            {**state(self.BUMPED, 2.0), "sequence_number": ledger(t(2020, 6, 1)) << 32, "account_creation_date": None},
         ] + [state(k, 10.0) for k in self.kids]
 
     def children_of(self, creator):
@@ -106,6 +135,7 @@ class CountingHubble(Hubble):
         self.inner = inner
         self.fail_run_at = fail_run_at
         self.runs: list[str] = []
+        self.queries: list = []
         self.dry_runs = 0
 
     def tables(self, network):
@@ -117,6 +147,7 @@ class CountingHubble(Hubble):
 
     def run(self, query, max_bytes_billed=None, job_id=None):
         self.runs.append(query.purpose)
+        self.queries.append(query)
         if self.fail_run_at is not None and len(self.runs) == self.fail_run_at:
             raise HubbleUnavailable("connection reset by peer")
         return self.inner.run(query, max_bytes_billed, job_id)
@@ -181,11 +212,11 @@ def children(c, account):
 
 
 # ---------------------------------------------------------------------------------- the Hubble path
-def test_a_new_account_takes_two_queries_and_is_complete(world, make):
+def test_a_new_account_takes_three_small_queries_and_is_complete(world, make):
     c = make()
     out = run(c, world.X)
     assert out.status == "COMPLETE" and out.pipeline_source == "BIGQUERY"
-    assert c.hubble.runs == ["lineage", "children"] and out.queries == 2 and out.dry_runs == 2
+    assert c.hubble.runs == ["state", "lineage", "children"] and out.queries == 3 and out.dry_runs == 3
     rec = c.store.get_lineage("public", world.X)
     assert rec.status == "COMPLETE" and rec.pipeline_source == "BIGQUERY"
     assert rec.stellar_creator_account == world.B and rec.account_creation_date == t(2018, 5, 5)
@@ -204,7 +235,7 @@ def test_a_new_account_takes_two_queries_and_is_complete(world, make):
     stages = {s.stage: s.status for s in c.store.get_stage_executions("public", world.X)}
     assert stages == {"hubble_lineage": "SUCCESS", "expansion": "SUCCESS"}
     month = c.store.get_spend_ledger("2026-01", 10)
-    assert sorted(e["purpose"] for e in month) == ["children", "lineage"]
+    assert sorted(e["purpose"] for e in month) == ["children", "lineage", "state"]
     assert c.store.month_spend_micro_usd("2026-01") == sum(e["cost_micro_usd"] for e in month) > 0
 
 
@@ -222,12 +253,45 @@ def test_a_merged_then_recreated_account_keeps_both_creation_events(world, make)
     events = c.store.get_creation_events("public", world.M)
     assert [(e.creator, e.created_at) for e in events] == [(world.A, t(2018, 1, 1)), (world.B, t(2019, 6, 1))]
     assert [e.starting_balance for e in events] == [Decimal("1.2345678"), Decimal("2.0000000")]
+    assert [e.ledger for e in events] == [ledger(t(2018, 1, 1)), ledger(t(2019, 6, 1))]
     rec = c.store.get_lineage("public", world.M)
     assert rec.stellar_creator_account == world.A and rec.account_creation_date == t(2018, 1, 1)
+    assert rec.creation_ledger == ledger(t(2019, 6, 1)) and rec.deleted is False and rec.merged_at is None
+    merges = c.store.get_merge_events("public", world.M)
+    assert [(m.merged_at, m.merged_into, m.ledger) for m in merges] == [(t(2018, 6, 1), world.A, ledger(t(2018, 6, 1)))]
     # B's crawl finds M again (the re-creation): M keeps the creator of its first creation
     run(c, world.B)
     assert world.M in children(c, world.B)
     assert c.store.get_lineage("public", world.M).stellar_creator_account == world.A
+
+
+def test_a_merged_account_that_is_gone_is_complete_with_its_merge(world, make):
+    c = make()
+    out = run(c, world.GONE)
+    assert out.status == "COMPLETE"
+    rec = c.store.get_lineage("public", world.GONE)
+    assert rec.status == "COMPLETE" and rec.stellar_creator_account == world.A and rec.deleted is True
+    assert (rec.merged_at, rec.merged_into, rec.xlm_balance) == (t(2018, 3, 1), world.C, None)
+    assert rec.creation_ledger == ledger(t(2018, 2, 1))
+    assert c.hubble.runs == ["state", "lineage", "lineage", "children"], "the last merge: a one-second window"
+
+
+def test_the_lineage_window_is_narrow_and_widens_only_when_it_finds_nothing(world, make):
+    c = make()
+    run(c, world.X)
+    narrow = c.hubble.queries[1].param_values()
+    assert narrow["ledger_hi"] == ledger(t(2018, 5, 5)) and narrow["hi"] - narrow["lo"] <= dt.timedelta(days=3)
+    c2 = make()
+    run(c2, world.BUMPED)  # its sequence was bumped: the narrow window around seq >> 32 is empty
+    rec = c2.store.get_lineage("public", world.BUMPED)
+    assert rec.status == "COMPLETE" and rec.stellar_creator_account == world.A
+    assert rec.creation_ledger == ledger(t(2017, 4, 1)), "the creating operation's ledger wins"
+    windows = [q.param_values() for q in c2.hubble.queries if q.purpose == "lineage"]
+    # narrow, then the window seq >> 32 surely closed in, then everything before it: each wider
+    assert len(windows) == 3 and windows[-1]["lo"] < t(2017, 4, 1) < windows[-1]["hi"]
+    assert all(w["ledger_hi"] == ledger(t(2020, 6, 1)) for w in windows)
+    spans = [w["hi"] - w["lo"] for w in windows]
+    assert spans == sorted(spans) and spans[0] <= dt.timedelta(days=30)  # the nearest known point is 3 years away
 
 
 def test_a_later_crawl_corrects_a_child_first_seen_through_its_recreation(world, make):
@@ -242,7 +306,7 @@ def test_a_later_crawl_corrects_a_child_first_seen_through_its_recreation(world,
 def test_children_are_paged_each_exactly_once(world, make):
     c = make({"children_page_size_bq": 4})
     out = run(c, world.X)
-    assert out.status == "COMPLETE" and c.hubble.runs == ["lineage"] + ["children"] * 7
+    assert out.status == "COMPLETE" and c.hubble.runs == ["state", "lineage"] + ["children"] * 7
     got = children(c, world.X)
     assert len(got) == len(set(got)) == 25 and set(got) == set(world.kids)
 
@@ -250,7 +314,7 @@ def test_children_are_paged_each_exactly_once(world, make):
 def test_the_children_cap_stops_paging(world, make):
     c = make({"children_page_size_bq": 4, "children_max": 10})
     out = run(c, world.X)
-    assert out.status == "COMPLETE" and c.hubble.runs == ["lineage"] + ["children"] * 3 + ["children_count"]
+    assert out.status == "COMPLETE" and c.hubble.runs == ["state", "lineage"] + ["children"] * 3 + ["children_count"]
     rec = c.store.get_lineage("public", world.X)
     assert rec.num_child_accounts == 25 and rec.children_complete is False
     assert set(children(c, world.X)) == set(world.kids[:10]), "the oldest children first"
@@ -314,37 +378,38 @@ def assert_fell_back(c, account, out, code, source="BIGQUERY_WITH_API_FALLBACK")
     [
         ({"cost_limit_usd": "0"}, "guard_cost_limit"),
         ({"size_limit_bytes": 1000}, "guard_size_limit"),
-        ({"monthly_budget_usd": "0.0001"}, "guard_budget_exhausted"),
+        ({"monthly_budget_usd": "0.0001"}, "guard_budget_exhausted"),  # 100 micro-USD: the state read (60), not the lineage
     ],
 )
 def test_a_guard_refusal_falls_back_with_the_right_source(world, make, config, code):
     c = make(config)
     out = run(c, world.X)
     assert_fell_back(c, world.X, out, code)
-    assert c.hubble.runs == [] and c.store.month_spend_micro_usd("2026-01") == 0
+    bought = ["state"] if code == "guard_budget_exhausted" else []
+    assert c.hubble.runs == bought and c.store.month_spend_micro_usd("2026-01") == 60 * len(bought)
     stage = [s for s in c.store.get_stage_executions("public", world.X) if s.stage == "hubble_lineage"][0]
     assert stage.status == "SKIPPED" and "cost guard" in stage.error_message
 
 
 def test_the_budget_running_out_between_pages_falls_back(world, make):
-    # 10 MiB at $6.25/TiB is 60 micro-USD: enough for the lineage query (20 MiB, two tables) and
-    # two 10 MiB pages (240 micro-USD), not for the third page
+    # 10 MiB at $6.25/TiB is 60 micro-USD: enough for the state and lineage queries (10 MiB each)
+    # and two 10 MiB pages (240 micro-USD), not for the third page
     c = make({"children_page_size_bq": 4, "monthly_budget_usd": "0.00025"})
     out = run(c, world.X)
     assert_fell_back(c, world.X, out, "guard_budget_exhausted")
-    assert c.hubble.runs == ["lineage", "children", "children"]
+    assert c.hubble.runs == ["state", "lineage", "children", "children"]
     assert len(c.store.get_creation_events("public", world.X)) == 1, "what was bought is kept"
 
 
 def test_hubble_unreachable_falls_back_and_loses_nothing(world, make, tmp_path):
     c = make(hubble=DuckDBHubble(tmp_path / "missing.duckdb"))
     out = run(c, world.X)
-    assert_fell_back(c, world.X, out, "hubble_unavailable")
+    assert_fell_back(c, world.X, out, "hubble_unavailable", source="API")  # no Hubble query could be tried
 
 
 def test_hubble_failing_mid_crawl_falls_back_and_clears_its_checkpoint(world, make):
     c = make({"children_page_size_bq": 4})
-    c.hubble.fail_run_at = 4  # lineage, page 1, page 2, then the connection drops
+    c.hubble.fail_run_at = 5  # state, lineage, page 1, page 2, then the connection drops
     out = run(c, world.X)
     assert_fell_back(c, world.X, out, "hubble_unavailable")
     assert len(children(c, world.X)) == 8
@@ -356,7 +421,7 @@ def test_an_account_not_in_hubble_falls_back(world, make):
     c = make()
     out = run(c, world.U)
     assert_fell_back(c, world.U, out, "not_in_hubble")
-    assert c.hubble.runs == ["lineage"]
+    assert c.hubble.runs == ["state"], "no accounts_current row: no scan of the history"
 
 
 def test_bad_data_from_hubble_falls_back(world, make):
@@ -384,7 +449,7 @@ def test_mode_changes_take_effect_at_run_time(world, make):
 def test_no_hubble_engine_falls_back(world, make):
     c = make(hubble=None, settings=Settings.from_env(env={}, hubble_engine="none"))
     out = run(c, world.X)
-    assert_fell_back(c, world.X, out, "hubble_disabled")
+    assert_fell_back(c, world.X, out, "hubble_disabled", source="API")  # the Hubble path was never possible
 
 
 def test_a_network_without_hubble_data_falls_back(world, make):
@@ -392,18 +457,18 @@ def test_a_network_without_hubble_data_falls_back(world, make):
     account = random_account()
     pipeline.request_lineage(c, "testnet", account)
     out = process(c, "testnet", account)
-    assert out.status == "HANDED_TO_API" and out.reason.startswith("hubble_no_network")
+    assert out.status == "HANDED_TO_API" and out.reason.startswith("hubble_no_network") and out.pipeline_source == "API"
 
 
 def test_the_age_filter_before_and_after_the_lineage_query(world, make):
     c = make({"api_age_filter_years": 9})
     out = run(c, world.OLD)  # created 2016-02: older than 9 years on 2026-01-01, known only after the query
     assert_fell_back(c, world.OLD, out, "age_filter")
-    assert c.hubble.runs == ["lineage"]
+    assert c.hubble.runs == ["state", "lineage"]
     c2 = make({"api_age_filter_years": 9})
     c2.store.put_lineage("public", world.OLD, stellar_creator_account=GENESIS_ACCOUNT, account_creation_date=t(2016, 2, 1))
     out = run(c2, world.OLD)  # known from its parent's crawl: no query at all
-    assert out.status == "HANDED_TO_API" and c2.hubble.runs == []
+    assert out.status == "HANDED_TO_API" and c2.hubble.runs == [] and out.pipeline_source == "API"
     c3 = make({"api_age_filter_years": 9})
     assert run(c3, world.X).status == "COMPLETE", "younger accounts keep the Hubble path"
 
@@ -442,7 +507,7 @@ def test_a_crash_mid_crawl_resumes_from_the_checkpoint(world, make, tmp_path):
     assert rec.status == "PENDING" and rec.retry_count == 1 and ChildCursor.is_hubble(rec.children_cursor)
     assert rec.num_child_accounts == 8
     runs_before = list(c.hubble.runs)
-    assert runs_before == ["lineage", "children", "children", "children"]
+    assert runs_before == ["state", "lineage", "children", "children", "children"]
     c.store.fail_add_children_at = None
     out = process(c, "public", world.X)  # the queue's retry
     assert out.status == "COMPLETE"
@@ -483,7 +548,7 @@ def test_http_happy_path(world, make):
     pipeline.request_lineage(c, "public", world.X)
     resp = call(c, {"network": "public", "account": world.X, "purpose": "lineage", "generation": 0})
     body = resp.get_json()
-    assert resp.status_code == 200 and body["status"] == "COMPLETE" and body["queries"] == 2 and body["children"] == 25
+    assert resp.status_code == 200 and body["status"] == "COMPLETE" and body["queries"] == 3 and body["children"] == 25
     assert body["cost_usd"].startswith("0.000")
     resp = call(c, {"network": "public", "account": world.X, "purpose": "lineage", "generation": 0})
     assert resp.status_code == 200 and resp.get_json()["status"] == "SKIPPED"

@@ -65,3 +65,52 @@ def test_siblings_exclude_the_account(store):
 
 def test_unknown_account_is_none(store):
     assert lineage_view(store, "public", random_account()) is None
+
+
+def test_lives_and_the_merge_of_an_account_that_is_gone(store):
+    from common.domain import CreationEvent, MergeEvent
+
+    account, c1, c2 = random_account(), random_account(), random_account()
+    t1, t2, t3, t4 = (T0 + dt.timedelta(days=d) for d in (0, 30, 90, 200))
+    store.add_creation_event(CreationEvent("public", account, t1, "expert:1577836800", c1, source="EXPERT"))
+    store.add_merge_event(MergeEvent("public", account, t2, "500", c1, 31_000_000, "HORIZON"))
+    store.add_creation_event(CreationEvent("public", account, t3, "600", c2, None, None, "HORIZON", 32_000_000))
+    store.add_merge_event(MergeEvent("public", account, t4, "700", c2, 33_000_000, "HORIZON"))
+    store.put_lineage("public", account, stellar_creator_account=c1, account_creation_date=t1, status="COMPLETE",
+                      creation_ledger=32_000_000, deleted=True, merged_at=t4, merged_into=c2, children_complete=True)
+    body = lineage_view(store, "public", account)
+    tree = body["tree"]
+    assert (tree["creation_ledger"], tree["merged_into"], tree["deleted"]) == (32_000_000, c2, True)
+    assert tree["merged_at"] == "2020-07-19T00:00:00Z"
+    assert [(life["creator"], life["creation_ledger"], life["merged_into"]) for life in tree["lives"]] == [
+        (c1, None, c1), (c2, 32_000_000, c2)]
+    assert tree["lives"][0]["source"] == "EXPERT" and tree["lives"][1]["merged_at"] == "2020-07-19T00:00:00Z"
+    assert body["completeness"] == {"children_complete": True, "children_found": 0, "reason": None, "message": None,
+                                    "visible_from": None}
+
+
+@pytest.mark.parametrize("gap, words", [
+    ("history_pruned", "4 children found; history before 2025-01-01 is not visible without Hubble"),
+    ("hubble_budget", "4 children found; children created before 2025-01-01 need Hubble, whose cost guard refused the query"),
+    ("hubble_unavailable", "4 children found; children created before 2025-01-01 need Hubble, which could not be used"),
+])
+def test_incomplete_children_are_said_in_words(store, gap, words):
+    account = random_account()
+    store.put_lineage("public", account, stellar_creator_account=GENESIS_ACCOUNT, status="COMPLETE", num_child_accounts=4,
+                      children_complete=False, children_gap=gap, children_visible_from=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc))
+    got = lineage_view(store, "public", account)["completeness"]
+    assert got == {"children_complete": False, "children_found": 4, "reason": gap, "message": words,
+                   "visible_from": "2025-01-01T00:00:00Z"}
+
+
+def test_older_rows_and_running_crawls_are_never_silently_complete(store):
+    old, running, unknown = random_account(), random_account(), random_account()
+    store.put_lineage("public", old, stellar_creator_account=GENESIS_ACCOUNT, status="COMPLETE", num_child_accounts=1,
+                      children_complete=False, pipeline_source="API")  # stored before children_gap existed
+    store.put_lineage("public", running, status="PROCESSING", num_child_accounts=7)
+    store.put_lineage("public", unknown, status="COMPLETE", children_complete=False, children_gap="history_pruned")
+    assert lineage_view(store, "public", old)["completeness"]["message"] == (
+        "1 child found; history before Horizon's oldest ledger is not visible without Hubble")
+    got = lineage_view(store, "public", running)["completeness"]
+    assert got["children_complete"] is False and got["message"] == "the children crawl has not finished: 7 children found so far"
+    assert lineage_view(store, "public", unknown)["completeness"]["message"].startswith("creator unknown; 0 children found")
