@@ -86,12 +86,13 @@ def _seed(db_path: str, n_accounts: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def _function(tmp: Path, name: str, env: dict, source: Path | None = None):
+def _function(tmp: Path, name: str, env: dict, source: Path | None = None, target: str = "search"):
+    """functions-framework serving functions/<target>/main.py (or `source`) on a free port, until the block ends."""
     port = _free_port()
     log = open(tmp / f"{name}.log", "wb")
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "NO_PROXY": "127.0.0.1,localhost"}
     exe = Path(sys.executable).with_name("functions-framework")
-    proc = subprocess.Popen([str(exe), "--target", "search", "--source", str(source or ROOT / "functions/search/main.py"),
+    proc = subprocess.Popen([str(exe), "--target", target, "--source", str(source or ROOT / f"functions/{target}/main.py"),
                              "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:

@@ -1,18 +1,19 @@
-"""The per-client limit of the public search function.
+"""Per-client limits of the public functions (search, and stats: common/stats/limits.py).
 
 GCRA (the generic cell rate algorithm, what Horizon uses): each client may send `burst` requests
 at once, then `rate_per_min` a minute. The state is one timestamp per client (the theoretical
 arrival time), kept for at most `max_clients` clients (least recently seen forgotten first), so a
-flood of distinct addresses cannot exhaust memory.
+flood of distinct addresses cannot exhaust memory. ConcurrencyLimiter bounds work that lasts
+(stats exports): at most `per_client` at once per client and `total` per instance.
 
 It is per process: each function instance limits its own callers. On GCP the instances are
 bounded by the function's max_instances, so the global limit is at most max_instances times this
-one; the point is to stop a single client from hammering search (and the queues behind it).
+one; the point is to stop a single client from hammering a function (and what is behind it).
 
 The client is the TCP peer, or, behind proxies the deployment trusts (SEARCH_TRUSTED_PROXY_HOPS,
-e.g. 1 behind Google's front end, which appends the caller's address to X-Forwarded-For), the
-address that many hops from the right of X-Forwarded-For. Entries left of the trusted ones are
-chosen by the caller and are never used.
+read by both public functions; 1 behind Google's front end, which appends the caller's address to
+X-Forwarded-For; Terraform sets it), the address that many hops from the right of
+X-Forwarded-For. Entries left of the trusted ones are chosen by the caller and are never used.
 """
 from __future__ import annotations
 
@@ -45,21 +46,13 @@ class ClientRateLimiter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings) -> "ClientRateLimiter":
-        def number(name: str, default: float, cast) -> float:
-            raw = settings.optional(name, default)
-            try:
-                value = cast(raw)
-            except (TypeError, ValueError):
-                raise ConfigError(name, f"must be a number, got {raw!r}") from None
-            if value <= 0:
-                raise ConfigError(name, f"must be > 0, got {raw!r}")
-            return value
-
+    def from_settings(cls, settings, prefix: str = "SEARCH", rate_per_min: float = DEFAULT_RATE_PER_MIN, burst: int = DEFAULT_BURST,
+                      max_clients_variable: str = "SEARCH_MAX_CLIENTS") -> "ClientRateLimiter":
+        """From {prefix}_RATE_PER_MIN, {prefix}_BURST and the max-clients variable, else the defaults given."""
         return cls(
-            number("SEARCH_RATE_PER_MIN", DEFAULT_RATE_PER_MIN, float),
-            int(number("SEARCH_BURST", DEFAULT_BURST, int)),
-            int(number("SEARCH_MAX_CLIENTS", DEFAULT_MAX_CLIENTS, int)),
+            positive_setting(settings, f"{prefix}_RATE_PER_MIN", rate_per_min, float),
+            int(positive_setting(settings, f"{prefix}_BURST", burst, int)),
+            int(positive_setting(settings, max_clients_variable, DEFAULT_MAX_CLIENTS, int)),
         )
 
     def check(self, client: str, now: float) -> tuple[bool, int]:
@@ -81,6 +74,53 @@ class ClientRateLimiter:
     def clients(self) -> int:
         with self._lock:
             return len(self._tat)
+
+
+class ConcurrencyLimiter:
+    """At most `per_client` running at once per client, and `total` in this process."""
+
+    def __init__(self, per_client: int, total: int):
+        if per_client < 1 or total < 1:
+            raise ValueError("per_client and total must be >= 1")
+        self.per_client = int(per_client)
+        self.total = int(total)
+        self._running: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, client: str) -> str | None:
+        """None when a slot was taken (release it once), else which limit refused: 'client' | 'instance'."""
+        with self._lock:
+            mine = self._running.get(client, 0)
+            if mine >= self.per_client:
+                return "client"
+            if sum(self._running.values()) >= self.total:
+                return "instance"
+            self._running[client] = mine + 1
+            return None
+
+    def release(self, client: str) -> None:
+        with self._lock:
+            left = self._running.get(client, 0) - 1
+            if left > 0:
+                self._running[client] = left
+            else:
+                self._running.pop(client, None)
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(self._running.values())
+
+
+def positive_setting(settings, name: str, default: float, cast):
+    """A setting that must be a number > 0 (explicit, else the environment, else the default)."""
+    raw = settings.optional(name, default)
+    try:
+        value = cast(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(name, f"must be > 0, got {raw!r}")
+    return value
 
 
 def trusted_hops(settings) -> int:

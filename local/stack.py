@@ -74,6 +74,14 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 DEMO_SIM_OPTIONS = {"rate_limits": True, "horizon_rate_per_min": 1200, "expert_rate_per_min": 600}
 
 
+# Every caller of the local stack is one address (loopback): the site, the tests, the benchmarks.
+# stats' per-client limits (common/stats/limits.py) are set far above what they send; extra_env overrides.
+LOCAL_STATS_LIMITS = {
+    "STATS_RATE_PER_MIN": "60000", "STATS_BURST": "10000", "STATS_EXPORT_RATE_PER_MIN": "6000", "STATS_EXPORT_BURST": "1000",
+    "STATS_MAX_CONCURRENT_EXPORTS": "16", "STATS_MAX_CONCURRENT_EXPORTS_PER_CLIENT": "16",
+}
+
+
 class StackError(RuntimeError):
     """The stack could not start; the message says which part and where its log is."""
 
@@ -514,6 +522,7 @@ class LocalStack:
             "CORS_ORIGINS": ",".join([site, site.replace(LOOPBACK, "localhost")]),
             "SEARCH_RATE_PER_MIN": str(self.search_rate[0]),
             "SEARCH_BURST": str(self.search_rate[1]),
+            **LOCAL_STATS_LIMITS,
             "PROCESS_ACCOUNT_URL": self.urls["process_account"],
             "API_FALLBACK_URL": self.urls["api_fallback"],
         })

@@ -126,7 +126,7 @@ resource "google_cloudfunctions2_function" "public" {
     ingress_settings                 = "ALLOW_ALL"
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function[each.key].email
-    environment_variables            = local.function_env
+    environment_variables            = local.public_function_env
 
     dynamic "secret_environment_variables" {
       for_each = local.function_secret_env

@@ -123,6 +123,18 @@ locals {
     EXPERT_URL               = var.expert_url
   }
 
+  # search and stats are reached through Google's front end, which appends the caller's address to
+  # X-Forwarded-For: their per-client limits key on it (docs/design.md, common/ratelimit_clients.py).
+  public_function_env = merge(local.function_env, {
+    SEARCH_TRUSTED_PROXY_HOPS               = tostring(var.trusted_proxy_hops)
+    STATS_RATE_PER_MIN                      = tostring(var.stats_client_limits.rate_per_min)
+    STATS_BURST                             = tostring(var.stats_client_limits.burst)
+    STATS_EXPORT_RATE_PER_MIN               = tostring(var.stats_client_limits.export_rate_per_min)
+    STATS_EXPORT_BURST                      = tostring(var.stats_client_limits.export_burst)
+    STATS_MAX_CONCURRENT_EXPORTS            = tostring(var.stats_client_limits.max_concurrent_exports)
+    STATS_MAX_CONCURRENT_EXPORTS_PER_CLIENT = tostring(var.stats_client_limits.max_concurrent_exports_per_client)
+  })
+
   # Static site: every file but the generated config.js and the site's own docs and tests.
   site_files = toset([
     for f in fileset(local.site_dir, "**") : f

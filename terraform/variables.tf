@@ -294,6 +294,43 @@ variable "function_sizing" {
   }
 }
 
+# ------------------------------------------------------------------ per-client limits of the public functions
+variable "trusted_proxy_hops" {
+  description = "Proxies in front of the public functions that append the caller's address to X-Forwarded-For (SEARCH_TRUSTED_PROXY_HOPS). On GCP, Google's front end is one: the per-client limits key on the address it appends. 0 would key every caller on the front end itself (one bucket for everybody)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.trusted_proxy_hops >= 0 && var.trusted_proxy_hops <= 10 && floor(var.trusted_proxy_hops) == var.trusted_proxy_hops
+    error_message = "trusted_proxy_hops must be a whole number from 0 to 10."
+  }
+}
+
+variable "stats_client_limits" {
+  description = "Per-client limits of the stats function, per instance (common/stats/limits.py): requests per minute and burst; exports (/account-lineage?format=...) per minute and burst; exports running at once per instance and per client."
+  type = object({
+    rate_per_min                      = number
+    burst                             = number
+    export_rate_per_min               = number
+    export_burst                      = number
+    max_concurrent_exports            = number
+    max_concurrent_exports_per_client = number
+  })
+  default = {
+    rate_per_min                      = 300
+    burst                             = 100
+    export_rate_per_min               = 6
+    export_burst                      = 3
+    max_concurrent_exports            = 2
+    max_concurrent_exports_per_client = 1
+  }
+
+  validation {
+    condition     = alltrue([for v in values(var.stats_client_limits) : v > 0])
+    error_message = "Every stats_client_limits value must be > 0."
+  }
+}
+
 variable "operator_members" {
   description = "IAM members allowed to invoke the operator functions (bulk_queue), e.g. [\"group:stellarmap-ops@example.com\"]. Empty: nobody can invoke them."
   type        = list(string)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from flask import Request, Response, stream_with_context
 
+from common.config import ConfigError
 from common.domain import NETWORKS, InvalidInput, as_utc, iso, validate_account_id, validate_network
 from common.http import cors_headers, error_response, invalid_input_response, json_response, schema_unavailable, with_headers
 
@@ -340,10 +341,52 @@ def handle(request: Request, c) -> Response:
     return with_headers(_dispatch(request, c), cors)
 
 
+def client_limits(c):
+    from common.stats.limits import StatsLimits
+
+    return c.extra("stats_client_limits", lambda: StatsLimits.from_settings(c.settings))
+
+
+def _limited(refusal) -> Response:
+    return error_response("rate_limited", refusal.message, 429, headers={"Retry-After": str(refusal.retry_after_s)},
+                          details={"limit": refusal.limit})
+
+
 def _dispatch(request: Request, c) -> Response:
     path = route_of(request.path)
     if request.method == "OPTIONS":
         return Response(status=204)
+    try:
+        limits = client_limits(c)
+    except ConfigError as exc:
+        return error_response("misconfigured", str(exc), 503, headers={"Retry-After": "300"})
+    who = limits.client(request.remote_addr, request.headers.get("X-Forwarded-For"))
+    refused = limits.admit(who, c.clock.monotonic())
+    if refused is not None:
+        return _limited(refused)
+    if path == "/account-lineage" and request.method in ("GET", "HEAD") and "format" in request.args:
+        return _export(request, c, limits, who)
+    return _route(request, c, path)
+
+
+def _export(request: Request, c, limits, who: str) -> Response:
+    """An export holds one of the client's and the instance's export slots until its stream ends."""
+    started = limits.start_export(who, c.clock.monotonic())
+    if not callable(started):
+        return _limited(started)
+    try:
+        resp = _route(request, c, "/account-lineage")
+    except BaseException:
+        started()
+        raise
+    if resp.status_code == 200 and resp.is_streamed:
+        resp.call_on_close(started)  # the WSGI server closes the response when the stream ends or the client leaves
+    else:
+        started()
+    return resp
+
+
+def _route(request: Request, c, path: str) -> Response:
     fn = ROUTES.get(path)
     if fn is None:
         return error_response("not_found", f"no such route {path[:100]!r}; routes: {', '.join(ROUTES)}", 404)

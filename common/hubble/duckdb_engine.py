@@ -39,6 +39,7 @@ from common.hubble.port import (
     OPERATIONS_TABLE,
     Hubble,
     HubbleError,
+    HubbleJobFailed,
     HubbleQuery,
     HubbleTables,
     HubbleUnavailable,
@@ -436,14 +437,17 @@ class DuckDBHubble(Hubble):
         return DryRun(self.estimate_bytes(query))
 
     # ------------------------------------------------------------------ running
-    def run(self, query: HubbleQuery, max_bytes_billed: int | None = None) -> QueryResult:
+    def run(self, query: HubbleQuery, max_bytes_billed: int | None = None, job_id: str | None = None) -> QueryResult:
+        """Runs in-process, so every outcome is known: a failure is a finished job that billed
+        nothing (BigQuery bills no failed query), and no job is left to look up or cancel."""
         import duckdb
 
+        job_id = job_id or f"duckdb-{uuid.uuid4().hex}"
         processed = self.estimate_bytes(query)
         billed = billable_bytes(processed, len(query.tables))
         if max_bytes_billed is not None and billed > max_bytes_billed:
             # BigQuery's behaviour for maximum_bytes_billed: the job fails before reading anything.
-            raise HubbleError(f"query would bill {billed:,} bytes, over maximum_bytes_billed {max_bytes_billed:,}")
+            raise HubbleJobFailed(f"query would bill {billed:,} bytes, over maximum_bytes_billed {max_bytes_billed:,}", job_id, 0, 0)
         sql = self.to_duckdb(query.sql)
         params = {}
         for p in query.params:
@@ -460,8 +464,8 @@ class DuckDBHubble(Hubble):
             finally:
                 cursor.close()
         except duckdb.Error as exc:
-            raise HubbleError(f"embedded Hubble query failed: {exc}") from exc
-        return QueryResult(rows=rows, bytes_processed=processed, bytes_billed=billed, job_id=f"duckdb-{uuid.uuid4().hex}")
+            raise HubbleJobFailed(f"embedded Hubble query failed: {exc}", job_id, 0, 0) from exc
+        return QueryResult(rows=rows, bytes_processed=processed, bytes_billed=billed, job_id=job_id)
 
 
 def _utc_value(value):

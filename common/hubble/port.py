@@ -38,6 +38,32 @@ class HubbleUnavailable(HubbleError):
     """The engine cannot be reached (network, emulator down, timeout, missing local database)."""
 
 
+# What a failed run tells the cost guard about the bill (common/hubble/cost_guard.py). Any other
+# exception from run() is an unknown outcome: the reservation stays charged in full.
+class HubbleNotRun(HubbleError):
+    """The job was refused before it existed (a single submit answered with a refusal): nothing is billed."""
+
+
+class HubbleJobFailed(HubbleError):
+    """The job finished (with an error, or its rows could not be read): its statistics are final."""
+
+    def __init__(self, message: str, job_id: str, bytes_processed: int, bytes_billed: int):
+        super().__init__(message)
+        self.job_id = job_id
+        self.bytes_processed = int(bytes_processed)
+        self.bytes_billed = int(bytes_billed)
+
+
+class HubbleOutcomeUnknown(HubbleUnavailable):
+    """The job may exist and may still run (a timeout, a connection lost after submit). When the
+    engine could ask BigQuery to cancel it, `cancel_requested` is True."""
+
+    def __init__(self, message: str, job_id: str, cancel_requested: bool = False):
+        super().__init__(message)
+        self.job_id = job_id
+        self.cancel_requested = cancel_requested
+
+
 @dataclasses.dataclass(frozen=True)
 class QueryParam:
     name: str
@@ -88,6 +114,16 @@ class QueryResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobStatus:
+    """A job as the engine reports it: PENDING | RUNNING | DONE, or NOT_FOUND (no such job)."""
+
+    state: str
+    bytes_processed: int = 0
+    bytes_billed: int = 0
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class HubbleTables:
     """Fully qualified table names (`project.dataset.table`) for one network."""
 
@@ -135,6 +171,7 @@ class Hubble(abc.ABC):
     """A Hubble engine. Adapters have `from_settings(settings, clock)` and create clients lazily."""
 
     engine: str = "abstract"
+    tracks_jobs: bool = False  # job_status/cancel can look up jobs run by other processes
 
     @abc.abstractmethod
     def tables(self, network: str) -> HubbleTables | None:
@@ -148,8 +185,21 @@ class Hubble(abc.ABC):
         """
 
     @abc.abstractmethod
-    def run(self, query: HubbleQuery, max_bytes_billed: int | None = None) -> QueryResult:
-        """Run the query. An engine that bills enforces max_bytes_billed (the job fails above it)."""
+    def run(self, query: HubbleQuery, max_bytes_billed: int | None = None, job_id: str | None = None) -> QueryResult:
+        """Run the query as job `job_id` (the caller's, so the job can be looked up later). An
+        engine that bills enforces max_bytes_billed (the job fails above it).
+
+        Raises HubbleNotRun (nothing billed), HubbleJobFailed (finished: final statistics),
+        HubbleOutcomeUnknown (may still run; the engine has asked for it to be cancelled).
+        """
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """The job's state and statistics, or None when this engine cannot look jobs up."""
+        return None
+
+    def cancel(self, job_id: str) -> JobStatus | None:
+        """Ask for the job to be cancelled; its status afterwards (None: nothing to cancel here)."""
+        return None
 
     def close(self) -> None:
         """Release clients and connections (optional)."""

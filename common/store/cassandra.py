@@ -6,8 +6,8 @@
 - Reads and writes at LOCAL_QUORUM; lightweight transactions use LOCAL_SERIAL.
 - Status changes are compare-and-set LWTs (`INSERT ... IF NOT EXISTS` / `UPDATE ... IF status IN ?`);
   a claimed row's writes add `AND claim_token = ?` (fenced: a worker that lost its claim writes nothing);
-  the monthly BigQuery spend is changed only by `UPDATE ... IF spent_micro_usd = ?` loops, so two
-  functions can never both spend the last dollar.
+  the monthly BigQuery spend and its reservations change together in one conditional batch on the
+  month's version, so two functions can never both spend the last dollar.
 - A CAS whose outcome is unknown (a write timeout) is resolved by reading the row back at
   LOCAL_SERIAL, which also finishes any in-flight Paxos round.
 - No hot path scans a table or uses ALLOW FILTERING; `_scan` (the bounded query builder) pages
@@ -40,7 +40,7 @@ from common.domain import (
     as_utc,
 )
 from common.store import codec
-from common.store.port import Store
+from common.store.port import SPEND_TOTAL_ROW, Store
 from common.store.schema import alter_add
 
 MIGRATIONS_TABLE = "schema_migrations"
@@ -576,81 +576,106 @@ class CassandraStore(Store):
     def _set_config(self, key: str, value: Any, now: dt.datetime) -> None:
         self._insert("pipeline_config", {"scope": "global", "config_key": key, "config_value": json.dumps(value), "updated_at": now})
 
-    # ------------------------------------------------------------ spend (compare-and-set on the month's total)
-    def _month_spend(self, month: str) -> int:
+    # ------------------------------------------------------------ spend (one conditional batch per change)
+    # The month's total row and a reservation row change together in one single-partition
+    # conditional batch on the total's version. An unknown outcome is resolved by a serial read of
+    # the reservation row: its last_op is the one this write carried iff the write landed.
+    def _get_spend_total(self, month: str, serial: bool = False) -> dict | None:
+        return self._get_spend_reservation(month, SPEND_TOTAL_ROW, serial)
+
+    def _legacy_month_spend(self, month: str) -> int:
         row = self._run("SELECT spent_micro_usd FROM bigquery_budget WHERE month = ?", (month,)).one()
         return int(row["spent_micro_usd"]) if row and row["spent_micro_usd"] is not None else 0
 
-    _NO_ROW = object()  # the month has no budget row yet
-
-    def _spend_cas(self, month: str, now: dt.datetime, decide) -> bool:
-        """Move the month's total by compare-and-set until it sticks, or until `decide` refuses.
-
-        `decide(current)` gets the current total (0 when the month has no row yet) and returns the
-        new total, or None to refuse. Every write is conditional on the exact value it was computed
-        from, so concurrent reservations serialize and the budget can never be overspent.
-        """
-        current = self._read_spend(month, serial=False)
-        for _ in range(10_000):
-            target = decide(0 if current is self._NO_ROW else (current or 0))
-            if target is None:
-                return False
-            try:
-                if current is self._NO_ROW:
-                    res = self._run(
-                        "INSERT INTO bigquery_budget (month, spent_micro_usd, updated_at) VALUES (?, ?, ?) IF NOT EXISTS",
-                        (month, target, now),
-                    )
-                elif current is None:
-                    res = self._run(
-                        "UPDATE bigquery_budget SET spent_micro_usd = ?, updated_at = ? WHERE month = ? IF spent_micro_usd = null",
-                        (target, now, month),
-                    )
-                else:
-                    res = self._run(
-                        "UPDATE bigquery_budget SET spent_micro_usd = ?, updated_at = ? WHERE month = ? IF spent_micro_usd = ?",
-                        (target, now, month, current),
-                    )
-            except Exception as exc:  # noqa: BLE001
-                if not _outcome_unknown(exc):
-                    raise
-                # Unknown outcome: the serial read finishes any in-flight Paxos round. Exactly our
-                # target there means our write landed; anything else is retried from the value seen
-                # (at worst a reservation is counted twice, never missed).
-                current = self._read_spend(month, serial=True)
-                if current == target:
-                    return True
-                continue
-            if res.was_applied:
-                return True
-            row = res.one()  # a failed LWT returns the current values
-            current = row["spent_micro_usd"] if row and "spent_micro_usd" in row else self._read_spend(month, serial=True)
-            time.sleep(random.uniform(0, 0.005))  # spread out the contenders a little
-        raise RuntimeError(f"spend compare-and-set for {month} did not settle")
-
-    def _read_spend(self, month: str, serial: bool):
-        """The month's total (None if the column is null), or _NO_ROW."""
+    def _get_spend_reservation(self, month: str, reservation_id: str, serial: bool = False) -> dict | None:
         for attempt in range(CAS_UNKNOWN_RETRIES):
             try:
-                row = self._run("SELECT spent_micro_usd FROM bigquery_budget WHERE month = ?", (month,), serial=serial).one()
-                break
+                rows = self._select_rows("bigquery_spend_reservations", {"month": month, "reservation_id": reservation_id}, serial=serial)
+                return rows[0] if rows else None
             except Exception as exc:  # noqa: BLE001
-                if not _outcome_unknown(exc) or attempt == CAS_UNKNOWN_RETRIES - 1:
+                if not serial or not _outcome_unknown(exc) or attempt == CAS_UNKNOWN_RETRIES - 1:
                     raise
                 time.sleep(random.uniform(0.01, 0.1))
-        if row is None:
-            return self._NO_ROW
-        return row["spent_micro_usd"]
+        return None
 
-    def _try_reserve_spend(self, month: str, micro_usd: int, budget_micro_usd: int, now: dt.datetime) -> bool:
-        def decide(current):
-            total = current + micro_usd
-            return total if total <= budget_micro_usd else None
+    def _total_statement(self, month: str, total: dict | None, spent: int, opened: set, close: set, now: dt.datetime) -> tuple[str, list]:
+        """The total row's part of a batch: created (IF NOT EXISTS) or moved (IF version = seen)."""
+        if total is None:
+            return (
+                "INSERT INTO bigquery_spend_reservations (month, reservation_id, spent_micro_usd, version, open_reservations, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+                [month, SPEND_TOTAL_ROW, spent, 1, opened, now],
+            )
+        version = total.get("version")
+        ops = []
+        params: list = [spent, int(version or 0) + 1]
+        if opened:
+            ops.append("open_reservations = open_reservations + ?")
+            params.append(opened)
+        if close:
+            ops.append("open_reservations = open_reservations - ?")
+            params.append(close)
+        sets = ", ".join(["spent_micro_usd = ?", "version = ?", *ops, "updated_at = ?"])
+        condition = "IF version = null" if version is None else "IF version = ?"
+        params += [now, month, SPEND_TOTAL_ROW] + ([] if version is None else [int(version)])
+        return (f"UPDATE bigquery_spend_reservations SET {sets} WHERE month = ? AND reservation_id = ? {condition}", params)
 
-        return self._spend_cas(month, now, decide)
+    def _spend_batch(self, month: str, reservation_id: str, op: str, statements: list[tuple[str, list]]) -> bool | None:
+        """Run one spend batch. True applied, False refused (a lost race), None: the outcome was
+        unknown and the serial read-back shows it did not land (retry)."""
+        try:
+            return bool(self._run_batch(statements).was_applied)
+        except Exception as exc:  # noqa: BLE001
+            if not _outcome_unknown(exc):
+                raise
+        row = self._get_spend_reservation(month, reservation_id, serial=True)
+        return True if row is not None and row.get("last_op") == op else None
 
-    def _adjust_spend(self, month: str, delta_micro_usd: int, now: dt.datetime) -> None:
-        self._spend_cas(month, now, lambda current: max(0, current + delta_micro_usd))
+    def _reserve_spend(self, month: str, row: dict, budget_micro_usd: int) -> bool:
+        rid = row["reservation_id"]
+        cols = list(row)
+        insert = (
+            f"INSERT INTO bigquery_spend_reservations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) IF NOT EXISTS",
+            self._enc("bigquery_spend_reservations", row),
+        )
+        total = self._get_spend_total(month)
+        for _ in range(10_000):
+            spent = int(total["spent_micro_usd"] or 0) if total else self._legacy_month_spend(month)
+            if spent + row["charged_micro_usd"] > budget_micro_usd:
+                return False
+            stmt = self._total_statement(month, total, spent + row["charged_micro_usd"], {rid}, set(), row["updated_at"])
+            applied = self._spend_batch(month, rid, row["last_op"], [stmt, insert])
+            if applied:
+                return True
+            if applied is False and self._get_spend_reservation(month, rid, serial=True) is not None:
+                return True  # the id was reserved already (a caller retrying with the same id)
+            total = self._get_spend_total(month, serial=True)
+            time.sleep(random.uniform(0, 0.005))  # spread out the contenders a little
+        raise RuntimeError(f"spend reservation for {month} did not settle")
+
+    def _update_spend_reservation(
+        self, month: str, reservation_id: str, expect_state: str, expect_charged: int, fields: dict, delta: int, close: bool
+    ) -> bool:
+        sets = ", ".join(f"{c} = ?" for c in fields)
+        update = (
+            f"UPDATE bigquery_spend_reservations SET {sets} WHERE month = ? AND reservation_id = ? IF state = ? AND charged_micro_usd = ?",
+            self._enc("bigquery_spend_reservations", fields) + [month, reservation_id, expect_state, expect_charged],
+        )
+        total = self._get_spend_total(month)
+        for _ in range(10_000):
+            if total is None:
+                return False  # no total row: the reservation cannot exist either
+            stmt = self._total_statement(
+                month, total, int(total["spent_micro_usd"] or 0) + delta, set(), {reservation_id} if close else set(), fields["updated_at"]
+            )
+            if self._spend_batch(month, reservation_id, fields["last_op"], [stmt, update]):
+                return True
+            current = self._get_spend_reservation(month, reservation_id, serial=True)
+            if current is None or current["state"] != expect_state or int(current["charged_micro_usd"]) != expect_charged:
+                return False  # changed by someone else: the caller re-reads and decides again
+            total = self._get_spend_total(month, serial=True)
+            time.sleep(random.uniform(0, 0.005))
+        raise RuntimeError(f"spend reservation {reservation_id} of {month} did not settle")
 
     def _insert_spend_row(self, row: dict) -> None:
         self._insert("bigquery_spend_ledger", row)

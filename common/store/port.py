@@ -10,6 +10,7 @@ import abc
 import datetime as dt
 import json
 import logging
+import re
 import uuid
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -493,19 +494,99 @@ class Store(abc.ABC):
         self._set_config(key, parsed, as_utc(now))
 
     # ------------------------------------------------------------ BigQuery spend
+    # The month's total and its reservations live in one partition (bigquery_spend_reservations):
+    # a reservation is a row with its own id, written together with the total (one transaction /
+    # one conditional batch), so a write whose outcome was unknown is resolved by reading that id.
     def month_spend_micro_usd(self, month: str) -> int:
-        return self._month_spend(_check_month(month))
+        """What the month has spent: settled charges plus every open reservation at its maximum."""
+        total = self._get_spend_total(_check_month(month))
+        return int(total["spent_micro_usd"] or 0) if total else self._legacy_month_spend(month)
 
-    def try_reserve_spend(self, month: str, micro_usd: int, budget_micro_usd: int, now: dt.datetime) -> bool:
-        """Atomically add micro_usd to the month's spend iff the total stays within budget."""
+    def try_reserve_spend(
+        self, month: str, micro_usd: int, budget_micro_usd: int, now: dt.datetime,
+        reservation_id: str | None = None, job_id: str | None = None, purpose: str | None = None,
+    ) -> bool:
+        """Atomically add micro_usd to the month's spend iff the total stays within budget, as an
+        open reservation (RESERVED) named `reservation_id` (new_reservation_id(); one is made when
+        absent). Reserving an id that exists already changes nothing and answers True."""
         _check_month(month)
-        if micro_usd < 0:
-            raise InvalidInput("invalid_amount", "spend must be >= 0")
-        return self._try_reserve_spend(month, int(micro_usd), int(budget_micro_usd), as_utc(now))
+        _check_micro_usd(micro_usd, "micro_usd")
+        _check_micro_usd(budget_micro_usd, "budget_micro_usd")
+        now = as_utc(now)
+        rid = _check_reservation_id(reservation_id) if reservation_id is not None else new_reservation_id(now)
+        if job_id is not None and not (isinstance(job_id, str) and _JOB_ID.match(job_id)):
+            raise InvalidInput("invalid_job_id", "job_id must be 1 to 1024 letters, digits, _ or -", "job_id")
+        if purpose is not None and not (isinstance(purpose, str) and 0 < len(purpose) <= 64):
+            raise InvalidInput("invalid_purpose", "purpose must be a short text (1 to 64 characters)", "purpose")
+        row = {
+            "month": month, "reservation_id": rid, "job_id": job_id, "purpose": purpose, "state": SPEND_RESERVED,
+            "reserved_micro_usd": micro_usd, "charged_micro_usd": micro_usd, "last_op": uuid.uuid4().hex,
+            "created_at": now, "updated_at": now,
+        }
+        return self._reserve_spend(month, row, budget_micro_usd)
 
-    def adjust_spend(self, month: str, delta_micro_usd: int, now: dt.datetime) -> None:
-        """Reconcile a reservation with the billed figure (delta may be negative)."""
-        self._adjust_spend(_check_month(month), int(delta_micro_usd), as_utc(now))
+    def adjust_spend(
+        self, month: str, reservation_id: str, delta_micro_usd: int, now: dt.datetime, state: str = "SETTLED", note: str | None = None
+    ) -> bool:
+        """Move one open reservation's charge by `delta_micro_usd` and set its state:
+        SETTLED (final: the billed figure), RELEASED (final: the job never ran, the charge drops to 0)
+        or UNKNOWN (still open: the outcome is unknown and the reservation stays charged in full
+        until the job's statistics settle it).
+
+        Bounded: the charge stays within 0..reserved (BigQuery cannot bill above maximum_bytes_billed),
+        so a bad delta is an InvalidInput and nothing is written. Each reservation is closed once:
+        adjusting one that is closed already changes nothing and answers False.
+        """
+        _check_month(month)
+        _check_reservation_id(reservation_id)
+        if isinstance(delta_micro_usd, bool) or not isinstance(delta_micro_usd, int):
+            raise InvalidInput("invalid_amount", "delta_micro_usd must be a whole number of micro-USD", "delta_micro_usd")
+        if state not in (SPEND_SETTLED, SPEND_RELEASED, SPEND_UNKNOWN):
+            raise InvalidInput("invalid_state", f"state must be {SPEND_SETTLED}, {SPEND_RELEASED} or {SPEND_UNKNOWN}", "state")
+        now = as_utc(now)
+        for _ in range(100):
+            current = self._get_spend_reservation(month, reservation_id)
+            if current is None:
+                raise InvalidInput("unknown_reservation", f"no spend reservation {reservation_id} in {month}", "reservation_id")
+            if current["state"] not in OPEN_SPEND_STATES:
+                return False
+            reserved, charged = int(current["reserved_micro_usd"]), int(current["charged_micro_usd"])
+            new = charged + delta_micro_usd
+            if not 0 <= new <= reserved:
+                raise InvalidInput(
+                    "invalid_amount", f"a delta of {delta_micro_usd} would charge {new} micro-USD, outside 0..{reserved} (the reservation)",
+                    "delta_micro_usd",
+                )
+            if state == SPEND_RELEASED and new != 0:
+                raise InvalidInput("invalid_amount", "a released reservation is charged 0: the delta must cancel the charge", "delta_micro_usd")
+            if state == SPEND_UNKNOWN and new != reserved:
+                raise InvalidInput("invalid_amount", "an unknown outcome keeps the whole reservation charged", "delta_micro_usd")
+            fields = {"state": state, "charged_micro_usd": new, "updated_at": now, "last_op": uuid.uuid4().hex}
+            if note is not None:
+                fields["note"] = str(note)[:500]
+            if self._update_spend_reservation(month, reservation_id, current["state"], charged, fields, delta_micro_usd, state != SPEND_UNKNOWN):
+                return True
+        raise RuntimeError(f"spend reservation {reservation_id} of {month} did not settle")
+
+    def get_spend_reservation(self, month: str, reservation_id: str) -> dict | None:
+        return self._get_spend_reservation(_check_month(month), _check_reservation_id(reservation_id))
+
+    def open_spend_reservations(self, month: str, created_before: dt.datetime | None = None, limit: int = 100) -> list[dict]:
+        """Open reservations (RESERVED, UNKNOWN), oldest first; with `created_before` only older ones.
+        One read of the month's total row (it lists the open ids), then one row read per id."""
+        _check_month(month)
+        validate_page_size(limit)
+        total = self._get_spend_total(month)
+        ids = sorted(total.get("open_reservations") or ()) if total else []
+        if created_before is not None:
+            cutoff = reservation_id_time(as_utc(created_before))
+            ids = [i for i in ids if i[:16] < cutoff]
+        out = []
+        for rid in ids[:limit]:
+            row = self._get_spend_reservation(month, rid)
+            if row is not None and row["state"] in OPEN_SPEND_STATES:
+                out.append(row)
+        return out
 
     def record_spend(self, month: str, query_id: str, bytes_processed: int, bytes_billed: int, cost_micro_usd: int, purpose: str, now: dt.datetime) -> None:
         self._insert_spend_row({
@@ -591,11 +672,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _set_config(self, key: str, value: Any, now: dt.datetime) -> None: ...
     @abc.abstractmethod
-    def _month_spend(self, month: str) -> int: ...
+    def _get_spend_total(self, month: str) -> dict | None:
+        """The month's total row (spent_micro_usd, version, open_reservations), or None."""
     @abc.abstractmethod
-    def _try_reserve_spend(self, month: str, micro_usd: int, budget_micro_usd: int, now: dt.datetime) -> bool: ...
+    def _legacy_month_spend(self, month: str) -> int:
+        """The month's total as kept before reservations (bigquery_budget), 0 when absent."""
     @abc.abstractmethod
-    def _adjust_spend(self, month: str, delta_micro_usd: int, now: dt.datetime) -> None: ...
+    def _get_spend_reservation(self, month: str, reservation_id: str) -> dict | None: ...
+    @abc.abstractmethod
+    def _reserve_spend(self, month: str, row: dict, budget_micro_usd: int) -> bool:
+        """Atomically: unless the reservation row exists already (then True), add its charge to the
+        month's total (seeded from _legacy_month_spend) iff the total stays within budget, insert
+        the row and list its id as open. A write with an unknown outcome is resolved by reading
+        the row back (its `last_op`)."""
+    @abc.abstractmethod
+    def _update_spend_reservation(
+        self, month: str, reservation_id: str, expect_state: str, expect_charged: int, fields: dict, delta: int, close: bool
+    ) -> bool:
+        """Atomically: iff the reservation still has expect_state and expect_charged, write `fields`,
+        move the total by delta and (close) drop the id from the open ones. False when it had changed."""
     @abc.abstractmethod
     def _insert_spend_row(self, row: dict) -> None:
         """One bigquery_spend_ledger row (columns as named in cql/)."""
@@ -654,6 +749,36 @@ def _check_hour_bucket(bucket: str) -> str:
 
 
 def _check_month(month: str) -> str:
-    if not isinstance(month, str) or len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
+    if not isinstance(month, str) or len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isascii() or not (month[:4] + month[5:]).isdigit():
         raise InvalidInput("invalid_month", "month must look like 2026-11", "month")
     return month
+
+
+# BigQuery spend reservations (bigquery_spend_reservations): open while RESERVED (the query runs)
+# or UNKNOWN (its outcome is unknown: charged in full until the job's statistics settle it).
+SPEND_RESERVED, SPEND_UNKNOWN, SPEND_SETTLED, SPEND_RELEASED = "RESERVED", "UNKNOWN", "SETTLED", "RELEASED"
+OPEN_SPEND_STATES = (SPEND_RESERVED, SPEND_UNKNOWN)
+SPEND_TOTAL_ROW = "~total"  # the month's total; sorts after every reservation id
+_RESERVATION_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{16,32}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")  # BigQuery's job id alphabet
+
+
+def reservation_id_time(when: dt.datetime) -> str:
+    return as_utc(when).strftime("%Y%m%dT%H%M%SZ")
+
+
+def new_reservation_id(now: dt.datetime) -> str:
+    """Creation time (so the open ones can be aged without reading them) and 80 random bits."""
+    return f"{reservation_id_time(now)}-{uuid.uuid4().hex[:20]}"
+
+
+def _check_reservation_id(reservation_id: Any) -> str:
+    if not isinstance(reservation_id, str) or not _RESERVATION_ID.match(reservation_id):
+        raise InvalidInput("invalid_reservation_id", "reservation_id must be made by new_reservation_id (e.g. 20260101T000000Z-0a1b...)", "reservation_id")
+    return reservation_id
+
+
+def _check_micro_usd(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput("invalid_amount", f"{field} must be a whole number of micro-USD >= 0", field)
+    return value

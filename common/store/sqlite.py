@@ -24,7 +24,7 @@ from common.domain import (
     StageExecution,
 )
 from common.store import codec
-from common.store.port import Store
+from common.store.port import SPEND_TOTAL_ROW, Store
 from common.store.schema import alter_add, to_sqlite
 from common.sqlite_writer import writer_lock
 
@@ -352,25 +352,51 @@ class SQLiteStore(Store):
             self._conn(), "pipeline_config", {"scope": "global", "config_key": key, "config_value": json.dumps(value), "updated_at": now}
         )
 
-    # ------------------------------------------------------------ spend
-    def _month_spend(self, month: str) -> int:
+    # ------------------------------------------------------------ spend (one transaction per change)
+    def _get_spend_total(self, month: str) -> dict | None:
+        return self._get_spend_reservation(month, SPEND_TOTAL_ROW)
+
+    def _legacy_month_spend(self, month: str) -> int:
         row = self._conn().execute("SELECT spent_micro_usd FROM bigquery_budget WHERE month=?", (month,)).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    def _try_reserve_spend(self, month: str, micro_usd: int, budget_micro_usd: int, now: dt.datetime) -> bool:
+    def _get_spend_reservation(self, month: str, reservation_id: str) -> dict | None:
+        rows = self._select("bigquery_spend_reservations", {"month": month, "reservation_id": reservation_id})
+        return rows[0] if rows else None
+
+    def _reserve_spend(self, month: str, row: dict, budget_micro_usd: int) -> bool:
         with self._tx() as conn:
-            row = conn.execute("SELECT spent_micro_usd FROM bigquery_budget WHERE month=?", (month,)).fetchone()
-            spent = int(row[0]) if row else 0
-            if spent + micro_usd > budget_micro_usd:
+            if self._get_spend_reservation(month, row["reservation_id"]) is not None:
+                return True
+            total = self._get_spend_total(month)
+            spent = int(total["spent_micro_usd"] or 0) if total else self._legacy_month_spend(month)
+            if spent + row["charged_micro_usd"] > budget_micro_usd:
                 return False
-            self._upsert(conn, "bigquery_budget", {"month": month, "spent_micro_usd": spent + micro_usd, "updated_at": now})
+            opened = sorted(set(total.get("open_reservations") or ()) | {row["reservation_id"]}) if total else [row["reservation_id"]]
+            self._upsert(conn, "bigquery_spend_reservations", {
+                "month": month, "reservation_id": SPEND_TOTAL_ROW, "spent_micro_usd": spent + row["charged_micro_usd"],
+                "version": int(total["version"] or 0) + 1 if total else 1, "open_reservations": opened, "updated_at": row["updated_at"],
+            })
+            self._upsert(conn, "bigquery_spend_reservations", row)
             return True
 
-    def _adjust_spend(self, month: str, delta_micro_usd: int, now: dt.datetime) -> None:
+    def _update_spend_reservation(
+        self, month: str, reservation_id: str, expect_state: str, expect_charged: int, fields: dict, delta: int, close: bool
+    ) -> bool:
         with self._tx() as conn:
-            row = conn.execute("SELECT spent_micro_usd FROM bigquery_budget WHERE month=?", (month,)).fetchone()
-            spent = max(0, (int(row[0]) if row else 0) + delta_micro_usd)
-            self._upsert(conn, "bigquery_budget", {"month": month, "spent_micro_usd": spent, "updated_at": now})
+            current = self._get_spend_reservation(month, reservation_id)
+            if current is None or current["state"] != expect_state or int(current["charged_micro_usd"]) != expect_charged:
+                return False
+            total = self._get_spend_total(month)
+            opened = set(total.get("open_reservations") or ())
+            if close:
+                opened.discard(reservation_id)
+            self._upsert(conn, "bigquery_spend_reservations", {
+                "month": month, "reservation_id": SPEND_TOTAL_ROW, "spent_micro_usd": int(total["spent_micro_usd"] or 0) + delta,
+                "version": int(total["version"] or 0) + 1, "open_reservations": sorted(opened), "updated_at": fields["updated_at"],
+            })
+            self._upsert(conn, "bigquery_spend_reservations", {"month": month, "reservation_id": reservation_id, **fields})
+            return True
 
     def _insert_spend_row(self, row: dict) -> None:
         self._upsert(self._conn(), "bigquery_spend_ledger", row)

@@ -329,21 +329,6 @@ def test_a_stale_worker_s_timed_out_write_is_not_taken_for_its_own(keyspace, sto
 
 
 @pytest.mark.cassandra
-def test_spend_reservation_with_unknown_outcome_is_counted_once(keyspace, store):
-    month = "2302-02"
-    faulty = TimeoutOnLwt(settings(cassandra_keyspace=keyspace), failures=1, landed=True)
-    try:
-        assert faulty.try_reserve_spend(month, 300_000, 1_000_000, T0)
-        assert faulty.injected == 1
-        assert store.month_spend_micro_usd(month) == 300_000
-        faulty.failures = 1
-        assert faulty.try_reserve_spend(month, 300_000, 1_000_000, T0)
-        assert store.month_spend_micro_usd(month) == 600_000
-    finally:
-        faulty.close()
-
-
-@pytest.mark.cassandra
 def test_pipeline_counters_stay_exact_under_concurrent_status_writes(store):
     """Many accounts per shard, written from 12 threads: every shard's conditional batch serialises."""
     net = "testnet"

@@ -21,6 +21,7 @@ from common.domain import (
     MergeEvent,
     StageExecution,
 )
+from common.store.port import new_reservation_id
 from tests.support import claim_worker, random_account
 
 pytestmark = pytest.mark.integration
@@ -279,8 +280,9 @@ def test_spend_reservation_is_capped_by_budget(store):
     assert store.month_spend_micro_usd(month) == 0
     assert store.try_reserve_spend(month, 600_000, 1_000_000, T0)
     assert not store.try_reserve_spend(month, 500_000, 1_000_000, T0)
-    assert store.try_reserve_spend(month, 400_000, 1_000_000, T0)
-    store.adjust_spend(month, -250_000, T0)
+    rid = new_reservation_id(T0)
+    assert store.try_reserve_spend(month, 400_000, 1_000_000, T0, reservation_id=rid)
+    assert store.adjust_spend(month, rid, -250_000, T0)
     assert store.month_spend_micro_usd(month) == 750_000
     store.record_spend(month, "q1", 10, 10485760, 62, "lineage", T0)
     assert store.get_spend_ledger(month)[0]["bytes_billed"] == 10485760

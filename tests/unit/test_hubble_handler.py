@@ -146,12 +146,12 @@ class CountingHubble(Hubble):
         self.dry_runs += 1
         return self.inner.dry_run(query)
 
-    def run(self, query, max_bytes_billed=None):
+    def run(self, query, max_bytes_billed=None, job_id=None):
         self.runs.append(query.purpose)
         self.queries.append(query)
         if self.fail_run_at is not None and len(self.runs) == self.fail_run_at:
             raise HubbleUnavailable("connection reset by peer")
-        return self.inner.run(query, max_bytes_billed)
+        return self.inner.run(query, max_bytes_billed, job_id)
 
 
 class FlakyStore(SQLiteStore):

@@ -272,7 +272,7 @@ def test_function_resources(kind, ingress):
     assert storage["object"] == "${google_storage_bucket_object.function_zip[each.key].name}"
     service = fn["service_config"][0]
     assert service["ingress_settings"] == ingress
-    assert service["environment_variables"] == "${local.function_env}"
+    assert service["environment_variables"] == ("${local.public_function_env}" if kind == "public" else "${local.function_env}")
     assert service["service_account_email"] == "${google_service_account.function[each.key].email}"
     for field, key in (("available_memory", "memory"), ("timeout_seconds", "timeout_seconds")):
         assert service[field] == f"${{var.function_sizing[each.key].{key}}}"
@@ -341,6 +341,46 @@ def test_function_environment_matches_the_design():
     assert env["API_FALLBACK_URL"] == '${local.function_urls["api_fallback"]}'
     assert env["CORS_ORIGINS"] == "${local.cors_origins}"
     assert "var.site_origin" in LOCALS["cors_origins"]
+
+
+def _design_trusted_hops_on_gcp() -> int:
+    """What docs/design.md says SEARCH_TRUSTED_PROXY_HOPS must be on GCP ("... N on GCP ...")."""
+    text = (ROOT / "docs" / "design.md").read_text()
+    section = text.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"SEARCH_TRUSTED_PROXY_HOPS \(.*?(\d+) on GCP", section, re.S)
+    assert match, "docs/design.md no longer says what SEARCH_TRUSTED_PROXY_HOPS is on GCP"
+    return int(match.group(1))
+
+
+def test_public_functions_key_their_limits_on_the_caller_as_the_design_says():
+    env = LOCALS["public_function_env"]
+    assert env.startswith("${merge(local.function_env,"), "the public env extends the shared one"
+    assert re.search(r"\bSEARCH_TRUSTED_PROXY_HOPS\s*=\s*tostring\(var\.trusted_proxy_hops\)", env), env
+    assert default("trusted_proxy_hops") == _design_trusted_hops_on_gcp() == 1
+    assert "SEARCH_TRUSTED_PROXY_HOPS" not in LOCALS["function_env"], "only the public functions sit behind the front end"
+    from common.ratelimit_clients import trusted_hops
+
+    assert trusted_hops(app_config.Settings.from_env(env={}, extra={"SEARCH_TRUSTED_PROXY_HOPS": str(default("trusted_proxy_hops"))})) == 1
+
+
+def test_stats_limits_are_wired_and_default_to_the_code():
+    from common.stats import limits
+
+    env = LOCALS["public_function_env"]
+    names = set(re.findall(r"\b(STATS_[A-Z_]+)\s*=", env))
+    expected = {
+        "STATS_RATE_PER_MIN": ("rate_per_min", limits.DEFAULT_RATE_PER_MIN),
+        "STATS_BURST": ("burst", limits.DEFAULT_BURST),
+        "STATS_EXPORT_RATE_PER_MIN": ("export_rate_per_min", limits.DEFAULT_EXPORT_RATE_PER_MIN),
+        "STATS_EXPORT_BURST": ("export_burst", limits.DEFAULT_EXPORT_BURST),
+        "STATS_MAX_CONCURRENT_EXPORTS": ("max_concurrent_exports", limits.DEFAULT_MAX_CONCURRENT_EXPORTS),
+        "STATS_MAX_CONCURRENT_EXPORTS_PER_CLIENT": ("max_concurrent_exports_per_client", limits.DEFAULT_MAX_CONCURRENT_EXPORTS_PER_CLIENT),
+    }
+    assert names == set(expected)
+    assert names | {"SEARCH_TRUSTED_PROXY_HOPS"} <= design_env_names(), "docs/design.md lists every variable"
+    for name, (field, code_default) in expected.items():
+        assert re.search(rf"\b{name}\s*=\s*tostring\(var\.stats_client_limits\.{field}\)", env), name
+        assert default("stats_client_limits")[field] == code_default, field
 
 
 def test_urls_in_the_environment_are_deterministic_cloud_run_urls():
