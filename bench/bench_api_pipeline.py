@@ -6,7 +6,7 @@ the SQLite store, the local dispatcher) with pipeline_mode API_ONLY. The simulat
 85 Horizon / 35 Stellar Expert requests per minute per client; the stack sets the same maximums in
 the pipeline config, so the in-process limiters allow 71% of them (upstream_rate_pct), and the
 api-fallback queue gets the limits common/queue/rates.py derives from them (dispatch rate from
-HORIZON_CALLS_PER_TASK / EXPERT_CALLS_PER_TASK, concurrency 2), which are the ones Terraform deploys
+HORIZON_CALLS_PER_TASK / EXPERT_CALLS_PER_TASK, concurrency API_FALLBACK_MAX_CONCURRENT), which are the ones Terraform deploys
 (tests/unit/test_terraform_consistency.py). N ordinary accounts, spread over the network's age, are
 searched over HTTP (the search function); the clock runs from the first search until the last
 queued task has finished: creators up to genesis, children crawls and their continuations,
@@ -53,6 +53,7 @@ SHORT_SCALE = 3  # --short: both maximums x3 (255/105 per minute): the same run 
 # The assumption rates.py made before the calls were measured: the baseline's api-fallback rate.
 OLD_HORIZON_CALLS_PER_TASK = 4
 OLD_EXPERT_CALLS_PER_TASK = 1
+OLD_MAX_CONCURRENT = 2
 DRAIN_MAX_REQUESTS = 10_000
 ATTEMPT_LINE = re.compile(r" api-fallback \S+ attempt \d+ -> (\S+) in ")
 
@@ -271,7 +272,8 @@ def run(short: bool = False) -> list[Result]:
     old_limits = p.limits(OLD_HORIZON_CALLS_PER_TASK, OLD_EXPERT_CALLS_PER_TASK)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         ours = run_through_queue(p, Path(tmp) / "ours")
-        old = run_through_queue(p, Path(tmp) / "old-rates", {"api-fallback": {"max_dispatches_per_second": old_limits.max_dispatches_per_second}})
+        old = run_through_queue(p, Path(tmp) / "old-rates", {"api-fallback": {"max_dispatches_per_second": old_limits.max_dispatches_per_second,
+                                                                             "max_concurrent_dispatches": OLD_MAX_CONCURRENT}})
         # --full also measures the queue paced for the mean calls per task (rates.py's reason for the lightest).
         mean = None if short else run_through_queue(
             p, Path(tmp) / "mean-rate", {"api-fallback": {"max_dispatches_per_second": mean_limits.max_dispatches_per_second}})
@@ -281,18 +283,22 @@ def run(short: bool = False) -> list[Result]:
     area = f"api pipeline via the queue (simulator {p.horizon_per_min:g}/{p.expert_per_min:g} req/min)"
     scale = (f"--short: both upstream maximums x{p.scale} of 85/35 per min (the queue rate and limiters scale with them). "
              if p.scale != 1 else "")
-    baseline = f"same stack, old rates.py ({OLD_HORIZON_CALLS_PER_TASK} Horizon / {OLD_EXPERT_CALLS_PER_TASK} Expert calls per task)"
+    baseline = (f"same stack, old rates.py ({OLD_HORIZON_CALLS_PER_TASK} Horizon / {OLD_EXPERT_CALLS_PER_TASK} Expert calls per task, "
+                f"{OLD_MAX_CONCURRENT} concurrent)")
     _, ours_text = bound(p, ours)
     _, ours_required_text = bound(p, ours, "expert_account")
     wrong = "; ".join(d[0] for d in list(ours["wrong"].values())[:3])
     results = [
         Result(area, "lineages per hour, end to end", hourly(ours), "lineages/h", baseline, hourly(old),
                note=scale + run_note(ours) + f" | baseline: {run_note(old)}", goal="≥ 90% of the bound"),
-        Result(area, "share of the bound at the configured share (71%)", share_of_bound(p, ours), "%", baseline, share_of_bound(p, old),
-               goal="≥ 90%", note=ours_text + "; calls per lineage = every upstream request of the run / lineages completed"),
-        Result(area, "share of the bound, counting the Expert calls a lineage needs", share_of_bound(p, ours, "expert_account"), "%",
-               baseline, share_of_bound(p, old, "expert_account"),
-               note=ours_required_text + "; directory labels left out (they use spare Expert budget only), so this bound is the higher"),
+        Result(area, "share of the bound at the configured share (71%)", share_of_bound(p, ours, "expert_account"), "%",
+               baseline, share_of_bound(p, old, "expert_account"), goal="≥ 90%",
+               note=(ours_required_text + "; calls per lineage = the run's upstream requests / lineages completed, Stellar Expert's "
+                     "directory-label calls left out: they take spare budget only, so they would lower the bound whenever the "
+                     "pipeline leaves budget unused (next row)")),
+        Result(area, "share of the bound counting every Expert call", share_of_bound(p, ours), "%", baseline, share_of_bound(p, old),
+               note=(ours_text + "; not a fair yardstick: the labels fill whatever Expert budget the lineages leave, so a queue "
+                     "that starves the pipeline still scores high here (the baseline)")),
         Result(area, "upstream 429s earned", ours["earned_429"], "responses", baseline, old["earned_429"], higher_is_better=False,
                goal="0", note=f"injected 429s: {ours['injected_429']} (baseline {old['injected_429']}; no fault injection in this run)"),
         Result(area, "searched accounts equal to /_sim/truth", ours["right"], f"of {ours['accounts']}", baseline, old["right"],

@@ -167,9 +167,9 @@ variable "expert_calls_per_task" {
 }
 
 variable "api_fallback_max_concurrent_dispatches" {
-  description = "Tasks of the api-fallback queue that may run at once: at most what the api_fallback function takes (function_sizing max_instances x concurrency; a test checks it)."
+  description = "Tasks of the api-fallback queue that may run at once: what the api_fallback function takes (function_sizing max_instances x concurrency; a test checks it)."
   type        = number
-  default     = 2
+  default     = 4
 
   validation {
     condition     = var.api_fallback_max_concurrent_dispatches >= 1 && var.api_fallback_max_concurrent_dispatches <= 5000
@@ -288,8 +288,8 @@ variable "function_sizing" {
     stats           = { memory = "512M", timeout_seconds = 60, min_instances = 0, max_instances = 10, concurrency = 8 }
     process_account = { memory = "1Gi", timeout_seconds = 540, min_instances = 0, max_instances = 10, concurrency = 1 }
     # api_fallback: one instance, so its in-process limiter sees every upstream call (UPSTREAM_PROCESSES
-    # stays 1), serving the api-fallback queue's 2 concurrent tasks.
-    api_fallback    = { memory = "512M", timeout_seconds = 540, min_instances = 0, max_instances = 1, concurrency = 2 }
+    # stays 1), serving the api-fallback queue's 4 concurrent tasks (I/O bound: they wait on the limiter).
+    api_fallback    = { memory = "512M", timeout_seconds = 540, min_instances = 0, max_instances = 1, concurrency = 4 }
     hva_recalc      = { memory = "1Gi", timeout_seconds = 900, min_instances = 0, max_instances = 1, concurrency = 1 }
     reset_stale     = { memory = "256M", timeout_seconds = 300, min_instances = 0, max_instances = 1, concurrency = 1 }
     bulk_queue      = { memory = "512M", timeout_seconds = 540, min_instances = 0, max_instances = 2, concurrency = 1 }
