@@ -317,14 +317,15 @@ def run(short: bool = False) -> list[Result]:
                per_dispatch(old, "expert_account"), higher_is_better=False,
                note=(f"plus {per_dispatch(ours, 'expert') - per_dispatch(ours, 'expert_account'):.2f} best-effort directory-label calls "
                      f"(baseline {per_dispatch(old, 'expert') - per_dispatch(old, 'expert_account'):.2f}); rates.py: "
-                     f"EXPERT_CALLS_PER_TASK = {rates.EXPERT_CALLS_PER_TASK:g} (the mean); before: {OLD_EXPERT_CALLS_PER_TASK}")),
+                     f"EXPERT_CALLS_PER_TASK = {rates.EXPERT_CALLS_PER_TASK:g}, _MEAN = {rates.EXPERT_CALLS_PER_TASK_MEAN:g}; "
+                     f"before: {OLD_EXPERT_CALLS_PER_TASK}")),
     ]
     if mean is not None:
-        _, mean_text = bound(p, mean)
+        _, mean_text = bound(p, mean, "expert_account")
         results.append(Result(
-            area, "share of the bound vs a queue paced for the mean calls per task", share_of_bound(p, ours), "%",
+            area, "share of the bound vs a queue paced for the mean calls per task", share_of_bound(p, ours, "expert_account"), "%",
             f"same stack, queue rate from the means ({rates.HORIZON_CALLS_PER_TASK_MEAN:g} Horizon / "
-            f"{rates.EXPERT_CALLS_PER_TASK_MEAN:g} Expert per task)", share_of_bound(p, mean),
+            f"{rates.EXPERT_CALLS_PER_TASK_MEAN:g} Expert per task)", share_of_bound(p, mean, "expert_account"),
             note=f"the variant: {mean_text}; {mean['earned_429']} 429s earned, {mean['right']}/{mean['accounts']} equal to the truth; "
                  f"{run_note(mean)}"))
     return results

@@ -18,24 +18,27 @@ HORIZON_MAX_PER_HOUR = 3600  # public Horizon's documented default per IP
 EXPERT_MAX_PER_MINUTE = 50  # Stellar Expert publishes none; the original assumed about 50/min
 UPSTREAM_RATE_PCT = 71  # share of each upstream maximum we allow ourselves (as in the seeds)
 # Calls per api-fallback dispatch, measured by bench/bench_api_pipeline.py (ordinary accounts spread over the
-# network's age, API_ONLY, through the local dispatcher at 85 Horizon / 35 Expert requests per minute):
-# - Horizon: a mean of 1.40 to 1.55 per dispatch (enrich tasks: 1, their GET /accounts; lineage tasks about 2,
-#   the account and an operations page; crawl continuations: one per page);
-# - Stellar Expert account lookups: a mean of 0.40 to 0.55 per dispatch (a lineage task of an account older than
-#   Horizon's history window makes 1, every other task 0). Directory labels come on top, on spare budget only
-#   (they never wait for it), so they need no room in the queue's rate.
-# Re-measure with `python -m bench.bench_api_pipeline` (its "calls per api-fallback dispatch" rows) and update
-# these; terraform/variables.tf's horizon_calls_per_task and expert_calls_per_task defaults follow the two
-# figures below (tests/unit/test_terraform_consistency.py keeps them equal).
-HORIZON_CALLS_PER_TASK_MEAN = 1.4
-EXPERT_CALLS_PER_TASK_MEAN = 0.4
-# The queue's rate uses the lightest task's Horizon calls, not the mean: the mix swings between phases of
-# lineage tasks (bound by Stellar Expert) and phases of enrich tasks (1 Horizon call each), and a queue paced
-# for the mean throttles the light phases with Horizon idle (measured: 86% of the bound with the mean, 96%
-# with the lightest; bench_api_pipeline's full run shows both). The limiter still holds every call to the
-# share. Stellar Expert keeps its mean: its lightest task makes no call at all.
-HORIZON_CALLS_PER_TASK = 1.0  # the lightest task: one GET /accounts (every task that does work makes it)
-EXPERT_CALLS_PER_TASK = EXPERT_CALLS_PER_TASK_MEAN
+# network's age, API_ONLY, through the local stack and dispatcher, simulator at 85 Horizon / 35 Expert per minute):
+# - Horizon: a mean of 1.49 (--full, 60 accounts) to 1.56 (--short) per dispatch. Every task reads its account
+#   once (GET /accounts: 1.00 per dispatch), so an enrich task makes 1 call; a lineage task adds an operations
+#   page (about 2), a crawl continuation one call per page;
+# - Stellar Expert account lookups: a mean of 0.48 to 0.55 per dispatch (a lineage task of an account older
+#   than Horizon's history window makes 1, every other task 0). Directory labels come on top, on spare budget
+#   only (they never wait for it), so they need no room in the queue's rate.
+# Re-measure with `python -m bench.bench_api_pipeline` (its "per api-fallback dispatch" rows) and update these.
+HORIZON_CALLS_PER_TASK_MEAN = 1.5
+EXPERT_CALLS_PER_TASK_MEAN = 0.5
+# The queue's rate is a ceiling, not the pacer, so it takes the figures that keep it from binding before the
+# upstream does. The mix of tasks swings between phases of lineage tasks (bound by Stellar Expert) and phases
+# of enrich tasks (1 Horizon call each); a queue paced for the means throttles the light phases with Horizon
+# idle (--full: 89% of the bound with the means, 96% with the figures below).
+# terraform/variables.tf's horizon_calls_per_task and expert_calls_per_task defaults are these two
+# (tests/unit/test_terraform_consistency.py keeps them equal).
+HORIZON_CALLS_PER_TASK = 1.0  # the lightest task: its one GET /accounts
+# Stellar Expert: the low end of the measured mean, rounded down. It never binds before Horizon at the budgets
+# measured (at 85/35 a figure of 0.5 would cap the queue at 0.83 tasks/s, below Horizon's 1.0058), and it still
+# slows the queue when the Expert budget is small, instead of letting lineage tasks bounce off an empty limiter.
+EXPERT_CALLS_PER_TASK = 0.4
 MAX_ATTEMPTS = 10
 MIN_BACKOFF_S = 5
 MAX_BACKOFF_S = 600
@@ -44,8 +47,8 @@ LINEAGE_MAX_DISPATCHES_PER_SECOND = 5.0  # process_account: BigQuery path, guard
 LINEAGE_MAX_CONCURRENT = 10
 # Tasks of the api-fallback queue in flight: what the api_fallback function takes (terraform function_sizing:
 # one instance, so one limiter sees every upstream call, serving 4 requests at once). 4, not 2: while
-# lineage tasks wait on Stellar Expert, enrich tasks can still use Horizon (measured: 93% of the bound with 4,
-# 86 to 90% with 2, in bench_api_pipeline --short).
+# lineage tasks wait on Stellar Expert, enrich tasks can still use Horizon (bench_api_pipeline --short
+# measured 90 to 93% of the bound with 4, 86 to 90% with 2).
 API_FALLBACK_MAX_CONCURRENT = 4
 
 
