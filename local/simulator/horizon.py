@@ -139,8 +139,6 @@ def account(network: Network, base: str, address: str) -> Reply:
         "id": address,
         "account_id": address,
         "sequence": str(state.sequence),
-        "sequence_ledger": state.created_ledger,
-        "sequence_time": str(int(ledger_close_time(state.created_ledger).timestamp())),
         "subentry_count": len(state.trustlines),
         "last_modified_ledger": state.last_modified_ledger,
         "last_modified_time": iso_z(ledger_close_time(state.last_modified_ledger)),
@@ -153,6 +151,11 @@ def account(network: Network, base: str, address: str) -> Reply:
         "num_sponsored": 0,
         "paging_token": address,
     }
+    if state.sequence_ledger is not None:
+        # The ledger and close time (unix seconds, as text) of the last sequence number change; stellar-core
+        # records them from protocol 19 on, and Horizon omits both for accounts unchanged since.
+        body["sequence_ledger"] = state.sequence_ledger
+        body["sequence_time"] = str(int(ledger_close_time(state.sequence_ledger).timestamp()))
     if state.home_domain is not None:  # Horizon omits an empty home_domain
         body["home_domain"] = state.home_domain
     if state.sponsor:

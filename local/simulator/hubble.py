@@ -27,6 +27,7 @@ EHO_SCHEMA = (
     ("type", "INTEGER", "REQUIRED"),
     ("type_string", "STRING", "REQUIRED"),
     ("account", "STRING", "NULLABLE"),
+    ("op_account_id", "STRING", "NULLABLE"),
     ("funder", "STRING", "NULLABLE"),
     ("starting_balance", "FLOAT", "NULLABLE"),
     ("into", "STRING", "NULLABLE"),
@@ -36,6 +37,7 @@ EHO_SCHEMA = (
     ("asset_type", "STRING", "NULLABLE"),
     ("asset_code", "STRING", "NULLABLE"),
     ("asset_issuer", "STRING", "NULLABLE"),
+    ("bump_to", "STRING", "NULLABLE"),
     ("transaction_hash", "STRING", "REQUIRED"),
     ("ledger_sequence", "INTEGER", "REQUIRED"),
     ("txn_account", "STRING", "REQUIRED"),
@@ -48,6 +50,7 @@ EHO_SCHEMA = (
 ACCOUNTS_SCHEMA = (
     ("account_id", "STRING", "REQUIRED"),
     ("account_creation_date", "DATETIME", "NULLABLE"),
+    ("min_sequence_number", "INTEGER", "NULLABLE"),
     ("balance", "FLOAT", "REQUIRED"),
     ("buying_liabilities", "FLOAT", "REQUIRED"),
     ("selling_liabilities", "FLOAT", "REQUIRED"),
@@ -70,9 +73,18 @@ ACCOUNTS_SCHEMA = (
     ("sequence_ledger", "INTEGER", "NULLABLE"),
     ("sequence_time", "TIMESTAMP", "NULLABLE"),
     ("batch_run_date", "DATETIME", "REQUIRED"),
+    ("upstream_insert_ts", "TIMESTAMP", "NULLABLE"),
     ("batch_insert_ts", "TIMESTAMP", "REQUIRED"),
 )
 SCHEMAS = {EHO: EHO_SCHEMA, ACCOUNTS: ACCOUNTS_SCHEMA}
+# How Hubble's tables are laid out in BigQuery (stellar-dbt-public's model configs), in the REST API's
+# Table resource terms (`bq show --format=prettyjson`): enriched_history_operations is partitioned by
+# closed_at, one partition a day, and clustered; accounts_current is neither.
+TABLE_OPTIONS = {
+    EHO: {"timePartitioning": {"type": "DAY", "field": "closed_at"},
+          "clustering": {"fields": ["ledger_sequence", "transaction_id", "op_account_id", "type"]}},
+    ACCOUNTS: {},
+}
 ETL_BATCH_LEDGERS = 64  # stellar-etl exports ledgers in batches of 64
 
 
@@ -103,6 +115,7 @@ def operation_rows(network: Network) -> Iterable[dict]:
             "type": op.type_i,
             "type_string": op.type,
             "account": d.get("account"),
+            "op_account_id": None,  # stellar-etl's details.account_id: only revoke_sponsorship of an account sets it
             "funder": d.get("funder"),
             "starting_balance": _float(d.get("starting_balance")),
             "into": d.get("into"),
@@ -112,6 +125,7 @@ def operation_rows(network: Network) -> Iterable[dict]:
             "asset_type": d.get("asset_type"),
             "asset_code": d.get("asset_code"),
             "asset_issuer": d.get("asset_issuer"),
+            "bump_to": d.get("bump_to"),
             "transaction_hash": op.transaction_hash,
             "ledger_sequence": op.ledger,
             "txn_account": op.source_account,
@@ -124,6 +138,9 @@ def operation_rows(network: Network) -> Iterable[dict]:
 
 
 def account_rows(network: Network) -> Iterable[dict]:
+    """accounts_current as stellar-dbt builds it: each account's latest row. A merged account's is
+    the removal (deleted, ledger_entry_change 2): stellar-etl writes the entry as it was before the
+    merge, so it keeps its last sequence number and the balance the merge moved."""
     inserted = iso_z(network.now)
     for index in range(network.total):
         state = network.state(index)
@@ -137,7 +154,8 @@ def account_rows(network: Network) -> Iterable[dict]:
         yield {
             "account_id": state.address,
             "account_creation_date": _day(ledger_close_time(state.first_created_ledger)),
-            "balance": float(stroops_to_str(state.balance)),
+            "min_sequence_number": state.first_created_ledger << 32,  # the first row's: its first life's start
+            "balance": float(stroops_to_str(state.last_balance)),
             "buying_liabilities": 0.0,
             "selling_liabilities": 0.0,
             "sequence_number": state.sequence,
@@ -147,7 +165,7 @@ def account_rows(network: Network) -> Iterable[dict]:
             "inflation_destination": None,
             "flags": state.flags,
             "home_domain": state.home_domain or "",
-            "master_weight": 0 if not state.exists else 1,
+            "master_weight": 1,
             "threshold_low": 0,
             "threshold_medium": 0,
             "threshold_high": 0,
@@ -156,9 +174,10 @@ def account_rows(network: Network) -> Iterable[dict]:
             "closed_at": iso_z(closed),
             "deleted": not state.exists,
             "sponsor": state.sponsor,
-            "sequence_ledger": state.created_ledger,
-            "sequence_time": iso_z(ledger_close_time(state.created_ledger)),
+            "sequence_ledger": state.sequence_ledger,
+            "sequence_time": iso_z(ledger_close_time(state.sequence_ledger)) if state.sequence_ledger else None,
             "batch_run_date": _day(closed),
+            "upstream_insert_ts": inserted,
             "batch_insert_ts": inserted,
         }
 
@@ -189,6 +208,18 @@ def schema_json(table: str) -> list[dict]:
     return [{"name": name, "type": kind, "mode": mode} for name, kind, mode in SCHEMAS[table]]
 
 
+def bq_load_flags(table: str) -> list[str]:
+    """`bq load` flags that create the table as Hubble lays it out (schema file given separately)."""
+    flags = ["--source_format=NEWLINE_DELIMITED_JSON"]
+    options = TABLE_OPTIONS[table]
+    if "timePartitioning" in options:
+        flags += [f"--time_partitioning_field={options['timePartitioning']['field']}",
+                  f"--time_partitioning_type={options['timePartitioning']['type']}"]
+    if "clustering" in options:
+        flags.append("--clustering_fields=" + ",".join(options["clustering"]["fields"]))
+    return flags
+
+
 def export(networks: dict[str, Network], directory: str | os.PathLike, tables: Iterable[str] = TABLES) -> dict:
     """Write {directory}/{network}/{table}.ndjson (+ .schema.json) for each network; returns a manifest."""
     tables = list(tables)
@@ -198,7 +229,9 @@ def export(networks: dict[str, Network], directory: str | os.PathLike, tables: I
     root = Path(directory)
     if root.exists() and not root.is_dir():
         raise ValueError(f"{root} exists and is not a directory")
-    manifest: dict = {"tables": tables, "networks": {}, "flag_bits": {name: 1 << bit for bit, name in enumerate(FLAG_NAMES)}}
+    manifest: dict = {"tables": tables, "table_options": {t: TABLE_OPTIONS[t] for t in tables},
+                      "bq_load_flags": {t: bq_load_flags(t) for t in tables},
+                      "networks": {}, "flag_bits": {name: 1 << bit for bit, name in enumerate(FLAG_NAMES)}}
     for name, network in networks.items():
         target = root / name
         target.mkdir(parents=True, exist_ok=True)

@@ -46,12 +46,22 @@ EXCHANGE_CHILDREN = 3  # "only a few" create_account ops among an exchange's 10k
 PAYMENT_WINDOW_DAYS = 540
 AIRDROP_BATCH = 1_000  # creates per ledger: 10 transactions of 100 operations
 HVA_THRESHOLDS = (10_000, 50_000, 100_000, 500_000, 750_000, 1_000_000)
+# Protocol 19 (CAP-21) upgrade votes: from then on stellar-core records the ledger and time of an
+# account's last sequence number change (AccountEntryExtensionV3 seqLedger/seqTime), which Horizon
+# shows as sequence_ledger/sequence_time and stellar-etl exports; before it, nothing is recorded.
+PROTOCOL_19_AT = {
+    "public": dt.datetime(2022, 6, 8, 15, 0, tzinfo=dt.timezone.utc),
+    "testnet": dt.datetime(2022, 5, 9, 15, 0, tzinfo=dt.timezone.utc),
+}
+BUMP_SEQUENCE_TYPE_I = 11
+DORMANT_LEDGERS = 365 * 86_400 // LEDGER_SECONDS
 
 # Transaction slots inside a ledger (the TOID's middle field) by kind of operation.
 TX_CREATE = 1  # first creation of a core account (one per ledger)
 TX_RECREATE = 2  # re-creation after a merge
 TX_MERGE = 3  # account_merge
 TX_AIRDROP0 = 4  # 4..13: airdrop batches
+TX_BUMP = 14  # bump_sequence (one per ledger)
 TX_EXCHANGE0 = 20  # 20..: one slot per exchange for its payments
 TX_FAILED0 = 100  # 100..: failed create_account ops, FAILED_PER_TX per transaction slot
 FAILED_PER_TX = 4_000
@@ -222,6 +232,11 @@ class AccountState:
     last_modified_ledger: int
     sponsor: str | None
     payments: int
+    # The ledger of the last sequence number change, when it happened under protocol 19 or later
+    # (Horizon's sequence_ledger); None when the account never changed it or changed it earlier.
+    sequence_ledger: int | None = None
+    # The balance of the last ledger entry: the current one, or what the merge moved for a merged account.
+    last_balance: int = 0
 
 
 class _VirtualSequence(Sequence):
@@ -261,6 +276,7 @@ class Network:
             self.elder_ledger = ledger_at(self.now - dt.timedelta(days=config.retention_days))
         else:
             self.elder_ledger = 1
+        self.protocol19_ledger = ledger_at(PROTOCOL_19_AT[config.network])
         self.size = config.accounts
         self.airdrop_size = config.airdrop_children
         self.total = self.size + self.airdrop_size
@@ -465,7 +481,50 @@ class Network:
         self.sponsored.append(next(pool))
         self._overlay_taken = set(self.hostile) | set(self.hostile_toml) | set(self.flag_accounts)
         self._overlay_taken |= set(self.forced_balance) | set(self.sponsored)
-        self._ordinary_pool = pool
+        self._ordinary_pool = self._generate_bumps(rng, pool)
+        self._overlay_taken |= set(self.bump_of)
+
+    def _generate_bumps(self, rng: random.Random, pool: Iterator[int]) -> Iterator[int]:
+        """bump_sequence accounts: their sequence number was bumped after their creation, so its
+        upper 32 bits name a later ledger than the one that created them (only an upper bound).
+        They are old and recent, bumped before and after protocol 19, to the bump ledger's starting
+        sequence, to a later ledger's, and past the present. Returns what is left of the pool."""
+        latest, p19 = self.latest_ledger, self.protocol19_ledger
+        self.bump_of: dict[int, tuple[int, int, int, int]] = {}  # account -> (ledger, bump_to, later txs, last sequence change)
+        self.bump_by_ledger: dict[int, int] = {}
+        skipped: list[int] = []
+        used: set[int] = set()
+        for k in range(max(4, self.size // 500)):
+            want_old = k % 2 == 0  # created before Horizon's history window, or inside it
+            want_pre19 = k % 4 == 2 and p19 < latest  # bumped before protocol 19: no sequence_ledger
+            for account in pool:
+                created = self.ledgers[account]
+                fits = (created < self.elder_ledger) == want_old and created < latest - 100
+                if fits and (not want_pre19 or created < p19 - 100):
+                    break
+                skipped.append(account)
+            else:
+                break
+            low, high = created + 1, latest - 3
+            if want_pre19:
+                high = p19 - 1
+            elif k % 4 == 0 and p19 < high:
+                low = max(low, p19)
+            ledger = self._free_ledger(low + rng.randrange(max(1, high - low)), used)
+            style = k % 4
+            if style == 0:  # the bump ledger's own starting sequence (voids pre-signed transactions)
+                bump_to = ledger << 32
+            elif style == 1:  # a later ledger's, before now
+                bump_to = ((ledger + 1 + rng.randrange(max(1, latest - ledger))) << 32) + rng.randrange(1 << 32)
+            elif style == 2:
+                bump_to = (ledger << 32) + rng.randrange(1, 1 << 32)
+            else:  # past the present: sequence >> 32 is a ledger that has not closed yet
+                bump_to = (latest + 1 + rng.randrange(10_000_000)) << 32
+            later = rng.randrange(0, 4)  # transactions after the bump
+            change = ledger if not later else ledger + 1 + rng.randrange(max(1, latest - ledger - 2))
+            self.bump_of[account] = (ledger, bump_to, later, change)
+            self.bump_by_ledger[ledger] = account
+        return itertools.chain(skipped, pool)
 
     def _generate_failed_ops(self, rng: random.Random, urn: list[int]) -> None:
         """Failed create_account ops: to never-existing ghosts, to accounts someone else creates
@@ -648,33 +707,99 @@ class Network:
             return self.ledgers[index]
         return self._airdrop_ledger(index - self.size)
 
+    def _last_activity(self, index: int) -> int:
+        """The last ledger in which an operation changed this core account's ledger entry."""
+        last = self.ledgers[index]
+        lo, hi = self.child_offsets[index], self.child_offsets[index + 1]
+        if hi > lo:
+            last = max(last, self.ledgers[self.children_csr[hi - 1]])
+        for account in self.recreated_by.get(index, ())[-1:]:
+            last = max(last, self.recreation_of[account][0])
+        for account in self.merges_into.get(index, ())[-1:]:
+            last = max(last, self.merge_of[account][0])
+        for table in (self.merge_of, self.recreation_of):
+            if index in table:
+                last = max(last, table[index][0])
+        if index == self.airdrop and self.airdrop_size:
+            last = max(last, self._airdrop_ledger(self.airdrop_size - 1))
+        if index in self.exchanges:
+            _, count, first, step = self.payment_plans[self.exchanges.index(index)]
+            last = max(last, first + (count - 1) * step)
+        if index in self.payments_by_account:
+            last = max(last, self.payments_by_account[index][-1] >> 32)
+        for op_id in self.failed_by_account.get(index, ()):
+            if self.failed_funder_index(op_id) == index:  # the funder pays the fee; a target is not touched
+                last = max(last, op_id >> 32)
+        if index in self.bump_of:
+            last = max(last, self.bump_of[index][3])
+        return last
+
+    @staticmethod
+    def _sequence_change(created: int, last_modified: int, txs: int, h: int) -> int | None:
+        """The ledger of the last transaction an account sourced (its last sequence change), if any."""
+        if txs == 0 or last_modified <= created:
+            return None
+        return created + 1 + (h >> 40) % (last_modified - created)
+
+    def _horizon_sequence_ledger(self, change: int | None) -> int | None:
+        """stellar-core records seqLedger only for changes under protocol 19 or later."""
+        return change if change is not None and change >= self.protocol19_ledger else None
+
     def state(self, index: int) -> AccountState:
+        """The account's last ledger entry. A new account's sequence number is its creation ledger
+        << 32 (stellar-core getStartingSequenceNumber), plus one per transaction it sourced since;
+        bump_sequence can raise it to anything larger."""
         address = self.address(index)
+        latest = self.latest_ledger
         if index >= self.size:
             j = index - self.size
             ledger = self._airdrop_ledger(j)
             start = self._airdrop_start(j)
             h = mix64(self._key, 9, j)
+            if h % 3 == 0:  # never used: the entry is as the creation left it
+                last_modified, txs, balance = ledger, 0, start
+            else:
+                last_modified = ledger + 1 + h % max(1, latest - ledger - 1)
+                txs, balance = (h >> 20) % 5, start + h % (3 * STROOPS)
+            change = self._sequence_change(ledger, last_modified, txs, h)
             return AccountState(
-                index=index, address=address, exists=True, balance=start + h % (3 * STROOPS), flags=0,
+                index=index, address=address, exists=True, balance=balance, flags=0,
                 home_domain=None, trustlines=(), created_ledger=ledger, first_created_ledger=ledger,
-                sequence=(ledger << 32) + h % 5, last_modified_ledger=ledger + h % max(1, self.latest_ledger - ledger),
-                sponsor=None, payments=0,
+                sequence=(ledger << 32) + txs, last_modified_ledger=last_modified,
+                sponsor=None, payments=0, sequence_ledger=self._horizon_sequence_ledger(change), last_balance=balance,
             )
         first = self.ledgers[index]
         current = self.recreation_of[index][0] if index in self.recreation_of else first
         exists = self.exists(index)
         h = mix64(self._key, 9, index)
-        if exists:
-            last_modified = current + h % max(1, self.latest_ledger - current)
-        else:
+        txs = (h >> 20) % 10_000
+        if not exists:  # merged away: the deleted entry is the last one, as its own merge left it
             last_modified = self.merge_of[index][0]
+            txs = max(1, txs)
+            change: int | None = last_modified
+        else:
+            activity = self._last_activity(index)
+            if activity <= current and h % 5 == 0 and index:
+                last_modified, txs = current, 0  # untouched since its creation
+            else:
+                span = latest - current - 1
+                if (h >> 8) % 3 == 0:  # dormant: nothing of its own since its first year
+                    span = min(span, DORMANT_LEDGERS)
+                last_modified = max(activity, current + 1 + h % max(1, span))
+                if activity > current:
+                    txs = max(1, txs)
+            change = self._sequence_change(current, last_modified, txs, h)
+        sequence = (current << 32) + txs
+        if index in self.bump_of:
+            _, bump_to, later, change = self.bump_of[index]
+            sequence = bump_to + later
         sponsor = self.address(self.creator[index]) if index in self.sponsored else None
         return AccountState(
             index=index, address=address, exists=exists, balance=self.balances[index] if exists else 0,
             flags=self.flags[index], home_domain=self.home_domain(index), trustlines=self.trustlines(index),
-            created_ledger=current, first_created_ledger=first, sequence=(current << 32) + h % 10_000,
+            created_ledger=current, first_created_ledger=first, sequence=sequence,
             last_modified_ledger=last_modified, sponsor=sponsor, payments=self.payment_counts.get(index, 0),
+            sequence_ledger=self._horizon_sequence_ledger(change), last_balance=self.balances[index],
         )
 
     def asset(self, number: int) -> dict:
@@ -784,6 +909,11 @@ class Network:
             source = self.address(account)
             return Operation(op_id, ledger, "account_merge", 8, True, source, self.tx_hash(ledger, tx),
                              {"account": source, "into": self.address(self.merge_of[account][1])})
+        if tx == TX_BUMP and op == 1 and ledger in self.bump_by_ledger:
+            source = self.address(self.bump_by_ledger[ledger])
+            bump_to = self.bump_of[self.bump_by_ledger[ledger]][1]
+            return Operation(op_id, ledger, "bump_sequence", BUMP_SEQUENCE_TYPE_I, True, source, self.tx_hash(ledger, tx),
+                             {"bump_to": str(bump_to)})
         if TX_AIRDROP0 <= tx < TX_AIRDROP0 + AIRDROP_BATCH // 100 and 1 <= op <= 100:
             offset = ledger - self.airdrop_first_ledger
             batch, rest = divmod(offset, self.airdrop_step)
@@ -839,6 +969,8 @@ class Network:
             own.append(toid(self.recreation_of[i][0], TX_RECREATE, 1))
         if i in self.merge_of:
             own.append(toid(self.merge_of[i][0], TX_MERGE, 1))
+        if i in self.bump_of:
+            own.append(toid(self.bump_of[i][0], TX_BUMP, 1))
         own += [toid(self.merge_of[a][0], TX_MERGE, 1) for a in self.merges_into.get(i, ())]
         own += [toid(self.recreation_of[a][0], TX_RECREATE, 1) for a in self.recreated_by.get(i, ())]
         own += self.payments_by_account.get(i, [])
@@ -893,6 +1025,7 @@ class Network:
         ids.extend(toid(self.ledgers[i], TX_CREATE, 1) for i in range(1, self.size))
         ids.extend(toid(ledger, TX_RECREATE, 1) for ledger, _, _ in self.recreation_of.values())
         ids.extend(toid(ledger, TX_MERGE, 1) for ledger, _ in self.merge_of.values())
+        ids.extend(toid(ledger, TX_BUMP, 1) for ledger in self.bump_by_ledger)
         ids.extend(toid(*self._airdrop_slot(j)) for j in range(self.airdrop_size))
         for e, (_, count, first, step) in enumerate(self.payment_plans):
             ids.extend(toid(first + k * step, TX_EXCHANGE0 + e, 1) for k in range(count))
@@ -907,7 +1040,7 @@ class Network:
         for name, members in (
             ("hostile", self.hostile), ("hostile_toml", self.hostile_toml), ("flags", self.flag_accounts),
             ("sponsored", self.sponsored), ("failed_target", self.failed_targets_existing),
-            ("malicious", self.malicious),
+            ("malicious", self.malicious), ("bump_sequence", self.bump_of),
         ):
             if index in members:
                 kinds.append(name)
@@ -925,7 +1058,7 @@ class Network:
             failed = self._failed_truth(self.total + found[1]) if found else []
             return {**base, "exists": False, "ever_existed": False, "kinds": ["ghost"] if found else ["missing"],
                     "creation_events": [], "creator": None, "current_creator": None, "created_at": None,
-                    "merges": [], "depth": None, "ancestors": [], "failed_create_ops": failed,
+                    "merges": [], "depth": None, "ancestors": [], "failed_create_ops": failed, **_NO_SEQUENCE,
                     "children": {"total": 0, "items": [], "cursor": "0", "next_cursor": None, "limit": children_limit}}
         kind, number = found
         index = number if kind == "core" else self.size + number
@@ -972,8 +1105,29 @@ class Network:
             "assets": [{**self.asset(a), "balance": stroops_to_str(b)} for a, b in state.trustlines],
             "directory": {"address": address, **entry} if entry else None,
             "failed_create_ops": self._failed_truth(index),
+            **self._sequence_truth(index, state),
             "children": {"total": total, "items": items, "cursor": str(children_cursor),
                          "next_cursor": str(next_cursor) if next_cursor < total else None, "limit": children_limit},
+        }
+
+    def _sequence_truth(self, index: int, state: AccountState) -> dict:
+        """The sequence number and what it says about the creation ledger (the last life's, for a
+        merged account: its deleted entry keeps its last sequence number)."""
+        from_sequence = state.sequence >> 32
+        bump = None
+        if index in self.bump_of:
+            ledger, bump_to, _, _ = self.bump_of[index]
+            bump = {"operation_id": str(toid(ledger, TX_BUMP, 1)), "ledger": ledger,
+                    "at": iso_z(ledger_close_time(ledger)), "bump_to": str(bump_to)}
+        return {
+            "sequence": str(state.sequence),
+            "sequence_ledger": state.sequence_ledger,
+            "creation_ledger": state.created_ledger,
+            "first_creation_ledger": state.first_created_ledger,
+            "ledger_from_sequence": from_sequence,
+            "sequence_matches_creation": from_sequence == state.created_ledger,
+            "bump_sequence": bump,
+            "last_modified_ledger": state.last_modified_ledger,
         }
 
     def _first_creation_op(self, child: int) -> int:
@@ -998,7 +1152,7 @@ class Network:
         "genesis", "ordinary", "recent", "old", "chain", "deep", "airdrop", "airdrop_child", "exchange",
         "exchange_child", "issuer", "merged", "merged_gone", "hostile", "hostile_toml", "flags", "sponsored",
         "failed_target", "failed_funder", "ghost", "missing", "hub", "leaf", "hva", "with_assets", "directory",
-        "malicious",
+        "malicious", "bump_sequence",
     )
 
     def _kind_candidates(self, kind: str) -> Iterable[int]:
@@ -1034,7 +1188,7 @@ class Network:
             "exchange_child": self.exchange_children, "issuer": self.issuers, "merged": self.merged,
             "merged_gone": self.merged_gone, "hostile": self.hostile, "hostile_toml": self.hostile_toml,
             "flags": self.flag_accounts, "sponsored": self.sponsored, "failed_target": self.failed_targets_existing,
-            "directory": sorted(self.directory), "malicious": self.malicious,
+            "directory": sorted(self.directory), "malicious": self.malicious, "bump_sequence": sorted(self.bump_of),
         }
         return lists[kind]
 
@@ -1078,6 +1232,7 @@ class Network:
             "exists": state.exists,
             "kinds": self.kinds_of(index),
             "created_at": iso_z(ledger_close_time(first)),
+            "creation_ledger": state.created_ledger,
             "xlm_balance": stroops_to_str(state.balance) if state.exists else None,
             "depth": self.depth[index] if index < self.size else self.depth[self.airdrop] + 1,
             "num_children": self.children_count(index),
@@ -1113,11 +1268,18 @@ class Network:
         }
 
 
+# Truth keys of an address that never held an account.
+_NO_SEQUENCE = {"sequence": None, "sequence_ledger": None, "creation_ledger": None, "first_creation_ledger": None,
+                "ledger_from_sequence": None, "sequence_matches_creation": None, "bump_sequence": None,
+                "last_modified_ledger": None}
+
+
 def _public_event(event: dict) -> dict:
     return {
         "creator": event["creator"],
         "created_at": iso_z(event["created_at"]),
         "ledger": event["ledger"],
+        "starting_sequence": str(event["ledger"] << 32),
         "operation_id": event["operation_id"],
         "starting_balance": event["starting_balance"],
         "transaction_hash": event["transaction_hash"],

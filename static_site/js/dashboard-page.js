@@ -4,6 +4,7 @@ import "../vendor/d3.min.js";
 import { accountHref, createApi, siteConfig } from "./api.js";
 import { el, replace } from "./dom.js";
 import { displayText, formatCount, formatDate, formatDuration, formatUsd, shortAccount } from "./format.js";
+import { pipelineWords, stageWords } from "./words.js";
 import { VisibilityPoller } from "./poller.js";
 
 const d3 = globalThis.d3;
@@ -87,7 +88,7 @@ export function computeAlerts({ health, pending, failedStages, now = Date.now(),
       return RATE_LIMIT_RE.test(String(r.error_message || "")) && (!Number.isFinite(at) || at >= hourAgo);
     });
     if (limited.length) {
-      const stages = [...new Set(limited.map((r) => String(r.stage)))].join(", ");
+      const stages = [...new Set(limited.map((r) => stageWords(r.stage)))].join(", ");
       alerts.push({
         id: "rate-limited",
         level: "warning",
@@ -99,7 +100,7 @@ export function computeAlerts({ health, pending, failedStages, now = Date.now(),
   return alerts;
 }
 
-function bars(list, counts, { total } = {}) {
+function bars(list, counts, { total, label = displayText } = {}) {
   const entries = Object.entries(counts || {}).sort((a, b) => b[1] - a[1]);
   const max = total || Math.max(1, ...entries.map(([, n]) => Number(n) || 0));
   replace(
@@ -108,7 +109,7 @@ function bars(list, counts, { total } = {}) {
       ? entries.map(([name, n]) => {
           const fill = el("div", { class: "bar-fill" });
           fill.style.width = `${Math.max(0, Math.min(100, ((Number(n) || 0) / max) * 100)).toFixed(1)}%`;
-          return el("li", { class: "bar-row", dataset: { key: name } }, el("span", {}, displayText(name)), el("div", { class: "bar-track", "aria-hidden": "true" }, fill), el("span", { class: "num" }, formatCount(n)));
+          return el("li", { class: "bar-row", dataset: { key: name } }, el("span", { title: name }, label(name)), el("div", { class: "bar-track", "aria-hidden": "true" }, fill), el("span", { class: "num" }, formatCount(n)));
         })
       : el("li", { class: "muted" }, "Nothing yet."),
   );
@@ -210,9 +211,9 @@ async function refresh() {
   $("dash-error").hidden = !errors.length;
   if (stats) {
     $("total").textContent = formatCount(stats.total);
-    bars($("by-source"), stats.by_source);
+    bars($("by-source"), stats.by_source, { label: pipelineWords });
     bars($("by-status"), stats.by_status);
-    bars($("last24"), stats.last_24h_by_source);
+    bars($("last24"), stats.last_24h_by_source, { label: pipelineWords });
     drawThroughput(stats.throughput);
   }
   if (health) {

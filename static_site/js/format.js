@@ -139,3 +139,18 @@ export function labelFacts(d) {
   }
   return rows;
 }
+
+const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
+
+/** True for a full ISO 8601 date-time string ("2026-12-07T03:42:46.607000Z"); dates alone are not. */
+export function isIsoDateTime(value) {
+  return typeof value === "string" && ISO_DATETIME.test(value) && !Number.isNaN(new Date(value).getTime());
+}
+
+/** ISO timestamp -> "2026-12-07 03:42:46 UTC" (seconds, no fraction); bad or empty -> "—". */
+export function formatTimestamp(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "—";
+  return `${d.toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}

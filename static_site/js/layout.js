@@ -11,6 +11,7 @@
 // standing for the rest (loaded but hidden, plus what the server still holds).
 //
 // Two layouts: "tidy" (top-down Reingold-Tilford, ancestors straight above the searched account)
+// (straight, or slanted up-left with `chainSlant`: see fit.js chooseChainSlant)
 // and "radial" (searched account at the centre, descendants on rings that leave a wedge free
 // straight up, where the ancestor chain runs from the centre to beyond the outermost ring). Both guarantee that no two nodes are closer than
 // tidy: min(siblingGap, levelGap, chainGap); radial: min(minSeparation, levelGap, chainGap).
@@ -30,6 +31,7 @@ export const DEFAULTS = Object.freeze({
   wedge: Math.PI / 3, // radial: angle kept free (straight up) for the ancestor chain
   maxSlotAngle: Math.PI / 9, // radial: widest angle between two siblings (keeps small fans compact)
   chainGap: 60, // distance between ancestors on the chain (px)
+  chainSlant: 0, // tidy: the chain climbs up-left, this many px sideways per px up (0: straight up)
 });
 
 export const LAYOUTS = Object.freeze(["radial", "tidy"]);
@@ -43,6 +45,9 @@ export function normalizeOptions(options = {}) {
     if (!Number.isFinite(v) || v <= 0) throw new RangeError(`option ${key} must be a positive number`);
     o[key] = v;
   }
+  const slant = Number(o.chainSlant);
+  if (!Number.isFinite(slant) || slant < 0) throw new RangeError("option chainSlant must be a number >= 0");
+  o.chainSlant = slant;
   o.pageSize = Math.floor(o.pageSize);
   o.aggregateAbove = Math.floor(o.aggregateAbove);
   if (o.groupGap < 1) o.groupGap = 1;
@@ -198,7 +203,12 @@ function tidy(root, ancestors, reserve, o) {
       });
     }
   });
-  const chain = ancestorRecords(ancestors, reserve, (hop) => ({ x: 0, y: -hop * Math.min(o.levelGap, o.chainGap) }));
+  // Each hop is one chain step long whatever the slant: a slanted chain trades height for the
+  // width a wide panel has to spare (genesis top-left, the searched account below-right).
+  const step = Math.min(o.levelGap, o.chainGap);
+  const dy = step / Math.hypot(1, o.chainSlant);
+  const dx = dy * o.chainSlant;
+  const chain = ancestorRecords(ancestors, reserve, (hop) => ({ x: dx ? -hop * dx : 0, y: -hop * dy }));
   const rootRec = nodes[0];
   return { nodes: chain.slice().reverse().concat(nodes), links: chainLinks(chain, rootRec).concat(links) };
 }

@@ -20,6 +20,14 @@ function remaining(body, loaded) {
   return { count: count !== null && count > 0 ? count : null, next_cursor: nextCursor };
 }
 
+// The body's `completeness` (absent in older answers) describes the children of its tree node: kept
+// on that node so every expanded sub-tree carries its own.
+function setCompleteness(node, body) {
+  const c = body && body.completeness;
+  if (c && typeof c === "object") node.completeness = structuredClone(c);
+  else delete node.completeness;
+}
+
 /** A deep copy of an `/account-lineage` body, ready to explore (more derived from children_page). */
 export function fromLineage(body) {
   if (!body || !body.tree) throw new TypeError("not an account-lineage body");
@@ -28,6 +36,7 @@ export function fromLineage(body) {
   copy.tree.children = Array.isArray(copy.tree.children) ? copy.tree.children : [];
   copy.tree.more = remaining(body, copy.tree.children.length);
   delete copy.tree.shown;
+  setCompleteness(copy.tree, body);
   return copy;
 }
 
@@ -83,6 +92,7 @@ export function attachChildren(model, account, body) {
   node.children = children;
   node.more = remaining(body, children.length);
   delete node.shown;
+  setCompleteness(node, body);
   if (body.tree.num_children !== undefined && node.num_children === undefined) node.num_children = body.tree.num_children;
   return children.length;
 }
@@ -105,7 +115,7 @@ export function countLoaded(model) {
   return n;
 }
 
-const STRUCTURE = new Set(["children", "more", "shown"]);
+const STRUCTURE = new Set(["children", "more", "shown", "completeness"]);
 
 function copyFacts(target, source) {
   let changed = false;
@@ -127,6 +137,11 @@ function copyFacts(target, source) {
 export function refreshFacts(model, body) {
   if (!body || !body.tree || body.tree.account !== model.tree.account) return 0;
   let changed = copyFacts(model.tree, body.tree) ? 1 : 0;
+  const fresh = body.completeness && typeof body.completeness === "object" ? body.completeness : undefined;
+  if (JSON.stringify(model.tree.completeness) !== JSON.stringify(fresh)) {
+    setCompleteness(model.tree, body);
+    changed += 1;
+  }
   const byAccount = new Map((model.tree.children || []).map((c) => [c.account, c]));
   for (const fresh of Array.isArray(body.tree.children) ? body.tree.children : []) {
     const known = byAccount.get(fresh.account);
@@ -140,9 +155,14 @@ export function refreshFacts(model, body) {
   return changed;
 }
 
+/** True when the account was merged away (its current life ended: no balance to wait for). */
+export function isMerged(node) {
+  return Boolean(node && (node.merged_at || node.merged_into));
+}
+
 /** True while the searched account (or a child of its first page) still waits for its enrichment. */
 export function awaitingEnrichment(model, pageSize = 100) {
-  const missing = (n) => n.xlm_balance === null || n.xlm_balance === undefined;
+  const missing = (n) => !isMerged(n) && (n.xlm_balance === null || n.xlm_balance === undefined);
   if (missing(model.tree)) return true;
   return (model.tree.children || []).slice(0, pageSize).some(missing);
 }

@@ -2,7 +2,8 @@
 // clickable accounts and a notice when the scan cap cut the results short.
 import { accountHref, createApi, preferredNetwork, rememberNetwork, siteConfig } from "./api.js";
 import { announce, el, replace, tagBadge } from "./dom.js";
-import { displayText, formatCount, formatXlm, truncate } from "./format.js";
+import { displayText, formatCount, formatTimestamp, formatXlm, isIsoDateTime, truncate } from "./format.js";
+import { pipelineWords, stageWords } from "./words.js";
 import { networkSwitch, setNetworkBadge } from "./network-switch.js";
 import { isValidAccountId } from "./strkey.js";
 
@@ -128,8 +129,21 @@ function cellContent(column, value) {
   if (Array.isArray(value)) return value.map((v) => displayText(v)).join(", ") || "—";
   if (typeof value === "object") return truncate(displayText(JSON.stringify(value)), 120);
   if (typeof value === "boolean") return value ? "yes" : "no";
+  // Timestamps readable and in UTC, without microseconds; the exact value stays in the title.
+  if (isIsoDateTime(value)) return el("time", { datetime: value, title: value }, formatTimestamp(value));
+  if (column === "status" && typeof value === "string") {
+    const slug = value.toLowerCase().replace(/[^a-z_]/g, "");
+    return el("span", { class: `status-badge status-${slug} nowrap` }, displayText(value));
+  }
+  if (column === "stage") return el("span", { class: "nowrap", title: displayText(value) }, stageWords(value));
+  if (column === "pipeline_source") return el("span", { class: "nowrap", title: displayText(value) }, pipelineWords(value));
   if (/balance/.test(column) && /^-?\d+(\.\d+)?$/.test(String(value))) return formatXlm(value);
   return truncate(displayText(value), 120);
+}
+
+// Prose (an error message) gets room to read instead of a narrow column of single words.
+function isLongText(value) {
+  return typeof value === "string" && value.length > 40 && !looksLikeAccount(null, value);
 }
 
 function isNumeric(values) {
@@ -181,7 +195,7 @@ function renderResults() {
   replace(
     table.tBodies[0],
     rows.length
-      ? rows.map((r) => el("tr", {}, state.columns.map((c) => el("td", { class: numericCols.has(c) ? "num" : null }, cellContent(c, r[c])))))
+      ? rows.map((r) => el("tr", {}, state.columns.map((c) => el("td", { class: numericCols.has(c) ? "num" : isLongText(r[c]) ? "long" : null }, cellContent(c, r[c])))))
       : el("tr", {}, el("td", { colspan: Math.max(1, state.columns.length), class: "empty" }, "No rows match.")),
   );
 }

@@ -1,40 +1,24 @@
 // The explorer page: search form, pipeline progress, lineage tree, details and siblings.
 import { ApiError, accountHref, createApi, preferredNetwork, rememberNetwork, siteConfig } from "./api.js";
 import { announce, el, replace, tagBadge } from "./dom.js";
-import { DEFAULTS } from "./layout.js";
+import { DEFAULTS, fanOut, normalizeOptions } from "./layout.js";
 import { appendPage, attachChildren, awaitingEnrichment, canExpand, countLoaded, findNode, fromLineage, refreshFacts, revealMore } from "./lineage-model.js";
-import { displayText, formatAssets, formatCount, formatDate, formatDuration, formatFlags, formatXlm, labelFacts, shortAccount } from "./format.js";
+import { displayText, formatCount, formatDate, formatDuration, formatXlm, shortAccount } from "./format.js";
+import { nodeFacts } from "./node-text.js";
 import { networkSwitch } from "./network-switch.js";
 import { VisibilityPoller } from "./poller.js";
 import { validateSearch } from "./strkey.js";
 import { TreeView } from "./tree-view.js";
+import { STAGE_WORDS, completenessText, livesText, mergedText, pipelineWords, stageWords } from "./words.js";
 
 const cfg = siteConfig();
 const api = createApi(cfg);
 const LAYOUT_KEY = "stellarmap.layout";
 const SPACING_KEY = "stellarmap.tidySpacing";
-const STAGE_ORDER = [
-  "hubble_lineage",
-  "parent_lineage",
-  "horizon_data",
-  "attributes",
-  "assets",
-  "flags",
-  "expert_enrichment",
-  "creator_discovery",
-  "expansion",
-];
-const STAGE_NAMES = {
-  hubble_lineage: "Hubble lineage (BigQuery)",
-  parent_lineage: "Creator lineage",
-  horizon_data: "Horizon account data",
-  attributes: "Attributes",
-  assets: "Assets",
-  flags: "Flags",
-  expert_enrichment: "Stellar Expert enrichment",
-  creator_discovery: "Creator discovery",
-  expansion: "Children",
-};
+// The explorer lists these stages in this order (then any other the server reports); the optional
+// ones only once the server reports them (the Hubble query, the best-effort label stages).
+const STAGE_ORDER = Object.keys(STAGE_WORDS);
+const OPTIONAL_STAGES = new Set(["hubble_lineage", "directory_labels", "stellar_toml"]);
 
 const $ = (id) => document.getElementById(id);
 
@@ -100,20 +84,47 @@ const view = new TreeView($("tree"), $("tooltip"), {
   onSelect: (n) => showDetails(n),
 });
 
+// The tree panel takes the window's height below its top (at least 460 px), so the explorer fits
+// the window whatever the lines above it hold (a completeness notice, the spacing sliders).
+const PANEL_MIN_PX = 460;
+const PANEL_BOTTOM_PX = 50; // the explorer's padding and the page's bottom margin
+
+function sizeTreePanel() {
+  const body = document.querySelector(".explorer-body");
+  if (!body || $("explorer").hidden) return;
+  const top = body.getBoundingClientRect().top + window.scrollY;
+  const height = Math.max(PANEL_MIN_PX, Math.floor(window.innerHeight - top - PANEL_BOTTOM_PX));
+  if (body.style.getPropertyValue("--tree-h") !== `${height}px`) body.style.setProperty("--tree-h", `${height}px`);
+}
+
 function redraw({ fit = false, focusId = null } = {}) {
   if (!state.model) return;
-  view.render(state.model, layoutOptions(), { fit, focusId });
+  // The lines above the tree first: they move the tree panel the fit measures.
+  showCompleteness();
   updateSummary();
+  if (fit) sizeTreePanel();
+  view.render(state.model, layoutOptions(), { fit, focusId });
+}
+
+// Never silent: an incomplete children list says so where the children are shown.
+function showCompleteness() {
+  const gap = completenessText(state.model.tree.completeness);
+  for (const id of ["completeness-note", "summary-completeness"]) {
+    $(id).textContent = gap || "";
+    $(id).hidden = !gap;
+  }
+  $("explorer").dataset.childrenComplete = gap ? "false" : "true";
 }
 
 function updateSummary() {
   const tree = state.model.tree;
   const total = Number.isFinite(Number(tree.num_children)) && tree.num_children !== null ? Number(tree.num_children) : null;
   const loaded = Array.isArray(tree.children) ? tree.children.length : 0;
-  const shown = Number($("tree").dataset.childCount || 0);
+  const shown = fanOut(tree, normalizeOptions(layoutOptions())).shown;
+  const gap = completenessText(tree.completeness);
   const parts = [
     `${formatCount(state.model.ancestors.length)} ancestor${state.model.ancestors.length === 1 ? "" : "s"} up to genesis`,
-    `${formatCount(Math.min(loaded, shown))} of ${formatCount(total ?? loaded + (tree.more ? tree.more.count : 0))} children shown`,
+    `${formatCount(Math.min(loaded, shown))} of ${formatCount(total ?? loaded + (tree.more ? tree.more.count : 0))} children shown${gap ? " (the list is incomplete)" : ""}`,
   ];
   const extra = countLoaded(state.model) - 1 - loaded;
   if (extra > 0) parts.push(`${formatCount(extra)} grandchildren and below`);
@@ -136,7 +147,7 @@ async function showMore(parentAccount, moreNodeId) {
       state.busy = false;
     }
   }
-  redraw({ focusId: moreNodeId });
+  redraw({ fit: true, focusId: moreNodeId });
   announce(`Showing ${$("tree").dataset.childCount} accounts; ${formatCount(Number($("tree").dataset.hidden))} more hidden.`);
 }
 
@@ -169,22 +180,22 @@ function showDetails(n) {
   const title = n.kind === "root" ? "Searched account" : n.kind === "ancestor" ? "Ancestor" : "Child account";
   $("details-title").textContent = title;
   const tags = Array.isArray(d.tags) ? d.tags : [];
+  const merged = mergedText(d);
+  const lives = n.kind === "root" ? livesText(d.lives) : [];
   const dl = el(
     "dl",
     { class: "facts" },
-    field("Account", d.account ?? n.account, "mono"),
-    field("Creator", d.creator ?? "—", "mono"),
-    field("Created", formatDate(d.created_at)),
-    field("XLM balance", formatXlm(d.xlm_balance)),
-    field("Home domain", displayText(d.home_domain), "domain"),
-    field("Flags", formatFlags(d.flags)),
-    field("Assets", formatAssets(d.assets)),
-    field("Pipeline", displayText(d.pipeline_source)),
-    field("Status", displayText(d.status)),
-    field("Children", d.num_children === null || d.num_children === undefined ? "—" : formatCount(d.num_children)),
-    labelFacts(d).map(([label, text]) => field(label, text)),
+    nodeFacts(d, { account: n.account, full: true }).map(([label, text]) =>
+      field(label, text, label === "Account" || label === "Creator" ? "mono" : label === "Home domain" ? "domain" : null),
+    ),
   );
-  replace($("details-body"), tags.length ? el("div", { class: "tags" }, tags.map(tagBadge)) : null, dl);
+  replace(
+    $("details-body"),
+    merged ? el("p", { class: "notice notice-info merged-note" }, merged) : null,
+    tags.length ? el("div", { class: "tags" }, tags.map(tagBadge)) : null,
+    dl,
+    lives.length ? el("div", { class: "lives" }, el("h4", {}, "Lives"), el("ol", {}, lives.map((text) => el("li", {}, text)))) : null,
+  );
   $("details-recenter").hidden = n.kind === "root";
   $("details-expand").hidden = !(n.kind === "account" && canExpand(d));
 }
@@ -292,20 +303,20 @@ function renderStages(stages) {
   for (const s of Array.isArray(stages) ? stages : []) {
     if (s && s.stage) byName.set(String(s.stage), s);
   }
-  const names = STAGE_ORDER.filter((n) => byName.has(n) || n !== "hubble_lineage");
+  const names = STAGE_ORDER.filter((n) => byName.has(n) || !OPTIONAL_STAGES.has(n));
   for (const extra of byName.keys()) if (!names.includes(extra)) names.push(extra);
   const items = names.map((name) => {
     const s = byName.get(name);
     const status = s && s.status ? String(s.status).toUpperCase() : "WAITING";
     const detail = [];
     if (s && s.duration_ms !== null && s.duration_ms !== undefined) detail.push(formatDuration(s.duration_ms));
-    if (s && s.pipeline_source) detail.push(displayText(s.pipeline_source));
+    if (s && s.pipeline_source) detail.push(pipelineWords(s.pipeline_source));
     if (s && s.error) detail.push(displayText(s.error));
     return el(
       "li",
       { class: `stage stage-${status.toLowerCase().replace(/[^a-z]/g, "")}`, dataset: { stage: name, status } },
       el("span", { class: "stage-dot", "aria-hidden": "true" }),
-      el("span", { class: "stage-name" }, STAGE_NAMES[name] || displayText(name)),
+      el("span", { class: "stage-name" }, stageWords(name)),
       el("span", { class: "stage-status" }, status.toLowerCase()),
       detail.length ? el("span", { class: "stage-detail" }, detail.join(" · ")) : null,
     );
@@ -576,7 +587,10 @@ function bindControls() {
   let resizeTimer = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => view.resized(), 150);
+    resizeTimer = setTimeout(() => {
+      sizeTreePanel();
+      view.resized();
+    }, 150);
   });
 }
 

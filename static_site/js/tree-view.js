@@ -1,81 +1,38 @@
 // Draws a laid-out lineage with D3 v7: zoom (wheel), pan (drag), fit-to-window, tooltips, keyboard.
 // Every upstream string is set with .text() / textContent / setAttribute: never parsed as HTML.
 import "../vendor/d3.min.js";
+import { CHAR_PX, chooseChainSlant, extentOf, fitTransform } from "./fit.js";
 import { layout } from "./layout.js";
 import { canExpand } from "./lineage-model.js";
-import {
-  displayText,
-  formatCount,
-  formatDate,
-  formatFlags,
-  formatXlm,
-  labelFacts,
-  shortAccount,
-  truncate,
-} from "./format.js";
+import { childrenNote, isMerged, moreText, nodeFacts, nodeLabel, nodeName, tagsOf } from "./node-text.js";
+import { shortAccount } from "./format.js";
+import { mergedText } from "./words.js";
 import { el, replace, tagBadge } from "./dom.js";
 
 const d3 = globalThis.d3;
-const GENESIS = "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7";
 const LABEL_MIN_PX = 9; // labels are drawn only when siblings are at least this far apart on screen
+const CHAR_SAMPLE = "GA2F…I67V GBKC…KKWG"; // account labels: capitals and digits, the widest common case
 
-function tagsOf(data) {
-  return data && Array.isArray(data.tags) ? data.tags.map(String) : [];
-}
-
-/** The one-line label of a node (plain text). */
-export function moreText(n) {
-  if (!n.remoteUnknown) return `${formatCount(n.count)} more`;
-  return n.count > 0 ? `${formatCount(n.count)}+ more` : "more…";
-}
-
-export function nodeLabel(n) {
-  if (n.kind === "more") return moreText(n);
-  const data = n.data || {};
-  if (n.account === GENESIS) return "genesis";
-  const base = data.home_domain ? truncate(displayText(data.home_domain), 22) : shortAccount(n.account);
-  return tagsOf(data).includes("malicious") ? `⚠ ${base}` : base;
-}
-
-/** Screen-reader name of a node (plain text). */
-function nodeName(n) {
-  if (n.kind === "more") {
-    return `${moreText(n)} children of ${shortAccount(n.parentAccount)}. Press Enter to show the next page.`;
-  }
-  const data = n.data || {};
-  const role = n.kind === "root" ? "Searched account" : n.kind === "ancestor" ? "Ancestor" : "Child account";
-  const domain = data.home_domain ? `, home domain ${displayText(data.home_domain)}` : "";
-  const tags = tagsOf(data).length ? `, tagged ${tagsOf(data).join(", ")}` : "";
-  const kids = n.kind === "account" && canExpand(data) ? ` Has ${formatCount(data.num_children)} children; press + to show them here.` : "";
-  const action = n.kind === "root" ? "" : " Press Enter to centre on it.";
-  return `${role} ${n.account}${domain}${tags}.${action}${kids}`;
-}
-
-function tooltipContent(n) {
+function tooltipContent(n, parentData) {
+  const note = childrenNote(n, parentData);
   if (n.kind === "more") {
     const parts = [el("strong", {}, `${moreText(n)} accounts`)];
     parts.push(el("p", {}, `Created by ${shortAccount(n.parentAccount)}. Click or press Enter to show the next page.`));
+    if (note) parts.push(el("p", { class: "tooltip-note" }, note));
     return parts;
   }
   const d = n.data || {};
-  const rows = [
-    ["Account", d.account ?? n.account],
-    ["Creator", d.creator ?? "—"],
-    ["Created", formatDate(d.created_at)],
-    ["XLM balance", formatXlm(d.xlm_balance)],
-    ["Home domain", displayText(d.home_domain)],
-    ["Flags", formatFlags(d.flags)],
-    ["Pipeline", displayText(d.pipeline_source)],
-    ...labelFacts(d),
-  ];
-  if (Number.isFinite(Number(d.num_children)) && d.num_children !== null) rows.push(["Children", formatCount(d.num_children)]);
   const dl = el("dl", {});
-  for (const [k, v] of rows) {
+  for (const [k, v] of nodeFacts(d, { account: n.account })) {
     dl.append(el("dt", {}, k), el("dd", { class: k === "Account" || k === "Creator" ? "mono" : null }, v));
   }
   const tags = tagsOf(d);
-  const out = [dl];
+  const out = [];
+  const merged = mergedText(d);
+  if (merged) out.push(el("p", { class: "tooltip-merged" }, merged));
+  out.push(dl);
   if (tags.length) out.push(el("div", { class: "tags" }, tags.map(tagBadge)));
+  if (note) out.push(el("p", { class: "tooltip-note" }, note));
   return out;
 }
 
@@ -100,6 +57,11 @@ export class TreeView {
     this.renders = 0;
     this.transform = d3.zoomIdentity;
     this.fitted = false;
+    this.chainSlant = null;
+    this.measuredCharPx = 0;
+    this.model = null;
+    this.lastOptions = null;
+    this.extentCache = null;
     this.zoom = d3
       .zoom()
       .scaleExtent([0.01, 8])
@@ -201,14 +163,51 @@ export class TreeView {
     this.svgEl.classList.toggle("labels-off", k * this.spacing() < LABEL_MIN_PX);
   }
 
+  /** The drawing area in px (the SVG's box). */
+  viewportSize() {
+    return { width: this.svgEl.clientWidth || 800, height: this.svgEl.clientHeight || 600 };
+  }
+
   /**
-   * Lay out `model` with `options` and draw it. `fit: true` fits the whole tree in the window;
-   * otherwise the current zoom and pan stay. Returns the layout result.
+   * Px per label character, measured once on a sample label in the page's font (the fit estimates
+   * label lengths from it); the saved default when the SVG cannot measure (hidden, no fonts yet).
+   */
+  charPx() {
+    if (this.measuredCharPx) return this.measuredCharPx;
+    let px = 0;
+    try {
+      const probe = this.nodesG.append("text").attr("class", "label").attr("visibility", "hidden").text(CHAR_SAMPLE);
+      px = probe.node().getComputedTextLength() / Array.from(CHAR_SAMPLE).length;
+      probe.remove();
+    } catch {
+      px = 0;
+    }
+    if (Number.isFinite(px) && px > 2) this.measuredCharPx = px;
+    return this.measuredCharPx || CHAR_PX;
+  }
+
+  /**
+   * Lay out `model` with `options` and draw it. `fit: true` fits the whole tree in the window (and,
+   * in the tidy view, picks the chain's slant for this window); otherwise the current zoom, pan and
+   * slant stay. Returns the layout result.
    */
   render(model, options, { fit = false, focusId = null } = {}) {
     const t0 = performance.now();
-    const result = layout(model, options);
+    const tipFor = this.tooltipEl && !this.tooltipEl.hidden ? this.tooltipEl.dataset.for : null;
+    let result;
+    let extent = null;
+    if (options.layout === "tidy" && (fit || this.chainSlant === null)) {
+      const chosen = chooseChainSlant(model, options, this.viewportSize(), { charPx: this.charPx() });
+      this.chainSlant = chosen.slant;
+      result = chosen.result;
+      extent = chosen.extent;
+    } else {
+      result = layout(model, options.layout === "tidy" ? { ...options, chainSlant: this.chainSlant } : options);
+    }
+    this.model = model;
+    this.lastOptions = options;
     this.result = result;
+    this.extentCache = extent;
     this.options = { ...options, ...{ layout: result.layout } };
     this.byId = new Map(result.nodes.map((n) => [n.id, n]));
     const radial = result.layout === "radial";
@@ -242,7 +241,8 @@ export class TreeView {
         const status = n.data && n.data.status ? String(n.data.status).toLowerCase().replace(/[^a-z_]/g, "") : "";
         const tags = tagsOf(n.data).map((t) => `tag-${t.toLowerCase().replace(/[^a-z0-9-]/g, "")}`);
         const expandable = n.kind === "account" && n.data && canExpand(n.data) ? "has-children" : "";
-        return ["node", `node-${n.kind}`, status ? `status-${status}` : "", n.leaf ? "leaf" : "inner", expandable, ...tags]
+        const merged = n.kind !== "more" && isMerged(n.data) ? "merged" : "";
+        return ["node", `node-${n.kind}`, status ? `status-${status}` : "", n.leaf ? "leaf" : "inner", expandable, merged, ...tags]
           .filter(Boolean)
           .join(" ");
       })
@@ -303,8 +303,14 @@ export class TreeView {
     if (fit) this.fit();
     this.updateLabels();
     if (focusId) {
-      const g = this.nodesG.node().querySelector(`g.node[data-id="${CSS.escape(focusId)}"]`);
+      const g = this.gOf(focusId);
       if (g) g.focus();
+    }
+    // A tooltip on view tells what the node is now (a "N more" node's count changes with a page).
+    if (tipFor) {
+      const g = this.gOf(tipFor);
+      if (g && this.byId.has(tipFor)) this.showTooltip(this.byId.get(tipFor), g);
+      else this.hideTooltip();
     }
     const renderId = this.renders;
     requestAnimationFrame(() =>
@@ -316,58 +322,26 @@ export class TreeView {
     return result;
   }
 
-  /**
-   * The drawn extent in layout units, labels included. Label lengths are estimated from their
-   * characters (no getBBox: measuring would force a synchronous layout of every label).
-   */
+  /** The drawn extent in layout units, labels included (fit.js extentOf). */
   extent() {
-    const { nodes } = this.result;
-    const radial = this.result.layout === "radial";
-    const CHAR = 6.6; // px per character at the label font size (a generous average)
-    let minX = Infinity;
-    let maxX = -Infinity;
-    let minY = Infinity;
-    let maxY = -Infinity;
-    const add = (x, y) => {
-      if (x < minX) minX = x;
-      if (x > maxX) maxX = x;
-      if (y < minY) minY = y;
-      if (y > maxY) maxY = y;
-    };
-    for (const n of nodes) {
-      add(n.x - 10, n.y - 10);
-      add(n.x + 10, n.y + 10);
-      const reach = 12 + nodeLabel(n).length * (n.kind === "root" ? CHAR * 1.25 : CHAR);
-      const outward = (n.kind === "account" || n.kind === "more") && n.leaf;
-      if (outward && radial) add(n.x + reach * Math.sin(n.angle), n.y - reach * Math.cos(n.angle));
-      else if (outward) add(n.x, n.y + reach);
-      else if (n.kind === "root" && radial) add(n.x, n.y - reach);
-      else if (n.kind === "account") add(n.x - reach, n.y);
-      else add(n.x + reach, n.y);
-    }
-    return { minX, maxX, minY, maxY };
+    if (!this.extentCache) this.extentCache = extentOf(this.result, { charPx: this.charPx() });
+    return this.extentCache;
   }
 
-  /** Fit the whole tree, labels included, in the window. */
+  /** Fit the whole tree, labels included, in the window (fit.js fitTransform). */
   fit() {
     if (!this.result || !this.result.nodes.length) return;
-    const { minX, maxX, minY, maxY } = this.extent();
-    const pad = 30; // clear of the help line and the legend
-    const w = this.svgEl.clientWidth || 800;
-    const h = this.svgEl.clientHeight || 600;
-    const bw = maxX - minX + 2 * pad;
-    const bh = maxY - minY + 2 * pad;
-    const k = Math.max(0.01, Math.min(w / bw, h / bh, 1.6));
-    const cx = (minX + maxX) / 2;
-    const cy = (minY + maxY) / 2;
-    const t = d3.zoomIdentity.translate(w / 2 - k * cx, h / 2 - k * cy).scale(k);
-    this.svg.call(this.zoom.transform, t);
+    const t = fitTransform(this.extent(), this.viewportSize());
+    this.svg.call(this.zoom.transform, d3.zoomIdentity.translate(t.x, t.y).scale(t.k));
     this.fitted = true;
   }
 
-  /** The window changed size: refit if the view is the fitted one, else keep what the visitor chose. */
+  /**
+   * The window changed size: lay out and fit again if the view is the fitted one (the tidy chain's
+   * best slant depends on the window's shape), else keep what the visitor chose.
+   */
   resized() {
-    if (this.fitted) this.fit();
+    if (this.fitted && this.model) this.render(this.model, this.lastOptions, { fit: true });
   }
 
   zoomBy(factor) {
@@ -380,10 +354,15 @@ export class TreeView {
     this.fitted = false;
   }
 
+  gOf(id) {
+    return this.nodesG.node().querySelector(`g.node[data-id="${CSS.escape(id)}"]`);
+  }
+
   showTooltip(n, g) {
     const tip = this.tooltipEl;
     if (!tip) return;
-    replace(tip, tooltipContent(n));
+    const parent = n.parentId ? this.byId.get(n.parentId) : null;
+    replace(tip, tooltipContent(n, parent ? parent.data : null));
     tip.hidden = false;
     const host = tip.offsetParent || tip.parentElement;
     const hostRect = host.getBoundingClientRect();

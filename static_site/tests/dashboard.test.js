@@ -62,7 +62,7 @@ describe("dashboard alerts", () => {
     };
     const alerts = computeAlerts({ health: healthy(), failedStages, now: NOW });
     assert.deepEqual(ids(alerts), ["rate-limited:warning"]);
-    assert.match(alerts[0].text, /^2 stage runs hit a rate limit in the last hour \(horizon_data, expert_enrichment\)/);
+    assert.match(alerts[0].text, /^2 stage runs hit a rate limit in the last hour \(Horizon account data, Stellar Expert enrichment\)/, "stage names in words");
     const h = healthy();
     h.rate_limiters.horizon.planned_per_hour = 3000;
     assert.deepEqual(ids(computeAlerts({ health: h, now: NOW })), ["rate-plan-horizon:warning"]);

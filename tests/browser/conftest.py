@@ -34,6 +34,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
+# The site's words for each pipeline_source (static_site/js/words.js): the pages never show the code.
+PIPELINE_WORDS = {
+    "API": "Horizon + Stellar Expert",
+    "BIGQUERY": "Hubble (BigQuery)",
+    "BIGQUERY_WITH_API_FALLBACK": "Hubble, finished by Horizon + Stellar Expert",
+    "HUBBLE_SYNC": "Hubble network-wide sync",
+}
 NETWORK = "public"
 PIPELINE_TIMEOUT_MS = 240_000  # a fresh account goes through the whole pipeline
 
@@ -251,8 +258,7 @@ class PageProbe:
             return []
 
 
-@pytest.fixture
-def probe(browser, request, stack):
+def _probe(browser, request):
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="en-US", timezone_id="UTC")
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -268,6 +274,27 @@ def probe(browser, request, stack):
     assert not p.errors, f"uncaught errors in the page: {p.errors}"
     assert not p.dialogs, f"a dialog opened (script ran?): {p.dialogs}"
     assert not violations, f"CSP violations: {violations}"
+
+
+@pytest.fixture
+def probe(browser, request, stack):
+    """A page (1400x900) on the local stack's site."""
+    yield from _probe(browser, request)
+
+
+@pytest.fixture(scope="session")
+def fixture_site():
+    """The site with its API answered from the saved fixtures (tests/browser/fixture_site.py)."""
+    from tests.browser.fixture_site import FixtureSite
+
+    with FixtureSite() as s:
+        yield s
+
+
+@pytest.fixture
+def site_probe(browser, request, fixture_site):
+    """A page (1400x900) on the fixture site: no local stack needed."""
+    yield from _probe(browser, request)
 
 
 # ------------------------------------------------------------------ page helpers

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.browser.conftest import NETWORK, get_json, wait_tree
+from tests.browser.conftest import NETWORK, PIPELINE_WORDS, get_json, wait_tree
 
 pytestmark = pytest.mark.browser
 
@@ -155,7 +155,10 @@ def test_dashboard_shows_the_pipeline_figures(probe, site, stack):
     shown = int(_num(page.text_content("#total")))
     assert before["total"] <= shown <= figures["total"] and shown >= 1, (before["total"], shown, figures["total"])
     sources = page.eval_on_selector_all("#by-source li[data-key]", "lis => lis.map(li => li.dataset.key)")
-    assert set(sources) <= {"BIGQUERY", "BIGQUERY_WITH_API_FALLBACK", "API"} and sources
+    assert set(sources) <= {"BIGQUERY", "BIGQUERY_WITH_API_FALLBACK", "API", "HUBBLE_SYNC"} and sources
+    # shown in words, the code kept in the title
+    labels = page.eval_on_selector_all("#by-source li[data-key] > span:first-child", "ss => ss.map(s => [s.title, s.textContent])")
+    assert labels == [[code, PIPELINE_WORDS[code]] for code in sources]
     assert page.get_attribute("#throughput", "data-points") == str(len(figures["throughput"]))
     assert page.locator("#alerts li").count() >= 1
     health = get_json(f"{stats}/health")

@@ -458,3 +458,41 @@ def test_unknown_routes_and_methods(sim, http):
     assert http.get(f"{sim.base_url}/nothing", timeout=30).json()["error"]["code"] == "not_found"
     assert http.put(f"{sim.base_url}/_sim/faults", timeout=30).status_code == 405
     assert http.post(f"{sim.base_url}/_sim/faults", data="{not json", timeout=30).json()["error"]["code"] == "invalid_json"
+
+
+def test_sequence_ledger_and_time_appear_only_for_changes_since_protocol_19(sim, http, net):
+    """Horizon's sequence_ledger/sequence_time: the ledger and unix time of the last sequence number
+    change, which stellar-core records from protocol 19 on; omitted for accounts unchanged since."""
+    seen = {True: 0, False: 0}
+    for index in list(range(1, net.size, 23)) + sorted(net.bump_of):
+        state = net.state(index)
+        if not state.exists:
+            continue
+        body = http.get(f"{sim.horizon_url()}/accounts/{net.address(index)}", timeout=30).json()
+        assert int(body["sequence"]) == state.sequence
+        present = "sequence_ledger" in body
+        seen[present] += 1
+        assert present == ("sequence_time" in body) == (state.sequence_ledger is not None)
+        if present:
+            assert body["sequence_ledger"] == state.sequence_ledger >= net.protocol19_ledger
+            assert body["sequence_time"] == str(int(ledger_close_time(state.sequence_ledger).timestamp()))
+    assert seen[True] and seen[False]
+
+
+def test_bump_sequence_accounts_over_http(sim, http, net):
+    body = http.get(f"{sim.base_url}/_sim/accounts/public", params={"kind": "bump_sequence", "limit": 50}, timeout=30).json()
+    assert len(body["accounts"]) == len(net.bump_of)
+    entry = body["accounts"][0]
+    truth = http.get(f"{sim.base_url}/_sim/truth/public/{entry['account']}", timeout=30).json()
+    assert truth["sequence_matches_creation"] is False and truth["ledger_from_sequence"] > truth["creation_ledger"]
+    account = http.get(f"{sim.horizon_url()}/accounts/{entry['account']}", timeout=30).json()
+    assert account["sequence"] == truth["sequence"] and int(account["sequence"]) >> 32 == truth["ledger_from_sequence"]
+    records, _ = walk(http, f"{sim.horizon_url()}/accounts/{entry['account']}/operations", {"limit": 200})
+    bumps = [r for r in records if r["type"] == "bump_sequence"]
+    if truth["bump_sequence"]["ledger"] >= net.elder_ledger:
+        assert [(r["id"], r["type_i"], r["bump_to"], r["source_account"]) for r in bumps] == [
+            (truth["bump_sequence"]["operation_id"], 11, truth["bump_sequence"]["bump_to"], entry["account"])]
+    else:
+        assert bumps == []  # pruned with the rest of the history before the window
+    kinds = http.get(f"{sim.base_url}/_sim/accounts/public", timeout=30).json()["kinds"]
+    assert kinds["bump_sequence"] == len(net.bump_of)

@@ -347,3 +347,101 @@ def test_bad_pick_arguments_are_refused(small):
         small.pick("exchange", limit=0)
     with pytest.raises(InvalidInput):
         small.pick("exchange", offset=-1)
+
+
+# ------------------------------------------------------------------ sequence numbers
+def test_sequence_numbers_start_at_the_creation_ledger_shifted_left_32(small):
+    """stellar-core gives a new account ledgerSeq << 32 (getStartingSequenceNumber); each transaction
+    it sources adds one. So sequence >> 32 is the current life's creation ledger, unless it bumped."""
+    net = small
+    untouched = 0
+    for index in list(range(net.size)) + list(range(net.size, net.total, 37)):
+        state = net.state(index)
+        if index in net.bump_of:
+            assert state.sequence >> 32 > state.created_ledger
+            continue
+        assert state.sequence >> 32 == state.created_ledger, index
+        if state.last_modified_ledger == state.created_ledger:
+            untouched += 1
+            assert state.sequence == state.created_ledger << 32 and state.sequence_ledger is None
+    assert untouched >= 10, "some accounts were never used after their creation"
+
+
+def test_a_recreated_account_sequence_reflects_its_current_life(small):
+    for index in small.merged:
+        state = small.state(index)
+        recreated = small.recreation_of[index][0]
+        assert state.created_ledger == recreated and state.first_created_ledger == small.ledgers[index]
+        assert state.sequence >> 32 == recreated > small.merge_of[index][0]
+        truth = small.truth(small.address(index))
+        assert truth["creation_ledger"] == recreated and truth["first_creation_ledger"] == small.ledgers[index]
+        assert [e["starting_sequence"] for e in truth["creation_events"]] == [str(e["ledger"] << 32) for e in truth["creation_events"]]
+
+
+def test_a_merged_account_keeps_its_last_sequence_number(small):
+    for index in small.merged_gone:
+        state = small.state(index)
+        merged_at = small.merge_of[index][0]
+        assert not state.exists and state.last_modified_ledger == merged_at
+        # the merge is its own transaction: one sequence number past its start, and recorded from protocol 19 on
+        assert state.sequence > small.ledgers[index] << 32 and state.sequence >> 32 == small.ledgers[index] < merged_at
+        assert state.sequence_ledger == (merged_at if merged_at >= small.protocol19_ledger else None)
+        assert state.balance == 0 and state.last_balance == small.balances[index]
+
+
+def test_sequence_ledger_is_the_last_sequence_change_and_only_from_protocol_19(default_public):
+    net = default_public
+    present = absent_old = 0
+    for index in list(range(net.size)) + list(range(net.size, net.total, 101)):
+        state = net.state(index)
+        if state.sequence_ledger is None:
+            absent_old += state.created_ledger < net.protocol19_ledger
+            continue
+        present += 1
+        assert net.protocol19_ledger <= state.sequence_ledger <= state.last_modified_ledger
+        assert state.sequence_ledger > state.created_ledger  # an account cannot source a transaction in its creation ledger
+        assert state.sequence != state.created_ledger << 32 or index in net.bump_of
+    assert present > 100 and absent_old > 100, (present, absent_old)
+
+
+def test_last_modified_follows_every_change_to_the_account(small):
+    net = small
+    for edge_creator, child, op_id in net.edges():
+        assert net.state(edge_creator).last_modified_ledger >= op_id >> 32 or not net.exists(edge_creator)
+    for index in range(net.size):
+        assert net.state(index).last_modified_ledger <= net.latest_ledger
+
+
+def test_bump_sequence_accounts(default_public):
+    net = default_public
+    bumped = net.pick("bump_sequence", limit=100)["accounts"]
+    assert len(bumped) == len(net.bump_of) >= 10
+    kinds = [set(a["kinds"]) for a in bumped]
+    assert all("bump_sequence" in k for k in kinds)
+    assert any("old" in k for k in kinds) and any("old" not in k for k in kinds)
+    past_now = pre19 = 0
+    for entry in bumped:
+        address = entry["account"]
+        index = net.resolve(address)[1]
+        truth = net.truth(address)
+        ledger, bump_to, later, change = net.bump_of[index]
+        assert truth["sequence_matches_creation"] is False
+        assert truth["ledger_from_sequence"] == int(truth["sequence"]) >> 32 > truth["creation_ledger"] == entry["creation_ledger"]
+        assert int(truth["sequence"]) == bump_to + later
+        assert truth["bump_sequence"] == {"operation_id": str(toid(ledger, 14, 1)), "ledger": ledger,
+                                          "at": truth["bump_sequence"]["at"], "bump_to": str(bump_to)}
+        op = net.operation(int(truth["bump_sequence"]["operation_id"]))
+        assert op.type == "bump_sequence" and op.type_i == 11 and op.source_account == address
+        assert op.details == {"bump_to": str(bump_to)} and op.ledger > truth["creation_ledger"]
+        assert op.id in net.all_operation_ids() and op.id in [i for s in net.operation_streams(address)[0] for i in s]
+        past_now += truth["ledger_from_sequence"] > net.latest_ledger
+        pre19 += truth["sequence_ledger"] is None
+        assert truth["sequence_ledger"] in (None, change)
+    assert past_now >= 1 and pre19 >= 1
+    others = net.truth(net.pick("ordinary", limit=1)["accounts"][0]["account"])
+    assert others["bump_sequence"] is None and others["sequence_matches_creation"] is True
+
+
+def test_truth_of_a_missing_address_has_no_sequence(small):
+    truth = small.truth(small.missing_address(1))
+    assert truth["sequence"] is None and truth["creation_ledger"] is None and truth["bump_sequence"] is None
