@@ -283,12 +283,12 @@ variable "function_sizing" {
     max_instances   = number
     concurrency     = number
   }))
+  # api_fallback: one instance, so its in-process limiter sees every upstream call (UPSTREAM_PROCESSES
+  # stays 1), serving the api-fallback queue's 4 concurrent tasks (I/O bound: they wait on the limiter).
   default = {
     search          = { memory = "512M", timeout_seconds = 30, min_instances = 0, max_instances = 20, concurrency = 8 }
     stats           = { memory = "512M", timeout_seconds = 60, min_instances = 0, max_instances = 10, concurrency = 8 }
     process_account = { memory = "1Gi", timeout_seconds = 540, min_instances = 0, max_instances = 10, concurrency = 1 }
-    # api_fallback: one instance, so its in-process limiter sees every upstream call (UPSTREAM_PROCESSES
-    # stays 1), serving the api-fallback queue's 4 concurrent tasks (I/O bound: they wait on the limiter).
     api_fallback    = { memory = "512M", timeout_seconds = 540, min_instances = 0, max_instances = 1, concurrency = 4 }
     hva_recalc      = { memory = "1Gi", timeout_seconds = 900, min_instances = 0, max_instances = 1, concurrency = 1 }
     reset_stale     = { memory = "256M", timeout_seconds = 300, min_instances = 0, max_instances = 1, concurrency = 1 }
