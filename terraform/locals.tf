@@ -54,9 +54,11 @@ locals {
   }
 
   # ---------------------------------------------------------------- queues
-  # api-fallback: the upstream budget divided by the calls one task makes, for each upstream; the
-  # smaller rate wins. Same formula as common/queue/rates.py:api_fallback_limits, rounded down to
-  # 4 decimals so rounding never lifts the rate above the budget.
+  # api-fallback: the upstream budget divided by the calls per task, for each upstream; the smaller
+  # rate wins. A ceiling on task starts (the lightest task's Horizon calls, the mean Expert lookups;
+  # common/queue/rates.py says why); the function's in-process limiter paces the calls themselves.
+  # Same formula as common/queue/rates.py:api_fallback_limits, rounded down to 4 decimals so
+  # rounding never lifts the rate above the budget.
   horizon_tasks_per_second = var.horizon_max_per_hour * var.upstream_rate_pct / 100 / 3600 / var.horizon_calls_per_task
   expert_tasks_per_second  = var.expert_max_per_minute * var.upstream_rate_pct / 100 / 60 / var.expert_calls_per_task
   api_fallback_rate        = floor(min(local.horizon_tasks_per_second, local.expert_tasks_per_second) * 10000) / 10000

@@ -48,7 +48,7 @@ resource "google_cloud_tasks_queue" "queue" {
     }
     precondition {
       # A rate below one task per second is legitimate (api-fallback at the public defaults is
-      # 0.1775/s) but must come with a stated reason.
+      # 0.71/s) but must come with a stated reason.
       condition     = each.value.max_dispatches_per_second >= 1 || length(trimspace(each.value.slow_rate_reason)) > 0
       error_message = "Queue ${each.key} dispatches fewer than 1 task/s; state why in its slow_rate_reason variable."
     }

@@ -145,31 +145,31 @@ variable "upstream_rate_pct" {
 }
 
 variable "horizon_calls_per_task" {
-  description = "Horizon requests one api_fallback task makes (account, operations page, creator lookup...)."
-  type        = number
-  default     = 4
-
-  validation {
-    condition     = var.horizon_calls_per_task >= 1
-    error_message = "horizon_calls_per_task must be at least 1."
-  }
-}
-
-variable "expert_calls_per_task" {
-  description = "Stellar Expert requests one api_fallback task makes."
+  description = "Horizon requests of the lightest api_fallback task (an enrich task's one GET /accounts): the queue's rate is a ceiling that never binds before the in-process limiter does. common/queue/rates.py says how it was measured (bench/bench_api_pipeline.py)."
   type        = number
   default     = 1
 
   validation {
-    condition     = var.expert_calls_per_task >= 1
-    error_message = "expert_calls_per_task must be at least 1."
+    condition     = var.horizon_calls_per_task > 0
+    error_message = "horizon_calls_per_task must be positive."
+  }
+}
+
+variable "expert_calls_per_task" {
+  description = "Stellar Expert account lookups per api_fallback task, the measured mean (a lineage task of an account older than Horizon's history window makes 1, other tasks 0). common/queue/rates.py says how it was measured."
+  type        = number
+  default     = 0.4
+
+  validation {
+    condition     = var.expert_calls_per_task > 0
+    error_message = "expert_calls_per_task must be positive."
   }
 }
 
 variable "api_fallback_max_concurrent_dispatches" {
-  description = "Tasks of the api-fallback queue that may run at once."
+  description = "Tasks of the api-fallback queue that may run at once: what the api_fallback function takes (function_sizing max_instances x concurrency; a test checks it)."
   type        = number
-  default     = 2
+  default     = 4
 
   validation {
     condition     = var.api_fallback_max_concurrent_dispatches >= 1 && var.api_fallback_max_concurrent_dispatches <= 5000
@@ -186,7 +186,7 @@ variable "api_fallback_max_burst_size" {
 variable "api_fallback_slow_rate_reason" {
   description = "Why the api-fallback queue may dispatch fewer than one task per second. Required (non-empty) whenever the derived rate is below 1/s; a precondition on the queue enforces it."
   type        = string
-  default     = "Public Horizon allows 3,600 requests/hour per IP. We use 71% of it and an api_fallback task makes 4 Horizon calls, so the queue may start 3600 x 0.71 / 4 / 3600 = 0.1775 tasks/s. Cloud Tasks accepts fractional rates; a faster queue would only collect 429s from Horizon."
+  default     = "Public Horizon allows 3,600 requests/hour per IP. We use 71% of it and every api_fallback task makes at least one Horizon call, so the queue may start at most 3600 x 0.71 / 1 / 3600 = 0.71 tasks/s. Cloud Tasks accepts fractional rates; a faster queue would only make tasks wait in the function's upstream limiter."
 }
 
 variable "lineage_max_dispatches_per_second" {
@@ -283,11 +283,13 @@ variable "function_sizing" {
     max_instances   = number
     concurrency     = number
   }))
+  # api_fallback: one instance, so its in-process limiter sees every upstream call (UPSTREAM_PROCESSES
+  # stays 1), serving the api-fallback queue's 4 concurrent tasks (I/O bound: they wait on the limiter).
   default = {
     search          = { memory = "512M", timeout_seconds = 30, min_instances = 0, max_instances = 20, concurrency = 8 }
     stats           = { memory = "512M", timeout_seconds = 60, min_instances = 0, max_instances = 10, concurrency = 8 }
     process_account = { memory = "1Gi", timeout_seconds = 540, min_instances = 0, max_instances = 10, concurrency = 1 }
-    api_fallback    = { memory = "512M", timeout_seconds = 540, min_instances = 0, max_instances = 2, concurrency = 1 }
+    api_fallback    = { memory = "512M", timeout_seconds = 540, min_instances = 0, max_instances = 1, concurrency = 4 }
     hva_recalc      = { memory = "1Gi", timeout_seconds = 900, min_instances = 0, max_instances = 1, concurrency = 1 }
     reset_stale     = { memory = "256M", timeout_seconds = 300, min_instances = 0, max_instances = 1, concurrency = 1 }
     bulk_queue      = { memory = "512M", timeout_seconds = 540, min_instances = 0, max_instances = 2, concurrency = 1 }

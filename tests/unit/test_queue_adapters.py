@@ -2,6 +2,7 @@
 dispatcher's backoff and token bucket, and the Cloud Tasks task message built offline."""
 import datetime as dt
 import json
+import math
 import threading
 
 import pytest
@@ -11,6 +12,7 @@ from common.config import ConfigError, Settings
 from common.queue.cloud_tasks import CloudTasksQueue
 from common.queue.local_dispatcher import LocalDispatcherQueue, TaskDB
 from common.queue.port import task_name
+from common.queue import rates
 from common.queue.rates import QueueLimits
 from local.dispatcher import TokenBucket, retry_delay
 from tests.support import random_account
@@ -151,6 +153,37 @@ def test_token_bucket_allows_the_burst_then_the_rate():
 def test_token_bucket_rejects_nonsense(rate, burst):
     with pytest.raises(ValueError):
         TokenBucket(rate, burst, 0.0)
+
+
+# ---------------------------------------------------------------------------------- api-fallback rate
+def test_api_fallback_rate_is_the_share_over_the_calls_per_task_rounded_down():
+    # The simulator's budgets (85 Horizon/min, 35 Expert/min, 71%): Horizon binds for the lightest task.
+    limits = rates.api_fallback_limits(85 * 60, 35, 71)
+    assert limits.max_dispatches_per_second == 1.0058  # 85 x 0.71 / 60 = 1.00583.. tasks/s
+    assert limits.max_concurrent_dispatches == rates.API_FALLBACK_MAX_CONCURRENT and limits.max_burst_size == 1
+    # With the old assumption (4 Horizon, 1 Expert call per task) and with the measured means.
+    assert rates.api_fallback_limits(85 * 60, 35, 71, 4, 1).max_dispatches_per_second == 0.2514
+    assert rates.api_fallback_limits(85 * 60, 35, 71, 1.4, 0.4).max_dispatches_per_second == 0.7184
+    # Stellar Expert binds when its share per lookup is the smaller one.
+    assert rates.api_fallback_limits(3600, 6, 100, 1, 1).max_dispatches_per_second == 0.1
+    # The public defaults: 3600/h x 71% / 1 call, exactly (no float rounding down to 0.7099).
+    assert rates.api_fallback_limits().max_dispatches_per_second == 0.71
+
+
+def test_api_fallback_ceiling_is_horizon_share_per_lightest_task_unless_expert_is_starved():
+    # The deployed and simulated budgets: the queue may start one task per Horizon call of the share
+    # (the lightest task makes one), so it never binds before the limiter does.
+    for horizon_per_hour, expert_per_min in ((3600, 50), (85 * 60, 35), (255 * 60, 105)):
+        rate = rates.api_fallback_limits(horizon_per_hour, expert_per_min, 71).max_dispatches_per_second
+        assert rate == math.floor(horizon_per_hour * 71 / 100 / 3600 * 10_000 + 1e-9) / 10_000
+    # A small Stellar Expert budget slows the queue instead (0.4 lookups per task on average).
+    assert rates.api_fallback_limits(3600, 6, 71).max_dispatches_per_second == 0.1775  # 6 x 0.71 / 60 / 0.4
+
+
+@pytest.mark.parametrize("calls", [(0, 1), (1, 0), (-1, 1)])
+def test_api_fallback_rate_refuses_calls_per_task_that_are_not_positive(calls):
+    with pytest.raises(ValueError, match="calls per task"):
+        rates.api_fallback_limits(3600, 50, 71, *calls)
 
 
 # ---------------------------------------------------------------------------------- Cloud Tasks message

@@ -427,13 +427,25 @@ def test_queue_rate_limits_agree_with_common_rates():
 
 def test_api_fallback_rate_at_the_public_defaults_is_below_one_and_explained():
     rate = evaluate(LOCALS["queues"]["api-fallback"]["max_dispatches_per_second"], default_variables())
-    assert rate == Fraction(1775, 10000)  # 3600 req/h x 71% / 4 calls per task / 3600 s
+    assert rate == Fraction(71, 100)  # 3600 req/h x 71% / 1 call (the lightest task) / 3600 s
     assert rate < 1
     reason = default("api_fallback_slow_rate_reason")
-    assert "0.1775" in reason and "Horizon" in reason
+    assert "0.71" in reason and "Horizon" in reason
     queue = RESOURCES[("google_cloud_tasks_queue", "queue")]
     preconditions = queue["lifecycle"][0]["precondition"]
     assert any("slow_rate_reason" in p["condition"] for p in preconditions)
+
+
+def test_api_fallback_concurrency_is_what_one_limiter_serves():
+    """The queue never has more tasks in flight than the function takes (Cloud Run would refuse the
+    rest with 429s), and the in-process limiters split the budget between exactly the instances that
+    can run (UPSTREAM_PROCESSES, 1 when unset): otherwise N instances would each spend the whole share."""
+    sizing = default("function_sizing")["api_fallback"]
+    queue = LOCALS["queues"]["api-fallback"]
+    concurrent = evaluate(queue["max_concurrent_dispatches"], default_variables())
+    assert concurrent == sizing["max_instances"] * sizing["concurrency"] == rates.API_FALLBACK_MAX_CONCURRENT
+    processes = int(str(LOCALS["function_env"].get("UPSTREAM_PROCESSES", "1")).strip('"'))
+    assert processes == sizing["max_instances"]
 
 
 @settings(max_examples=200, deadline=None)
@@ -441,8 +453,8 @@ def test_api_fallback_rate_at_the_public_defaults_is_below_one_and_explained():
     horizon=st.integers(min_value=60, max_value=1_000_000),
     expert=st.integers(min_value=1, max_value=100_000),
     pct=st.integers(min_value=1, max_value=100),
-    horizon_calls=st.integers(min_value=1, max_value=20),
-    expert_calls=st.integers(min_value=1, max_value=20),
+    horizon_calls=st.integers(min_value=1, max_value=2000).map(lambda n: n / 100),
+    expert_calls=st.integers(min_value=1, max_value=2000).map(lambda n: n / 100),
 )
 def test_api_fallback_rate_formula_stays_inside_both_budgets(horizon, expert, pct, horizon_calls, expert_calls):
     variables = default_variables() | {
@@ -455,15 +467,15 @@ def test_api_fallback_rate_formula_stays_inside_both_budgets(horizon, expert, pc
     rate = evaluate(LOCALS["api_fallback_rate"], variables)
     horizon_budget = Fraction(horizon * pct, 100 * 3600)
     expert_budget = Fraction(expert * pct, 100 * 60)
-    assert rate * horizon_calls <= horizon_budget
-    assert rate * expert_calls <= expert_budget
+    h_calls, e_calls = Fraction(str(horizon_calls)), Fraction(str(expert_calls))
+    assert rate * h_calls <= horizon_budget
+    assert rate * e_calls <= expert_budget
     # and it is the tightest of the two, rounded down to 4 decimals (never up past the budget)
-    exact = min(horizon_budget / horizon_calls, expert_budget / expert_calls)
+    exact = min(horizon_budget / h_calls, expert_budget / e_calls)
     assert exact - Fraction(1, 10000) < rate <= exact
-    # common/queue/rates.py rounds to the nearest 4th decimal, Terraform rounds down: they differ by
-    # at most one step of 0.0001 (and Terraform's never exceeds the budget).
+    # common/queue/rates.py computes it exactly as Terraform does.
     python = rates.api_fallback_limits(horizon, expert, pct, horizon_calls, expert_calls).max_dispatches_per_second
-    assert abs(float(rate) - python) <= 1e-4 + 1e-9
+    assert python == float(rate)
 
 
 def test_queues_target_internal_functions_invoked_by_the_tasks_account():
