@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gc
 import json
 import os
 import random
@@ -37,7 +38,7 @@ from common.domain import (
     StageExecution,
     as_utc,
 )
-from common.store import codec
+from common.store import bulk, codec
 from common.store.port import Store
 from common.store.schema import alter_add
 
@@ -51,6 +52,8 @@ CONCURRENCY = 32  # in-flight statements for multi-row writes and batch reads
 CAS_UNKNOWN_RETRIES = 8  # read-back-and-retry rounds after a CAS with an unknown outcome
 SCAN_EXAMINE_FACTOR = 20  # a network-filtered scan examines at most this many rows per row wanted
 SCAN_EXAMINE_MIN = 20_000
+BULK_IN_FLIGHT = 64  # concurrent requests of a bulk write (common/store/bulk.py)
+BULK_BATCH_ROWS = 25  # statements per unlogged single-partition batch (stays under the 5 KiB batch warning)
 
 
 class CassandraUnavailable(ConnectionError):
@@ -785,6 +788,131 @@ class CassandraStore(Store):
             "INSERT INTO balance_index (network_name, magnitude, xlm_balance, stellar_account) VALUES (?, ?, ?, ?)",
             [[network, m, Decimal(b), a] for m, b, a in rows],
         )
+
+    # ------------------------------------------------------------ bulk writes (common/store/bulk.py)
+    # Per chunk: the stored lineage fields are read with bounded concurrency (one single-partition
+    # read per account), then every write goes out with bounded concurrency as unlogged batches by
+    # partition: an account's creation events and its lineage row share the partition key
+    # (network, account), so they travel as one single-partition mutation; children rows go in
+    # batches of at most BULK_BATCH_ROWS per creator partition.
+    def _bulk_write_creations(self, chunk: bulk.CreationChunk, now: dt.datetime) -> bulk.BulkCounts:
+        types = codec.column_types()
+        with_ledger = "creation_ledger" in types["account_lineage"]
+        network = chunk.network
+        cols = "stellar_creator_account, account_creation_date" + (", creation_ledger" if with_ledger else "")
+        accounts = chunk.accounts
+        results = self._bulk_execute(
+            f"SELECT {cols} FROM account_lineage WHERE network_name = ? AND stellar_account = ?", [(network, a) for a in accounts]
+        )
+        stored = {}
+        for account, rows in zip(accounts, results):
+            for r in rows:
+                stored[account] = bulk.Stored(
+                    r["stellar_creator_account"], as_utc(r["account_creation_date"]), r.get("creation_ledger")
+                )
+
+        def earliest_events(ties):
+            found = self._bulk_execute(
+                "SELECT created_at, operation_id, creator FROM creation_events WHERE network_name = ? AND stellar_account = ? AND created_at = ?",
+                [(network, a, at) for a, at in ties],
+            )
+            out = {}
+            for (account, at), rows in zip(ties, found):
+                rows = list(rows)
+                if rows:
+                    r = min(rows, key=lambda r: bulk.operation_key(r["operation_id"]))
+                    out[account] = bulk.StoredEvent(at, r["operation_id"], r["creator"])
+            return out
+
+        def stored_pairs(pairs):
+            found = self._bulk_execute(
+                "SELECT created_at, operation_id FROM account_children WHERE network_name = ? AND creator = ? AND child = ?",
+                [(network, c, a) for c, a in pairs],
+            )
+            out = {}
+            for pair, rows in zip(pairs, found):
+                for r in rows:
+                    out[pair] = bulk.StoredEvent(as_utc(r["created_at"]), r["operation_id"], pair[0])
+            return out
+
+        plan = chunk.plan(stored, now, with_ledger, earliest_events, stored_pairs)
+        by_account: dict[str, list] = {}
+        for table, rows in (("creation_events", plan.events), ("account_lineage", plan.lineage)):
+            for row in rows:
+                by_account.setdefault(row["stellar_account"], []).append(self._bulk_bound(table, row, types))
+        by_creator: dict[str, list] = {}
+        for row in plan.children:
+            by_creator.setdefault(row["creator"], []).append(self._bulk_bound("account_children", row, types))
+        self._bulk_send(list(by_account.values()) + list(by_creator.values()))
+        _collect_driver_garbage()
+        return plan.counts
+
+    def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
+        types = codec.column_types()
+        accounts = list(dict.fromkeys(s.account for s in states))
+        results = self._bulk_execute(
+            "SELECT xlm_balance FROM account_lineage WHERE network_name = ? AND stellar_account = ?", [(network, a) for a in accounts]
+        )
+        stored = {account: r["xlm_balance"] for account, rows in zip(accounts, results) for r in rows}
+        plan = bulk.plan_states(network, states, stored, now, "deleted" in types["account_lineage"])
+        groups: list[list] = [[self._bulk_bound("account_lineage", row, types)] for row in plan.lineage]
+        by_bucket: dict[int, list] = {}  # balance_index partition (network, magnitude)
+        delete = self._prepare(
+            "DELETE FROM balance_index WHERE network_name = ? AND magnitude = ? AND xlm_balance = ? AND stellar_account = ?"
+        )
+        put = self._prepare("INSERT INTO balance_index (network_name, magnitude, xlm_balance, stellar_account) VALUES (?, ?, ?, ?)")
+        # A removed entry is never the entry put for the same account (the balance changed), so
+        # both can share a batch (and its timestamp).
+        for stmt, entries in ((delete, plan.index_deletes), (put, plan.index_puts)):
+            for m, b, a in entries:
+                by_bucket.setdefault(m, []).append(stmt.bind([network, m, Decimal(b), a]))
+        self._bulk_send(groups + list(by_bucket.values()))
+        _collect_driver_garbage()
+        return plan.counts
+
+    def _bulk_bound(self, table: str, row: dict, types: dict):
+        """A bound INSERT of the row's columns that the schema has (e.g. `ledger` only after 0008)."""
+        have = types[table]
+        cols = [c for c in row if c in have]
+        stmt = self._prepare(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
+        return stmt.bind([codec.to_cassandra(table, c, row[c]) for c in cols])
+
+    def _bulk_execute(self, cql: str, params: list) -> list:
+        """One prepared statement for many rows, BULK_IN_FLIGHT at a time; raises on the first error."""
+        if not params:
+            return []
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        results = execute_concurrent_with_args(self._sess(), self._prepare(cql), params, concurrency=BULK_IN_FLIGHT)
+        return [r for _, r in results]
+
+    def _bulk_send(self, groups: list[list]) -> None:
+        """Each group holds bound statements of ONE partition: sent as unlogged batches of at most
+        BULK_BATCH_ROWS statements (a lone statement as itself), BULK_IN_FLIGHT requests at a time."""
+        from cassandra import ConsistencyLevel
+        from cassandra.concurrent import execute_concurrent
+        from cassandra.query import BatchStatement, BatchType
+
+        def requests():
+            for stmts in groups:
+                for i in range(0, len(stmts), BULK_BATCH_ROWS):
+                    part = stmts[i : i + BULK_BATCH_ROWS]
+                    if len(part) == 1:
+                        yield part[0], None
+                        continue
+                    batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=ConsistencyLevel.LOCAL_QUORUM)
+                    for s in part:
+                        batch.add(s)
+                    yield batch, None
+
+        execute_concurrent(self._sess(), requests(), concurrency=BULK_IN_FLIGHT, raise_on_first_error=True)
+
+
+def _collect_driver_garbage() -> None:
+    """Free the chunk's requests now: each driver ResponseFuture stays in a reference cycle with its
+    timeout timer, so without a collection per chunk a long stream's memory grows until the
+    interpreter's next full collection (measured: 6 MB -> 13 MB peak for 6x the rows; flat with it)."""
+    gc.collect()
 
 
 @functools.lru_cache(maxsize=None)

@@ -22,7 +22,7 @@ from common.domain import (
     SearchCacheEntry,
     StageExecution,
 )
-from common.store import codec
+from common.store import bulk, codec
 from common.store.port import Store
 from common.store.schema import alter_add, to_sqlite
 from common.sqlite_writer import writer_lock
@@ -450,6 +450,109 @@ class SQLiteStore(Store):
                 "INSERT OR REPLACE INTO balance_index (network_name, magnitude, xlm_balance, stellar_account) VALUES (?, ?, ?, ?)",
                 [(network, m, format(b, "f"), a) for m, b, a in rows],
             )
+
+    # ------------------------------------------------------------ bulk writes (common/store/bulk.py)
+    # One transaction per chunk (read, plan, executemany): a chunk is all-or-nothing, and writers
+    # in other threads or processes are serialised, so "earliest creation wins" is exact here.
+    def _bulk_write_creations(self, chunk: bulk.CreationChunk, now: dt.datetime) -> bulk.BulkCounts:
+        types = codec.column_types()
+        with_ledger = "creation_ledger" in types["account_lineage"]
+        network = chunk.network
+        with self._tx() as conn:
+            cols = "stellar_creator_account, account_creation_date" + (", creation_ledger" if with_ledger else "")
+            stored = {
+                r["stellar_account"]: bulk.Stored(r["stellar_creator_account"], r["account_creation_date"], r.get("creation_ledger"))
+                for r in self._bulk_lineage(conn, network, chunk.accounts, cols)
+            }
+
+            def earliest_events(ties):
+                out = {}
+                for account, at in ties:
+                    rows = conn.execute(
+                        "SELECT created_at, operation_id, creator FROM creation_events WHERE network_name=? AND stellar_account=? AND created_at=?",
+                        (network, account, codec.to_sqlite("creation_events", "created_at", at)),
+                    ).fetchall()
+                    if rows:
+                        r = min(rows, key=lambda r: bulk.operation_key(r[1]))
+                        out[account] = bulk.StoredEvent(at, r[1], r[2])
+                return out
+
+            def stored_pairs(pairs):
+                out = {}
+                for creator, account in pairs:
+                    r = conn.execute(
+                        "SELECT created_at, operation_id FROM account_children WHERE network_name=? AND creator=? AND child=?",
+                        (network, creator, account),
+                    ).fetchone()
+                    if r is not None:
+                        out[(creator, account)] = bulk.StoredEvent(codec.from_sqlite("account_children", "created_at", r[0]), r[1], creator)
+                return out
+
+            plan = chunk.plan(stored, now, with_ledger, earliest_events, stored_pairs)
+            self._bulk_upsert(conn, "creation_events", plan.events, types)
+            self._bulk_upsert(conn, "account_children", plan.children, types)
+            self._bulk_upsert(conn, "account_lineage", plan.lineage, types)
+        return plan.counts
+
+    def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
+        types = codec.column_types()
+        accounts = list(dict.fromkeys(s.account for s in states))
+        with self._tx() as conn:
+            stored = {r["stellar_account"]: r["xlm_balance"] for r in self._bulk_lineage(conn, network, accounts, "xlm_balance")}
+            plan = bulk.plan_states(network, states, stored, now, "deleted" in types["account_lineage"])
+            self._bulk_upsert(conn, "account_lineage", plan.lineage, types)
+            conn.executemany(
+                "DELETE FROM balance_index WHERE network_name=? AND magnitude=? AND xlm_balance=? AND stellar_account=?",
+                [(network, m, format(b, "f"), a) for m, b, a in plan.index_deletes],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO balance_index (network_name, magnitude, xlm_balance, stellar_account) VALUES (?, ?, ?, ?)",
+                [(network, m, format(b, "f"), a) for m, b, a in plan.index_puts],
+            )
+        return plan.counts
+
+    def _bulk_lineage(self, conn: sqlite3.Connection, network: str, accounts: list[str], columns: str) -> Iterator[dict]:
+        """The given lineage columns (decoded) of those accounts that have a row, 500 ids a query."""
+        for i in range(0, len(accounts), 500):
+            part = accounts[i : i + 500]
+            rows = conn.execute(
+                f"SELECT stellar_account, {columns} FROM account_lineage WHERE network_name=? AND stellar_account IN ({', '.join('?' * len(part))})",
+                (network, *part),
+            )
+            for r in rows:
+                yield self._decode("account_lineage", r)
+
+    def _bulk_upsert(self, conn: sqlite3.Connection, table: str, rows: list[dict], types: dict) -> None:
+        """executemany per column set; columns the schema lacks (before a migration) are dropped."""
+        have = types[table]
+        groups: dict[tuple, list[list]] = {}
+        times: dict[dt.datetime, str] = {}  # a chunk's rows share their timestamps (event, child, now)
+        for row in rows:
+            cols = tuple(c for c in row if c in have)
+            values = []
+            for c, kind in zip(cols, _bulk_kinds(table, cols)):
+                v = row[c]
+                if v is None or kind is None:
+                    values.append(v)
+                elif kind == "timestamp":
+                    text = times.get(v)
+                    if text is None:
+                        text = times[v] = codec.to_sqlite(table, c, v)
+                    values.append(text)
+                else:
+                    values.append(codec.to_sqlite(table, c, v))
+            groups.setdefault(cols, []).append(values)
+        for cols, values in groups.items():
+            conn.executemany(self._upsert_sql(table, cols), values)
+
+
+@functools.lru_cache(maxsize=256)
+def _bulk_kinds(table: str, cols: tuple[str, ...]) -> tuple:
+    """Per column: None when the value is stored as it is (plain text, integers), else its CQL type."""
+    types = codec.column_types()[table]
+    return tuple(
+        None if types.get(c, "text") in ("text", "int", "bigint") and (table, c) not in codec.JSON_COLUMNS else types[c] for c in cols
+    )
 
 
 class _Transaction:
