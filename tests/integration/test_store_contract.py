@@ -583,7 +583,7 @@ def test_bulk_huge_generator_is_written_in_bounded_memory(store):
     bench/bench_bulk_write.py measures 1,000,000)."""
     import tracemalloc
 
-    sizes, chunk_size = ((2_000, 20_000), 250) if store.backend == "sqlite" else ((300, 3_000), 100)
+    sizes, chunk_size = ((1_000, 10_000), 250) if store.backend == "sqlite" else ((300, 3_000), 100)
     creators = [random_account() for _ in range(50)]
 
     def stream(n, tag):  # accounts made from the row number: the stream is never materialised
