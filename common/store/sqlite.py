@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -489,9 +490,10 @@ class SQLiteStore(Store):
                 return out
 
             plan = chunk.plan(stored, now, with_ledger, earliest_events, stored_pairs)
-            self._bulk_upsert(conn, "creation_events", plan.events, types)
-            self._bulk_upsert(conn, "account_children", plan.children, types)
-            self._bulk_upsert(conn, "account_lineage", plan.lineage, types)
+            times: dict = {}
+            self._bulk_upsert(conn, "creation_events", plan.events, times)
+            self._bulk_upsert(conn, "account_children", plan.children, times)
+            self._bulk_upsert(conn, "account_lineage", plan.lineage, times)
         return plan.counts
 
     def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
@@ -500,7 +502,7 @@ class SQLiteStore(Store):
         with self._tx() as conn:
             stored = {r["stellar_account"]: r["xlm_balance"] for r in self._bulk_lineage(conn, network, accounts, "xlm_balance")}
             plan = bulk.plan_states(network, states, stored, now, "deleted" in types["account_lineage"])
-            self._bulk_upsert(conn, "account_lineage", plan.lineage, types)
+            self._bulk_upsert(conn, "account_lineage", plan.lineage, {})
             conn.executemany(
                 "DELETE FROM balance_index WHERE network_name=? AND magnitude=? AND xlm_balance=? AND stellar_account=?",
                 [(network, m, format(b, "f"), a) for m, b, a in plan.index_deletes],
@@ -522,37 +524,44 @@ class SQLiteStore(Store):
             for r in rows:
                 yield self._decode("account_lineage", r)
 
-    def _bulk_upsert(self, conn: sqlite3.Connection, table: str, rows: list[dict], types: dict) -> None:
-        """executemany per column set; columns the schema lacks (before a migration) are dropped."""
-        have = types[table]
-        groups: dict[tuple, list[list]] = {}
-        times: dict[dt.datetime, str] = {}  # a chunk's rows share their timestamps (event, child, now)
+    def _bulk_upsert(self, conn: sqlite3.Connection, table: str, rows: list[dict], times: dict) -> None:
+        """executemany per column set; columns the schema lacks (before a migration) are dropped.
+        `times` memoises timestamp texts across the chunk's tables (an event and its child share one)."""
+        groups: dict[tuple, tuple] = {}
         for row in rows:
-            cols = tuple(c for c in row if c in have)
-            values = []
-            for c, kind in zip(cols, _bulk_kinds(table, cols)):
-                v = row[c]
-                if v is None or kind is None:
-                    values.append(v)
-                elif kind == "timestamp":
+            shape = groups.get(tuple(row))
+            if shape is None:
+                cols, get, convert = _bulk_shape(table, tuple(row))
+                shape = groups[tuple(row)] = (cols, get, convert, [])
+            cols, get, convert, values = shape
+            vals = list(get(row))
+            for i, kind in convert:
+                v = vals[i]
+                if v is None:
+                    continue
+                if kind == "timestamp":
                     text = times.get(v)
                     if text is None:
-                        text = times[v] = codec.to_sqlite(table, c, v)
-                    values.append(text)
+                        text = times[v] = codec.to_sqlite(table, cols[i], v)
+                    vals[i] = text
                 else:
-                    values.append(codec.to_sqlite(table, c, v))
-            groups.setdefault(cols, []).append(values)
-        for cols, values in groups.items():
+                    vals[i] = codec.to_sqlite(table, cols[i], v)
+            values.append(vals)
+        for cols, _, _, values in groups.values():
             conn.executemany(self._upsert_sql(table, cols), values)
 
 
 @functools.lru_cache(maxsize=256)
-def _bulk_kinds(table: str, cols: tuple[str, ...]) -> tuple:
-    """Per column: None when the value is stored as it is (plain text, integers), else its CQL type."""
+def _bulk_shape(table: str, keys: tuple[str, ...]) -> tuple:
+    """For rows with these keys: the columns the schema has, a getter of their values, and the
+    (index, CQL type) of those that need codec.to_sqlite (plain text and integers are stored as they are)."""
     types = codec.column_types()[table]
-    return tuple(
-        None if types.get(c, "text") in ("text", "int", "bigint") and (table, c) not in codec.JSON_COLUMNS else types[c] for c in cols
+    cols = tuple(k for k in keys if k in types)
+    convert = tuple(
+        (i, types[c]) for i, c in enumerate(cols) if types[c] not in ("text", "int", "bigint") or (table, c) in codec.JSON_COLUMNS
     )
+    get = operator.itemgetter(*cols) if len(cols) > 1 else (lambda row, c=cols[0]: (row[c],))
+    return cols, get, convert
 
 
 class _Transaction:
