@@ -171,10 +171,14 @@ def _timestamp(value: Any, field: str) -> None:
         raise InvalidInput("invalid_timestamp", f"{field} must be a datetime, got {value!r}", field)
 
 
+def _row(row: Any, cls: type, network: str) -> None:
+    if not isinstance(row, cls):
+        raise InvalidInput("invalid_row", f"expected a {cls.__name__}, got {type(row).__name__}")
+    _network(row.network_name, network)
+
+
 def check_edge(edge: Any, network: str) -> None:
-    if not isinstance(edge, CreationEdge):
-        raise InvalidInput("invalid_row", f"expected a CreationEdge, got {type(edge).__name__}")
-    _network(edge.network_name, network)
+    _row(edge, CreationEdge, network)
     _account(edge.creator, "creator")
     _account(edge.account, "account")
     if edge.creator == edge.account:
@@ -192,9 +196,7 @@ def check_edge(edge: Any, network: str) -> None:
 
 
 def check_state(state: Any, network: str) -> None:
-    if not isinstance(state, AccountStateRow):
-        raise InvalidInput("invalid_row", f"expected an AccountStateRow, got {type(state).__name__}")
-    _network(state.network_name, network)
+    _row(state, AccountStateRow, network)
     _account(state.account, "account")
     _balance(state.xlm_balance, "xlm_balance")
     if state.home_domain is not None and (not isinstance(state.home_domain, str) or len(state.home_domain) > 255):
