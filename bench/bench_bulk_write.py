@@ -131,7 +131,7 @@ def _measure(area: str, store, rows: int, baseline_rows: int, memory_rows: int, 
             f"building the input alone: {gen:,.0f} rows/s (included)")
 
     # 2. peak memory as the input grows 10x (fresh accounts on the other network; several chunks either way)
-    chunk = min(DEFAULT_CHUNK_SIZE, memory_rows // 4)
+    chunk = min(DEFAULT_CHUNK_SIZE, memory_rows // 2)
     mem = memory_store or store
     mem.bulk_add_creations("testnet", testnet.edges(11 * memory_rows, chunk), now=NOW, chunk_size=chunk)  # connect, prepare
     small, _ = _peak(lambda: mem.bulk_add_creations("testnet", testnet.edges(0, memory_rows), now=NOW, chunk_size=chunk))
@@ -162,7 +162,7 @@ def run(short: bool = False) -> list[Result]:
             return results + [opened]
         quiet = quiet_cassandra_store(opened[1])
         try:
-            sizes = (5_000, 500, 1_000) if short else (1_000_000, 5_000, 20_000)
+            sizes = (5_000, 500, 2_000) if short else (1_000_000, 5_000, 20_000)
             results += _measure("bulk write (cassandra)", opened[0], *sizes, "≥ 5,000 rows/s (1,000,000 rows, 2 cores)", quiet)
         finally:
             quiet.close()
