@@ -118,9 +118,11 @@ def _measure(area: str, store, rows: int, baseline_rows: int, memory_rows: int, 
     public, testnet = Stream(blob, "public"), Stream(blob, "testnet")
 
     # 1. rows per second: ours on [0, rows), the baseline on the accounts after them
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     counts = store.bulk_add_creations("public", public.edges(0, rows), now=NOW)
     ours = rows / (time.perf_counter() - t0)
+    ours_cpu = rows / max(time.process_time() - cpu0, 1e-9)
+    load = os.getloadavg()[0]
     base = _rate(baseline_rows, lambda: [one_statement_per_row(store, e) for e in public.edges(rows, baseline_rows)])
     rerun_rows = min(rows, 100_000)
     rerun = _rate(rerun_rows, lambda: store.bulk_add_creations("public", public.edges(0, rerun_rows), now=NOW))
@@ -128,7 +130,8 @@ def _measure(area: str, store, rows: int, baseline_rows: int, memory_rows: int, 
     note = (f"{rows:,} rows (edges) in {counts.chunks} chunks: {counts.creation_events:,} events, {counts.children:,} children rows, "
             f"{counts.lineage_created:,} lineage rows created, {counts.lineage_updated:,} changed; "
             f"1% of the rows are second lives; baseline on {baseline_rows:,} rows; idempotent re-run of {rerun_rows:,} rows: {rerun:,.0f} rows/s; "
-            f"building the input alone: {gen:,.0f} rows/s (included)")
+            f"building the input alone: {gen:,.0f} rows/s (included); this process's CPU: {ours_cpu:,.0f} rows per CPU-second "
+            f"({'the whole write path' if store.backend == 'sqlite' else 'the client side only'}); load average {load:.1f} on {os.cpu_count()} cores")
 
     # 2. peak memory as the input grows 10x (fresh accounts on the other network; several chunks either way)
     chunk = min(DEFAULT_CHUNK_SIZE, memory_rows // 2)
