@@ -548,6 +548,7 @@ class SQLiteStore(Store):
                     vals[i] = codec.to_sqlite(table, cols[i], v)
             values.append(vals)
         for cols, _, _, values in groups.values():
+            values.sort(key=operator.itemgetter(*[cols.index(c) for c in codec.primary_key(table)]))  # B-tree pages in order
             conn.executemany(self._upsert_sql(table, cols), values)
 
 
