@@ -109,7 +109,8 @@ def cassandra_bench_store(area: str) -> Iterator[tuple[object, object] | Result]
         yield store, settings
     finally:
         store.close()
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        # Dropping a keyspace that holds a big benchmark's data snapshots and drops every table: minutes on a busy box.
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=600)
         cluster.shutdown()
 
 

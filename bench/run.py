@@ -25,6 +25,7 @@ BENCH_MODULES = (
     "bench.bench_site_render",
     "bench.bench_export",
     "bench.bench_stats_limits",
+    "bench.bench_bulk_write",
 )
 RESULTS = Path(__file__).with_name("results.md")
 

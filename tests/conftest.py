@@ -33,7 +33,7 @@ def cassandra_keyspace():
     try:
         yield keyspace
     finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=600)  # snapshots and drops every table: slow on a busy box
         cluster.shutdown()
 
 

@@ -22,6 +22,19 @@ def require(available: bool, what: str) -> None:
     pytest.skip(f"skipped: {what}")
 
 
+def quiet_cassandra_store(settings):
+    """A CassandraStore whose driver does not track schema changes, for memory measurements: on
+    the shared test Cassandra other keyspaces come and go all the time, and the driver's metadata
+    of them would be counted (in production the keyspace is ours alone)."""
+    from common.store.cassandra import CassandraStore
+
+    class QuietCassandraStore(CassandraStore):
+        def cluster_kwargs(self):
+            return {**super().cluster_kwargs(), "schema_metadata_enabled": False}
+
+    return QuietCassandraStore(settings)
+
+
 def random_account() -> str:
     from stellar_sdk import StrKey
 

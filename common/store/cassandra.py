@@ -39,7 +39,7 @@ from common.domain import (
     StageExecution,
     as_utc,
 )
-from common.store import codec
+from common.store import bulk, codec
 from common.store.port import SPEND_TOTAL_ROW, Store
 from common.store.schema import alter_add
 
@@ -53,6 +53,10 @@ CONCURRENCY = 32  # in-flight statements for multi-row writes and batch reads
 CAS_UNKNOWN_RETRIES = 8  # read-back-and-retry rounds after a CAS with an unknown outcome
 SCAN_EXAMINE_FACTOR = 20  # a network-filtered scan examines at most this many rows per row wanted
 SCAN_EXAMINE_MIN = 20_000
+BULK_IN_FLIGHT = 32  # concurrent requests of a bulk write (common/store/bulk.py)
+BULK_BATCH_ROWS = 25  # statements per unlogged batch (stays under Cassandra's 5 KiB batch size warning)
+BULK_PARTITIONS_PER_BATCH = 10  # partitions per unlogged batch (Cassandra warns above 10)
+BULK_KEYS_PER_READ = 20  # partition keys per IN read (Astra refuses long IN lists)
 
 
 class CassandraUnavailable(ConnectionError):
@@ -835,6 +839,212 @@ class CassandraStore(Store):
             "INSERT INTO balance_index (network_name, magnitude, xlm_balance, stellar_account) VALUES (?, ?, ?, ?)",
             [[network, m, Decimal(b), a] for m, b, a in rows],
         )
+
+    # ------------------------------------------------------------ bulk writes (common/store/bulk.py)
+    # Per chunk, requests are grouped by replica set (token-aware): the stored lineage fields are
+    # read with IN lists of at most BULK_KEYS_PER_READ accounts of one replica set, and the writes
+    # go as unlogged batches of at most BULK_PARTITIONS_PER_BATCH partitions of one replica set and
+    # BULK_BATCH_ROWS statements (an account's creation events and lineage row share the partition
+    # key (network, account): one mutation). At most BULK_IN_FLIGHT requests are in flight.
+    def _bulk_write_creations(self, chunk: bulk.CreationChunk, now: dt.datetime) -> bulk.BulkCounts:
+        types = codec.column_types()
+        with_ledger = "creation_ledger" in types["account_lineage"]
+        network = chunk.network
+        cols = "stellar_creator_account, account_creation_date" + (", creation_ledger" if with_ledger else "")
+        stored = {
+            r["stellar_account"]: bulk.Stored(r["stellar_creator_account"], as_utc(r["account_creation_date"]), r.get("creation_ledger"))
+            for r in self._bulk_read_lineage(network, chunk.accounts, cols)
+        }
+
+        def earliest_events(ties):
+            stmt = self._prepare(
+                "SELECT stellar_account, created_at, operation_id, creator FROM creation_events "
+                "WHERE network_name = ? AND stellar_account = ? AND created_at = ?"
+            )
+            out: dict[str, bulk.StoredEvent] = {}
+            for r in self._bulk_run(stmt.bind([network, a, at]) for a, at in ties):
+                e = bulk.StoredEvent(as_utc(r["created_at"]), r["operation_id"], r["creator"])
+                known = out.get(r["stellar_account"])
+                if known is None or bulk.operation_key(e.operation_id) < bulk.operation_key(known.operation_id):
+                    out[r["stellar_account"]] = e
+            return out
+
+        def stored_pairs(pairs):
+            stmt = self._prepare(
+                "SELECT creator, child, created_at, operation_id FROM account_children WHERE network_name = ? AND creator = ? AND child = ?"
+            )
+            return {
+                (r["creator"], r["child"]): bulk.StoredEvent(as_utc(r["created_at"]), r["operation_id"], r["creator"])
+                for r in self._bulk_run(stmt.bind([network, c, a]) for c, a in pairs)
+            }
+
+        plan = chunk.plan(stored, now, with_ledger, earliest_events, stored_pairs)
+        partitions: dict[tuple[str, str], list] = {}  # partition key -> its bound statements
+        for table, rows in (("creation_events", plan.events), ("account_lineage", plan.lineage)):
+            for row in rows:
+                partitions.setdefault((network, row["stellar_account"]), []).append(self._bulk_bound(table, row, types))
+        children: dict[tuple[str, str], list] = {}
+        for row in plan.children:
+            children.setdefault((network, row["creator"]), []).append(self._bulk_bound("account_children", row, types))
+        self._bulk_send(list(partitions.items()) + list(children.items()))
+        return plan.counts
+
+    def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
+        types = codec.column_types()
+        accounts = list(dict.fromkeys(s.account for s in states))
+        stored = {r["stellar_account"]: r["xlm_balance"] for r in self._bulk_read_lineage(network, accounts, "xlm_balance")}
+        plan = bulk.plan_states(network, states, stored, now, "deleted" in types["account_lineage"])
+        partitions: dict[tuple, list] = {}
+        for row in plan.lineage:
+            partitions.setdefault((network, row["stellar_account"]), []).append(self._bulk_bound("account_lineage", row, types))
+        delete = self._prepare(
+            "DELETE FROM balance_index WHERE network_name = ? AND magnitude = ? AND xlm_balance = ? AND stellar_account = ?"
+        )
+        put = self._prepare("INSERT INTO balance_index (network_name, magnitude, xlm_balance, stellar_account) VALUES (?, ?, ?, ?)")
+        # A removed entry is never the entry put for the same account (the balance changed), so
+        # both can share a batch (and its timestamp). The index partition is (network, magnitude).
+        for stmt, entries in ((delete, plan.index_deletes), (put, plan.index_puts)):
+            for m, b, a in entries:
+                partitions.setdefault((network, m), []).append(stmt.bind([network, m, Decimal(b), a]))
+        self._bulk_send(list(partitions.items()))
+        return plan.counts
+
+    def _bulk_read_lineage(self, network: str, accounts: list[str], columns: str) -> list[dict]:
+        """The given lineage columns of those accounts that have a row: IN reads by replica set."""
+        stmt = self._prepare(f"SELECT stellar_account, {columns} FROM account_lineage WHERE network_name = ? AND stellar_account IN ?")
+        routed = _routed_statement_class()
+        return self._bulk_run(
+            routed(stmt, routing_key=_partition_key(network, keys[0])).bind([network, keys])
+            for keys in self._by_replicas([((network, a), a) for a in accounts], BULK_KEYS_PER_READ)
+        )
+
+    def _by_replicas(self, items: list[tuple[tuple, Any]], size: int) -> Iterator[list]:
+        """Items (partition key, value) grouped by the replica set of their partition, `size` values a
+        group at most, in order of first appearance (one group when the driver knows no token map)."""
+        metadata = self._cluster.metadata if self._cluster is not None else None
+        groups: dict[frozenset, list] = {}
+        for key, value in items:
+            replicas = metadata.get_replicas(self.keyspace, _partition_key(*key)) if metadata is not None else ()
+            group = groups.setdefault(frozenset(replicas), [])
+            group.append(value)
+            if len(group) == size:
+                yield group
+                groups[frozenset(replicas)] = []
+        yield from (g for g in groups.values() if g)
+
+    def _bulk_bound(self, table: str, row: dict, types: dict):
+        """A bound INSERT of the row's columns that the schema has (e.g. `ledger` only after 0008)."""
+        have = types[table]
+        cols = tuple(c for c in row if c in have)
+        stmt = self._prepare(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
+        return stmt.bind([
+            codec.to_cassandra(table, c, v) if convert and v is not None else v
+            for c, convert, v in zip(cols, _bulk_converted(table, cols), [row[c] for c in cols])
+        ])
+
+    def _bulk_run(self, statements: Iterable) -> list[dict]:
+        """Execute the statements with at most BULK_IN_FLIGHT in flight; return the rows read (a
+        single page each: bulk reads are small); raise the first error.
+
+        Requests carry no per-request client timer: the driver's timer and its future form a
+        reference cycle that keeps every finished request in memory until a full garbage
+        collection (measured: a 6x longer stream, 2x the peak). Instead the call fails when no
+        request has finished for the store's request timeout (server-side timeouts still apply)."""
+        from cassandra import OperationTimedOut
+
+        session = self._sess()
+        progress = threading.Condition()
+        state = {"in_flight": 0, "error": None}
+        rows: list[dict] = []
+
+        def finished(result=None, error=None):
+            with progress:
+                state["in_flight"] -= 1
+                if error is not None and state["error"] is None:
+                    state["error"] = error
+                elif result:
+                    rows.extend(result)
+                progress.notify()
+
+        def wait_until(ready) -> None:
+            while not ready():
+                if not progress.wait(self._request_timeout):
+                    raise OperationTimedOut(f"bulk write: no request finished in {self._request_timeout:.0f} s ({self._where()})")
+
+        for stmt in statements:
+            with progress:
+                wait_until(lambda: state["in_flight"] < BULK_IN_FLIGHT or state["error"] is not None)
+                if state["error"] is not None:
+                    break
+                state["in_flight"] += 1
+            future = session.execute_async(stmt, timeout=None)
+            future.add_callbacks(lambda result: finished(result=result), lambda error: finished(error=error))
+        with progress:
+            wait_until(lambda: state["in_flight"] == 0)
+        if state["error"] is not None:
+            raise state["error"]
+        return rows
+
+    def _bulk_send(self, partitions: list[tuple[tuple, list]]) -> None:
+        """Write (partition key, bound statements of that partition) pairs: unlogged batches of one
+        replica set, at most BULK_PARTITIONS_PER_BATCH partitions and BULK_BATCH_ROWS statements each
+        (a lone statement goes as itself), BULK_IN_FLIGHT requests at a time."""
+        from cassandra import ConsistencyLevel
+        from cassandra.query import BatchStatement, BatchType
+
+        def request(stmts):
+            if len(stmts) == 1:
+                return stmts[0]
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=ConsistencyLevel.LOCAL_QUORUM)
+            for s in stmts:
+                batch.add(s)
+            return batch
+
+        def requests():
+            pieces = [(key, stmts[i : i + BULK_BATCH_ROWS]) for key, stmts in partitions for i in range(0, len(stmts), BULK_BATCH_ROWS)]
+            for group in self._by_replicas(pieces, BULK_PARTITIONS_PER_BATCH):
+                batch: list = []
+                for stmts in group:
+                    if batch and len(batch) + len(stmts) > BULK_BATCH_ROWS:
+                        yield request(batch)
+                        batch = []
+                    batch.extend(stmts)
+                if batch:
+                    yield request(batch)
+
+        self._bulk_run(requests())
+
+
+def _partition_key(*parts) -> bytes:
+    """The routing key of a partition key of text/int columns, as the driver builds it for a
+    composite key (each part: 2-byte length, bytes, 0); a single column is its bytes alone."""
+    raw = [p.encode() if isinstance(p, str) else int(p).to_bytes(4, "big", signed=True) for p in parts]
+    if len(raw) == 1:
+        return raw[0]
+    return b"".join(len(r).to_bytes(2, "big") + r + b"\x00" for r in raw)
+
+
+@functools.lru_cache(maxsize=1)
+def _routed_statement_class():
+    from cassandra.query import BoundStatement
+
+    class RoutedBoundStatement(BoundStatement):
+        """A bound statement with a given routing key: an IN read whose keys share one replica set
+        (the driver computes no routing key for a list-valued partition key column)."""
+
+        @property
+        def routing_key(self):
+            return self._routing_key
+
+    return RoutedBoundStatement
+
+
+@functools.lru_cache(maxsize=256)
+def _bulk_converted(table: str, cols: tuple[str, ...]) -> tuple[bool, ...]:
+    """Which bulk values need codec.to_cassandra: JSON text and sets. Bulk rows carry exact
+    Decimals and aware UTC datetimes already (common/store/bulk.py), which the driver takes as they are."""
+    types = codec.column_types()[table]
+    return tuple((table, c) in codec.JSON_COLUMNS or types.get(c, "text").startswith("set<") for c in cols)
 
 
 @functools.lru_cache(maxsize=None)

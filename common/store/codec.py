@@ -46,7 +46,9 @@ def primary_key(table: str) -> tuple[str, ...]:
 
 
 def _ts_text(value: dt.datetime) -> str:
-    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if value.tzinfo is not dt.timezone.utc or value.microsecond % 1000:
+        value = as_utc(value)
+    return value.isoformat(timespec="milliseconds")[:23] + "Z"  # 2016-01-01T00:00:00.000Z
 
 
 def to_sqlite(table: str, column: str, value: Any) -> Any:

@@ -38,6 +38,7 @@ from common.domain import (
     validate_network,
     validate_page_size,
 )
+from common.store import bulk
 
 KINDS = ("cache", "lineage")
 LEDGER_ANCHOR_BUCKET = 1 << 17  # about a week of ledgers
@@ -608,6 +609,46 @@ class Store(abc.ABC):
         validate_page_size(max_rows, 1_000_000)
         return self._scan(table, network, max_rows)
 
+    # ------------------------------------------------------------ bulk writes (the network-wide sync; common/store/bulk.py)
+    def bulk_add_creations(
+        self, network: str, edges: Iterable[bulk.CreationEdge], *, now: dt.datetime, source: str = "BIGQUERY",
+        chunk_size: int | None = None,
+    ) -> bulk.BulkCounts:
+        """Write a stream of creation edges: creation events, children rows, and each account's
+        status-less lineage fields (the creator and date of its earliest creation, the current
+        life's creation ledger). Idempotent and order-independent; memory bounded by one chunk.
+        A bad row refuses its whole chunk with bulk.BulkRowRefused (see common/store/bulk.py)."""
+        bulk.check_network(network)
+        bulk.check_source(source)
+        _check_now(now)
+        size = bulk.chunk_size_or_default(chunk_size)
+        return bulk.run_chunks(
+            edges, size, lambda edge: bulk.check_edge(edge, network),
+            lambda chunk: self._bulk_write_creations(bulk.CreationChunk(network, chunk, source), as_utc(now)),
+        )
+
+    def bulk_put_account_states(
+        self, network: str, states: Iterable[bulk.AccountStateRow], *, now: dt.datetime, chunk_size: int | None = None
+    ) -> bulk.BulkCounts:
+        """Write a stream of accounts_current rows onto the lineage rows (balance, home_domain,
+        flags, thresholds, deleted, enriched_at) and keep the balance index in step. Same chunking
+        and bad-row rule as bulk_add_creations."""
+        bulk.check_network(network)
+        _check_now(now)
+        size = bulk.chunk_size_or_default(chunk_size)
+        return bulk.run_chunks(
+            states, size, lambda state: bulk.check_state(state, network),
+            lambda chunk: self._bulk_write_states(network, chunk, as_utc(now)),
+        )
+
+    @abc.abstractmethod
+    def _bulk_write_creations(self, chunk: bulk.CreationChunk, now: dt.datetime) -> bulk.BulkCounts:
+        """Read the chunk's stored lineage creation fields, `chunk.plan(...)`, write the plan."""
+
+    @abc.abstractmethod
+    def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
+        """Read the stored balances, `bulk.plan_states(...)`, write the plan."""
+
     # ------------------------------------------------------------ primitives (adapters)
     @abc.abstractmethod
     def _get_search(self, network: str, account: str) -> SearchCacheEntry | None: ...
@@ -746,6 +787,11 @@ def _check_hour_bucket(bucket: str) -> str:
     if not ok:
         raise InvalidInput("invalid_bucket", "hour bucket must look like 2026-11-30T14", "bucket")
     return bucket
+
+
+def _check_now(now: Any) -> None:
+    if not isinstance(now, dt.datetime):
+        raise InvalidInput("invalid_timestamp", "now must be a datetime", "now")
 
 
 def _check_month(month: str) -> str:

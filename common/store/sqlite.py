@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ from common.domain import (
     SearchCacheEntry,
     StageExecution,
 )
-from common.store import codec
+from common.store import bulk, codec
 from common.store.port import SPEND_TOTAL_ROW, Store
 from common.store.schema import alter_add, to_sqlite
 from common.sqlite_writer import writer_lock
@@ -497,6 +498,118 @@ class SQLiteStore(Store):
                 "INSERT OR REPLACE INTO balance_index (network_name, magnitude, xlm_balance, stellar_account) VALUES (?, ?, ?, ?)",
                 [(network, m, format(b, "f"), a) for m, b, a in rows],
             )
+
+    # ------------------------------------------------------------ bulk writes (common/store/bulk.py)
+    # One transaction per chunk (read, plan, executemany): a chunk is all-or-nothing, and writers
+    # in other threads or processes are serialised, so "earliest creation wins" is exact here.
+    def _bulk_write_creations(self, chunk: bulk.CreationChunk, now: dt.datetime) -> bulk.BulkCounts:
+        types = codec.column_types()
+        with_ledger = "creation_ledger" in types["account_lineage"]
+        network = chunk.network
+        with self._tx() as conn:
+            cols = "stellar_creator_account, account_creation_date" + (", creation_ledger" if with_ledger else "")
+            stored = {
+                r["stellar_account"]: bulk.Stored(r["stellar_creator_account"], r["account_creation_date"], r.get("creation_ledger"))
+                for r in self._bulk_lineage(conn, network, chunk.accounts, cols)
+            }
+
+            def earliest_events(ties):
+                out = {}
+                for account, at in ties:
+                    rows = conn.execute(
+                        "SELECT created_at, operation_id, creator FROM creation_events WHERE network_name=? AND stellar_account=? AND created_at=?",
+                        (network, account, codec.to_sqlite("creation_events", "created_at", at)),
+                    ).fetchall()
+                    if rows:
+                        r = min(rows, key=lambda r: bulk.operation_key(r[1]))
+                        out[account] = bulk.StoredEvent(at, r[1], r[2])
+                return out
+
+            def stored_pairs(pairs):
+                out = {}
+                for creator, account in pairs:
+                    r = conn.execute(
+                        "SELECT created_at, operation_id FROM account_children WHERE network_name=? AND creator=? AND child=?",
+                        (network, creator, account),
+                    ).fetchone()
+                    if r is not None:
+                        out[(creator, account)] = bulk.StoredEvent(codec.from_sqlite("account_children", "created_at", r[0]), r[1], creator)
+                return out
+
+            plan = chunk.plan(stored, now, with_ledger, earliest_events, stored_pairs)
+            times: dict = {}
+            self._bulk_upsert(conn, "creation_events", plan.events, times)
+            self._bulk_upsert(conn, "account_children", plan.children, times)
+            self._bulk_upsert(conn, "account_lineage", plan.lineage, times)
+        return plan.counts
+
+    def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
+        types = codec.column_types()
+        accounts = list(dict.fromkeys(s.account for s in states))
+        with self._tx() as conn:
+            stored = {r["stellar_account"]: r["xlm_balance"] for r in self._bulk_lineage(conn, network, accounts, "xlm_balance")}
+            plan = bulk.plan_states(network, states, stored, now, "deleted" in types["account_lineage"])
+            self._bulk_upsert(conn, "account_lineage", plan.lineage, {})
+            conn.executemany(
+                "DELETE FROM balance_index WHERE network_name=? AND magnitude=? AND xlm_balance=? AND stellar_account=?",
+                [(network, m, format(b, "f"), a) for m, b, a in plan.index_deletes],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO balance_index (network_name, magnitude, xlm_balance, stellar_account) VALUES (?, ?, ?, ?)",
+                [(network, m, format(b, "f"), a) for m, b, a in plan.index_puts],
+            )
+        return plan.counts
+
+    def _bulk_lineage(self, conn: sqlite3.Connection, network: str, accounts: list[str], columns: str) -> Iterator[dict]:
+        """The given lineage columns (decoded) of those accounts that have a row, 500 ids a query."""
+        for i in range(0, len(accounts), 500):
+            part = accounts[i : i + 500]
+            rows = conn.execute(
+                f"SELECT stellar_account, {columns} FROM account_lineage WHERE network_name=? AND stellar_account IN ({', '.join('?' * len(part))})",
+                (network, *part),
+            )
+            for r in rows:
+                yield self._decode("account_lineage", r)
+
+    def _bulk_upsert(self, conn: sqlite3.Connection, table: str, rows: list[dict], times: dict) -> None:
+        """executemany per column set; columns the schema lacks (before a migration) are dropped.
+        `times` memoises timestamp texts across the chunk's tables (an event and its child share one)."""
+        groups: dict[tuple, tuple] = {}
+        for row in rows:
+            shape = groups.get(tuple(row))
+            if shape is None:
+                cols, get, convert = _bulk_shape(table, tuple(row))
+                shape = groups[tuple(row)] = (cols, get, convert, [])
+            cols, get, convert, values = shape
+            vals = list(get(row))
+            for i, kind in convert:
+                v = vals[i]
+                if v is None:
+                    continue
+                if kind == "timestamp":
+                    text = times.get(v)
+                    if text is None:
+                        text = times[v] = codec.to_sqlite(table, cols[i], v)
+                    vals[i] = text
+                else:
+                    vals[i] = codec.to_sqlite(table, cols[i], v)
+            values.append(vals)
+        for cols, _, _, values in groups.values():
+            values.sort(key=operator.itemgetter(*[cols.index(c) for c in codec.primary_key(table)]))  # B-tree pages in order
+            conn.executemany(self._upsert_sql(table, cols), values)
+
+
+@functools.lru_cache(maxsize=256)
+def _bulk_shape(table: str, keys: tuple[str, ...]) -> tuple:
+    """For rows with these keys: the columns the schema has, a getter of their values, and the
+    (index, CQL type) of those that need codec.to_sqlite (plain text and integers are stored as they are)."""
+    types = codec.column_types()[table]
+    cols = tuple(k for k in keys if k in types)
+    convert = tuple(
+        (i, types[c]) for i, c in enumerate(cols) if types[c] not in ("text", "int", "bigint") or (table, c) in codec.JSON_COLUMNS
+    )
+    get = operator.itemgetter(*cols) if len(cols) > 1 else (lambda row, c=cols[0]: (row[c],))
+    return cols, get, convert
 
 
 class _Transaction:

@@ -390,3 +390,136 @@ def test_close_then_use_reconnects(keyspace):
     assert store.ping()
     store.close()
 
+
+
+# ------------------------------------------------------------------ bulk writes (common/store/bulk.py)
+class _ObservedSession:
+    """The driver session as the bulk path sees it, recording every request and the most requests
+    in flight at once; `fail_at` makes the n-th request fail on the server, `hang_at` never answer."""
+
+    def __init__(self, session, owner):
+        self._session = session
+        self._owner = owner
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def execute_async(self, query, *args, **kwargs):
+        from cassandra.query import SimpleStatement
+
+        o = self._owner
+        with o.lock:
+            o.requests.append(query)
+            n = len(o.requests)
+            o.live += 1
+            o.max_live = max(o.max_live, o.live)
+        if n == o.hang_at:
+            return _SilentFuture()
+        if n == o.fail_at:
+            query = SimpleStatement("INSERT INTO no_such_table (k) VALUES (1)")
+        future = self._session.execute_async(query, *args, **kwargs)
+
+        def done(*_):
+            with o.lock:
+                o.live -= 1
+
+        future.add_callbacks(done, done)
+        return future
+
+
+class _SilentFuture:
+    """A request the server never answers."""
+
+    def add_callbacks(self, callback, errback):
+        pass
+
+
+class ObservedBulkStore(CassandraStore):
+    def __init__(self, settings, fail_at=None, hang_at=None, **kw):
+        import threading
+
+        super().__init__(settings, **kw)
+        self.lock = threading.Lock()
+        self.requests, self.live, self.max_live = [], 0, 0
+        self.fail_at, self.hang_at = fail_at, hang_at
+
+    def _sess(self):
+        return _ObservedSession(super()._sess(), self)
+
+
+@pytest.mark.cassandra
+def test_bulk_routing_key_is_the_drivers(store):
+    from common.store.cassandra import _partition_key
+
+    account = random_account()
+    bound = store._prepare("SELECT * FROM account_lineage WHERE network_name = ? AND stellar_account = ?").bind(["public", account])
+    assert bound.routing_key == _partition_key("public", account)
+    bound = store._prepare("SELECT * FROM balance_index WHERE network_name = ? AND magnitude = ?").bind(["public", 7])
+    assert bound.routing_key == _partition_key("public", 7)
+
+
+@pytest.mark.cassandra
+def test_bulk_requests_are_bounded_unlogged_batches_at_local_quorum(keyspace, store):
+    from cassandra import ConsistencyLevel
+    from cassandra.query import BatchStatement, BatchType
+
+    from common.store import cassandra as adapter
+    from common.store.bulk import CreationEdge
+
+    observed = ObservedBulkStore(settings(cassandra_keyspace=keyspace))
+    try:
+        big, creators = random_account(), [random_account() for _ in range(30)]
+        edges = [CreationEdge("public", big, random_account(), T0, str(i), 10 + i) for i in range(120)]  # one partition of 120 children
+        edges += [CreationEdge("public", c, random_account(), T0, str(1000 + i), 10) for i, c in enumerate(creators)]
+        counts = observed.bulk_add_creations("public", edges, now=T0, chunk_size=1000)
+        assert (counts.creation_events, counts.children, counts.lineage_created) == (150, 150, 150)
+        reads = [q for q in observed.requests if not isinstance(q, BatchStatement) and "SELECT" in q.prepared_statement.query_string]
+        writes = [q for q in observed.requests if q not in reads]
+        assert len(reads) == -(-150 // adapter.BULK_KEYS_PER_READ)  # IN lists of one replica set (one node here)
+        assert all(q.routing_key for q in reads)
+        batches = [q for q in writes if isinstance(q, BatchStatement)]
+        assert batches and all(b.batch_type == BatchType.UNLOGGED for b in batches)
+        assert all(len(b) <= adapter.BULK_BATCH_ROWS for b in batches)
+        assert all(q.consistency_level == ConsistencyLevel.LOCAL_QUORUM for q in writes + reads)
+        statements = sum(len(b) for b in batches) + len(writes) - len(batches)
+        assert statements == 150 + 150 + 150  # events, lineage rows, children: each once
+        assert len(writes) < statements / 5, "batched: far fewer requests than rows"
+        assert 1 < observed.max_live <= adapter.BULK_IN_FLIGHT
+        assert len(list(store.iter_children("public", big))) == 120
+    finally:
+        observed.close()
+
+
+@pytest.mark.cassandra
+def test_bulk_write_failing_mid_chunk_raises_and_a_rerun_completes_it(keyspace, store):
+    from common.store.bulk import CreationEdge
+
+    creator = random_account()
+    edges = [CreationEdge("public", creator, random_account(), T0, str(i), 10 + i) for i in range(60)]
+    failing = ObservedBulkStore(settings(cassandra_keyspace=keyspace), fail_at=6)
+    try:
+        with pytest.raises(Exception) as info:
+            failing.bulk_add_creations("public", edges, now=T0)
+        assert "no_such_table" in str(info.value)
+    finally:
+        failing.close()
+    missing = [e for e in edges if store.get_lineage("public", e.account) is None]
+    assert missing, "the failed request's rows were not written"
+    counts = store.bulk_add_creations("public", edges, now=T0)
+    assert counts.rows == 60 and counts.lineage_created == len(missing)
+    assert all(store.get_lineage("public", e.account).stellar_creator_account == creator for e in edges)
+    assert len(list(store.iter_children("public", creator))) == 60
+
+
+@pytest.mark.cassandra
+def test_bulk_write_with_a_request_never_answered_times_out(keyspace, store):
+    from cassandra import OperationTimedOut
+
+    from common.store.bulk import CreationEdge
+
+    stuck = ObservedBulkStore(settings(cassandra_keyspace=keyspace), hang_at=2, request_timeout_s=1.0)
+    try:
+        with pytest.raises(OperationTimedOut, match="no request finished"):
+            stuck.bulk_add_creations("public", [CreationEdge("public", random_account(), random_account(), T0, "1")], now=T0)
+    finally:
+        stuck.close()

@@ -18,6 +18,30 @@ def test_account_ids_are_checked_by_checksum():
         assert info.value.code == "invalid_account" and info.value.field == "account"
 
 
+def test_account_id_check_agrees_with_stellar_sdk_on_every_mutation():
+    import random
+
+    from stellar_sdk import StrKey
+
+    from common.domain import is_valid_account_id
+
+    rng = random.Random(7)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abz0189=\n "
+    cases = [GENESIS, GENESIS + "\n", "G" * 56, "GA" * 28, "S" + GENESIS[1:], "M" + GENESIS[1:]]
+    for _ in range(300):
+        good = random_account()
+        cases.append(good)
+        for _ in range(5):
+            i = rng.randrange(56)
+            cases.append(good[:i] + rng.choice(alphabet) + good[i + 1:])
+        cases.append(good[:-1])
+        cases.append(good + "A")
+    for case in cases:
+        assert is_valid_account_id(case) == StrKey.is_valid_ed25519_public_key(case), case
+    for not_text in (None, 42, b"G" * 56, ["G"]):
+        assert is_valid_account_id(not_text) is False
+
+
 def test_network_and_page_size():
     assert validate_network("testnet") == "testnet"
     with pytest.raises(InvalidInput, match="public, testnet"):
