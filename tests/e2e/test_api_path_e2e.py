@@ -41,8 +41,8 @@ def test_api_path_lineage_matches_what_horizon_and_expert_can_know(api_stack):
         assert search(api_stack, a)[0] in (200, 202)
     final = wait_complete(api_stack, chosen, timeout=600)
     assert all(s == 200 and b["status"] == "COMPLETE" for s, b in final.values()), [b for s, b in final.values() if s != 200][:3]
-    # Hubble is disabled, so process_account hands every account over (mode BIGQUERY_WITH_API_FALLBACK).
-    assert {b["lineage"]["tree"]["pipeline_source"] for _, b in final.values()} == {"BIGQUERY_WITH_API_FALLBACK"}
+    # Hubble is disabled, so the Hubble path was never possible: the API path ran alone.
+    assert {b["lineage"]["tree"]["pipeline_source"] for _, b in final.values()} == {"API"}
     api_stack.wait_idle(600)
     _, health = get_json(f"{api_stack.simulator_url}/_sim/health")
     window_start = health["networks"]["public"]["history_elder_at"]
