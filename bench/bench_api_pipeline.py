@@ -144,7 +144,7 @@ def differences(store, sim_url: str, account: str, window) -> list[str]:
     """The stored lineage against /_sim/truth: status, creator, creation time and events, children
     (those inside Horizon's window when the API could not see older ones), the ancestor chain up to
     genesis, the XLM balance and home_domain."""
-    from bench.truth import compare_lineage, truth_with_all_children
+    from local.testing.truth import compare_lineage, truth_with_all_children
     from common.lineage_view import ancestors
 
     truth = truth_with_all_children(sim_url, "public", account)
@@ -165,7 +165,7 @@ def differences(store, sim_url: str, account: str, window) -> list[str]:
 # ---------------------------------------------------------------------------------- one run
 def run_through_queue(p: Plan, workdir: Path, queue_limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """One cold stack: search the accounts, wait until both queues are empty, measure."""
-    from bench.truth import history_window
+    from local.testing.truth import history_window
     from common.bootstrap import build_store
     from local.stack import LocalStack, http_get, http_post_json
 

@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Iterator
 
 from bench.common import Result, cassandra_bench_store
-from tests.support import quiet_cassandra_store
+from local.testing.cassandra import quiet_cassandra_store
 from common.domain import GENESIS_ACCOUNT, ChildEdge, CreationEvent
 from common.store.bulk import DEFAULT_CHUNK_SIZE, CreationEdge
 

@@ -38,7 +38,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,14 +45,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
 from common.config import PIPELINE_CONFIG_DEFAULTS, Settings
 from common.queue.local_dispatcher import TaskDB
 from common.queue.rates import QueueLimits, api_fallback_limits, lineage_limits
+from local.processes import _DIRECT, LOOPBACK, Proc, free_port, functions_framework_argv, http_get, port_free, tail
+from local.site_server import SiteServer
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ("search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale")
@@ -66,8 +65,6 @@ SIMULATED_HUBBLE = "hubble.duckdb"  # in the workdir: the simulator's Hubble tab
 SIM_DATA_OPTIONS = ("airdrop_children", "retention_days", "now")
 SIMULATED_HUBBLE_SOURCES = ("local/simulator/network.py", "local/simulator/codec.py", "local/simulator/hubble.py",
                             "local/hubble_load.py", "common/hubble/duckdb_engine.py")
-LOOPBACK = "127.0.0.1"
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # The demo's simulated upstream budgets: generous enough to watch accounts complete, and the
 # queues and in-process limiters are derived from them as they are from the real budgets.
@@ -86,32 +83,6 @@ class StackError(RuntimeError):
     """The stack could not start; the message says which part and where its log is."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def port_free(port: int) -> bool:
-    """Nothing listens on the port. The probe binds as the servers do (SO_REUSEADDR), so a port whose
-    last connections still wait in TIME_WAIT (a demo stopped a moment ago) is free; a listener is not."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((LOOPBACK, port))
-            return True
-        except OSError:
-            return False
-
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with _DIRECT.open(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 def http_post_json(url: str, body: dict, token: str | None = None, timeout: float = 60.0) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json"}
     if token:
@@ -126,87 +97,6 @@ def http_post_json(url: str, body: dict, token: str | None = None, timeout: floa
             return exc.code, json.loads(raw or b"{}")
         except ValueError:
             return exc.code, {"raw": raw[:500].decode("utf-8", "replace")}
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-@dataclasses.dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    popen: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== {dt.datetime.now(dt.timezone.utc).isoformat()} start: {' '.join(self.argv)}\n".encode())
-            log.flush()
-            self.popen = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    @property
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        if self.popen is not None:
-            self.popen.wait(timeout=30)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.popen is None:
-            return
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        # Whatever the group still holds (a gunicorn worker) goes too.
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-class _SiteHandler(SimpleHTTPRequestHandler):
-    config_js = b""
-
-    def log_message(self, fmt, *args):  # noqa: D401 - quiet
-        pass
-
-    def end_headers(self):
-        self.send_header("X-Content-Type-Options", "nosniff")
-        super().end_headers()
-
-    def do_GET(self):  # noqa: N802
-        if self.path.split("?", 1)[0] == "/config.js":
-            body = self.config_js
-            self.send_response(200)
-            self.send_header("Content-Type", "text/javascript; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        super().do_GET()
-
-
-_SiteHandler.extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".mjs": "text/javascript", ".svg": "image/svg+xml"}
 
 
 class LocalStack:
@@ -266,7 +156,7 @@ class LocalStack:
         self.queue_limits: dict[str, QueueLimits] = {}
         self.sim_env: dict[str, str] = {}
         self.settings: Settings | None = None
-        self._site: ThreadingHTTPServer | None = None
+        self._site: SiteServer | None = None
         self.hubble_loaded: str | None = None  # the simulated Hubble at start: "loaded" or "reused"
         self._toml_front = None  # local.tls_front.TlsFront: the simulator's stellar.toml files over https
         self._started = False
@@ -343,8 +233,7 @@ class LocalStack:
             if proc is not None:
                 proc.stop()
         if self._site is not None:
-            self._site.shutdown()
-            self._site.server_close()
+            self._site.stop()
             self._site = None
         if self._toml_front is not None:
             self._toml_front.__exit__(None, None, None)
@@ -405,7 +294,7 @@ class LocalStack:
         deadline = time.monotonic() + 180
         while not urls_file.exists():
             if not proc.alive:
-                raise StackError(f"the simulator exited during startup (log {proc.log_path}):\n{_tail(proc.log_path)}")
+                raise StackError(f"the simulator exited during startup (log {proc.log_path}):\n{tail(proc.log_path)}")
             if time.monotonic() > deadline:
                 raise StackError(f"the simulator did not start within 180 s (log {proc.log_path})")
             time.sleep(0.1)
@@ -604,17 +493,14 @@ class LocalStack:
         return None
 
     def _function_proc(self, name: str, env: dict[str, str]) -> Proc:
-        exe = Path(sys.executable).with_name("functions-framework")
-        argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "functions_framework"]
-        argv += ["--target", name, "--source", str(ROOT / "functions" / name / "main.py"), "--host", LOOPBACK, "--port", str(self.ports[name])]
-        return Proc(name, argv, dict(env), self.logs / f"{name}.log")
+        return Proc(name, functions_framework_argv(name, self.ports[name]), dict(env), self.logs / f"{name}.log")
 
     def _wait_function(self, name: str, timeout_s: float = 120.0) -> None:
         proc = self.procs[name]
         deadline = time.monotonic() + timeout_s
         while True:
             if not proc.alive:
-                raise StackError(f"function {name} exited during startup (log {proc.log_path}):\n{_tail(proc.log_path)}")
+                raise StackError(f"function {name} exited during startup (log {proc.log_path}):\n{tail(proc.log_path)}")
             try:
                 http_get(self.urls[name] + "/", timeout=2.0)
                 return
@@ -661,7 +547,7 @@ class LocalStack:
         self.procs["dispatcher"] = proc
         time.sleep(0.3)
         if not proc.alive:
-            raise StackError(f"the dispatcher exited during startup (log {proc.log_path}):\n{_tail(proc.log_path)}")
+            raise StackError(f"the dispatcher exited during startup (log {proc.log_path}):\n{tail(proc.log_path)}")
         self.log("dispatcher started")
 
     def kill_dispatcher(self) -> None:
@@ -745,14 +631,8 @@ class LocalStack:
         }
 
     def _start_site(self) -> None:
-        site_dir = ROOT / "static_site"
-        config_js = ("// Generated by local/stack.py for this run.\nwindow.STELLARMAP_CONFIG = "
-                     + json.dumps(self.site_config(), indent=2) + ";\n").encode()
-        handler = type("SiteHandler", (_SiteHandler,), {"config_js": config_js})
-        self._site = ThreadingHTTPServer((LOOPBACK, self.ports["site"]), partial(handler, directory=str(site_dir)))
-        self._site.daemon_threads = True
-        threading.Thread(target=self._site.serve_forever, name="site", daemon=True).start()
-        if not (site_dir / "index.html").exists():
+        self._site = SiteServer(lambda base: self.site_config(), port=self.ports["site"], generated_by="local/stack.py").start()
+        if not (self._site.site_dir / "index.html").exists():
             self.missing["site"] = "static_site/index.html does not exist yet"
         self.log(f"site on {self.urls['site']}")
 

@@ -16,7 +16,7 @@ from common.store.sqlite import SQLiteStore
 from common.upstream.clients import Upstream
 from common.upstream.ratelimit import Budget, RateLimiter
 from common.upstream.transport import JsonTransport
-from tests.fakes import RecordingQueue, call_handler
+from local.testing.fakes import RecordingQueue, call_handler
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit

@@ -16,7 +16,7 @@ from common.queue.local_dispatcher import LocalDispatcherQueue
 from common.queue.port import task_name
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit
