@@ -15,7 +15,7 @@ from common.config import PipelineConfig, Settings
 
 # Adapter classes by backend name; each has `from_settings(settings, clock)`.
 QUEUE_ADAPTERS = {
-    "local": "common.queue.local_dispatcher:LocalDispatcherQueue",
+    "local": "common.queue.sqlite_queue:SQLiteTaskQueue",
     "cloudtasks": "common.queue.cloud_tasks:CloudTasksQueue",
 }
 HUBBLE_ADAPTERS = {

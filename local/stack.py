@@ -13,7 +13,7 @@ What runs (every process logs to `workdir/logs/<name>.log`, on loopback addresse
   Expert (`--dev`: none; the real services, and BigQuery when credentials are configured);
 - the six functions, each under functions-framework (`functions/<name>/main.py`), against the
   embedded SQLite store (migrated here) or a real Cassandra keyspace (`store="cassandra"`);
-- the local dispatcher (local/dispatcher.py) delivering the lineage and api-fallback queues with
+- the local dispatcher (local/task_dispatcher.py) delivering the lineage and api-fallback queues with
   Cloud Tasks semantics; the api-fallback queue's rate is derived from the upstream budgets exactly
   as in production (common/queue/rates.py);
 - the local scheduler (local/scheduler.py): hva_recalc hourly and reset_stale every 15 minutes,
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from common.config import PIPELINE_CONFIG_DEFAULTS, Settings
-from common.queue.local_dispatcher import TaskDB
+from common.queue.sqlite_queue import TaskDB
 from common.queue.rates import QueueLimits, api_fallback_limits, lineage_limits
 from local.processes import _DIRECT, LOOPBACK, Proc, free_port, functions_framework_argv, http_get, port_free, tail
 from local.site_server import SiteServer
@@ -540,7 +540,7 @@ class LocalStack:
         cfg.write_text(json.dumps(self.dispatcher_config(), indent=2))
         env = self._base_env()
         env["INTERNAL_TOKEN"] = self.token
-        proc = self.procs.get("dispatcher") or Proc("dispatcher", [sys.executable, "-m", "local.dispatcher", "--config", str(cfg)], env, self.logs / "dispatcher.log")
+        proc = self.procs.get("dispatcher") or Proc("dispatcher", [sys.executable, "-m", "local.task_dispatcher", "--config", str(cfg)], env, self.logs / "dispatcher.log")
         if proc.alive:
             return
         proc.start()

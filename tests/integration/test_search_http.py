@@ -25,7 +25,7 @@ from stellar_sdk import Keypair
 from common.bootstrap import Container
 from common.clock import SystemClock
 from common.domain import GENESIS_ACCOUNT
-from common.queue.local_dispatcher import TaskDB
+from common.queue.sqlite_queue import TaskDB
 from local.processes import serve_function
 from tests.support import ROOT, random_account
 
@@ -127,7 +127,7 @@ def test_in_process_concurrency_on_the_store_enqueues_once(store, tmp_path):
     """The same race without HTTP: 50 threads, each with its own container (connections), one task."""
     from common.config import Settings
     from common.handlers.search import search
-    from common.queue.local_dispatcher import LocalDispatcherQueue
+    from common.queue.sqlite_queue import SQLiteTaskQueue
 
     account = random_account()
     settings = Settings.from_env(env={}, extra={"SEARCH_RATE_PER_MIN": "100000"})
@@ -137,7 +137,7 @@ def test_in_process_concurrency_on_the_store_enqueues_once(store, tmp_path):
     def one(_):
         from flask import Flask
 
-        queue = LocalDispatcherQueue(tmp_path / "tasks.sqlite3")
+        queue = SQLiteTaskQueue(tmp_path / "tasks.sqlite3")
         c = Container(settings, SystemClock(), store=store, queue=queue)
         with Flask("x").app_context():
             barrier.wait()

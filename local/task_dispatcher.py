@@ -1,5 +1,5 @@
-"""The local dispatcher: delivers the tasks of common/queue/local_dispatcher.py with Cloud Tasks'
-semantics, so the demo behaves like the deployment.
+"""The local task dispatcher, Cloud Tasks' stand-in: the process that delivers the tasks
+common/queue/sqlite_queue.py wrote, with Cloud Tasks' semantics, so the demo behaves like the deployment.
 
 Per queue (the same knobs as a Cloud Tasks queue, common/queue/rates.py:QueueLimits):
 - a token bucket of `max_burst_size` tokens refilled at `max_dispatches_per_second`: every
@@ -15,7 +15,7 @@ Per queue (the same knobs as a Cloud Tasks queue, common/queue/rates.py:QueueLim
 
 Only one dispatcher may serve a task file at a time (an exclusive lock beside it).
 
-Run it: `python -m local.dispatcher --config dispatcher.json` (written by local/stack.py), with the
+Run it: `python -m local.task_dispatcher --config dispatcher.json` (written by local/stack.py), with the
 bearer token in the INTERNAL_TOKEN environment variable.
 """
 from __future__ import annotations
@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from common.clock import Clock, SystemClock
-from common.queue.local_dispatcher import TOMBSTONE_S, TaskDB, epoch
+from common.queue.sqlite_queue import TOMBSTONE_S, TaskDB, epoch
 from common.queue.port import QUEUES
 from common.queue.rates import QueueLimits
 
-log = logging.getLogger("local.dispatcher")
+log = logging.getLogger("local.task_dispatcher")
 PURGE_EVERY_S = 60.0
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback targets: never via a proxy
 
@@ -320,7 +320,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m local.dispatcher", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m local.task_dispatcher", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help='JSON: {"db", "queues": [{"name", "url", "limits"}], "dispatch_deadline_s"?}')
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
