@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from common.clock import Clock, SystemClock
+from common.ratelimit import TokenBucket
 from common.queue.sqlite_queue import TOMBSTONE_S, TaskDB, epoch
 from common.queue.port import QUEUES
 from common.queue.rates import QueueLimits
@@ -66,37 +67,6 @@ def retry_delay(dispatch_count: int, limits: QueueLimits) -> float:
     else:
         delay = lo * (2**d) * (k - d)
     return min(float(limits.max_backoff_s), delay)
-
-
-class TokenBucket:
-    """`burst` tokens, refilled at `rate` per second (time is passed in: testable without sleeping)."""
-
-    def __init__(self, rate: float, burst: int, now: float):
-        if rate <= 0:
-            raise ValueError("max_dispatches_per_second must be > 0")
-        if burst < 1:
-            raise ValueError("max_burst_size must be >= 1")
-        self.rate = float(rate)
-        self.burst = int(burst)
-        self.tokens = float(burst)
-        self.at = now
-
-    def _refill(self, now: float) -> None:
-        if now > self.at:
-            self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.rate)
-            self.at = now
-
-    def take(self, now: float) -> bool:
-        self._refill(now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-    def wait_s(self, now: float) -> float:
-        """Seconds until a token is available."""
-        self._refill(now)
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +102,10 @@ class Dispatcher:
         if not queues:
             raise ValueError("the dispatcher needs at least one queue")
         for q in queues:
-            TokenBucket(q.limits.max_dispatches_per_second, q.limits.max_burst_size, 0.0)  # validates
+            if not q.limits.max_dispatches_per_second > 0:
+                raise ValueError(f"queue {q.name}: max_dispatches_per_second must be > 0")
+            if q.limits.max_burst_size < 1:
+                raise ValueError(f"queue {q.name}: max_burst_size must be >= 1")
             if q.limits.max_concurrent_dispatches < 1:
                 raise ValueError(f"queue {q.name}: max_concurrent_dispatches must be >= 1")
         self.db_path = str(db_path)

@@ -14,7 +14,8 @@ from common.queue.sqlite_queue import SQLiteTaskQueue, TaskDB
 from common.queue.port import task_name
 from common.queue import rates
 from common.queue.rates import QueueLimits
-from local.task_dispatcher import TokenBucket, retry_delay
+from common.ratelimit import TokenBucket
+from local.task_dispatcher import retry_delay
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit
