@@ -100,7 +100,7 @@ def spread(items: list, n: int) -> list:
 
 # ---------------------------------------------------------------------------------- the simulator
 def _sim_get(stack, path: str) -> tuple[int, Any]:
-    from local.stack import http_get
+    from local.processes import http_get
 
     status, raw = http_get(stack.simulator_url + path, timeout=60)
     return status, json.loads(raw or b"null")
@@ -110,7 +110,7 @@ def drain_buckets(stack) -> dict[str, int]:
     """Spend the functions' client's burst at the simulator (loopback, as the functions call it),
     until each upstream answers 429; returns the requests it took."""
     from common.domain import GENESIS_ACCOUNT
-    from local.stack import http_get
+    from local.processes import http_get
 
     urls = {"horizon": f"{stack.urls['horizon_public']}/", "expert": f"{stack.urls['expert']}/explorer/public/account/{GENESIS_ACCOUNT}"}
     spent = {}
@@ -167,7 +167,8 @@ def run_through_queue(p: Plan, workdir: Path, queue_limits: dict[str, Any] | Non
     """One cold stack: search the accounts, wait until both queues are empty, measure."""
     from local.testing.truth import history_window
     from common.bootstrap import build_store
-    from local.stack import LocalStack, http_get, http_post_json
+    from local.processes import http_get, http_post_json
+    from local.stack import LocalStack
 
     with LocalStack(
         workdir,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import os
 import signal
 import socket
@@ -95,6 +96,23 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def http_post_json(url: str, body: dict, token: str | None = None, timeout: float = 60.0) -> tuple[int, dict]:
+    """(status, JSON body) of a POST without a proxy; a body that is not JSON comes back as {"raw": ...}."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
+    try:
+        with _DIRECT.open(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw or b"{}")
+        except ValueError:
+            return exc.code, {"raw": raw[:500].decode("utf-8", "replace")}
 
 
 @dataclasses.dataclass
