@@ -160,19 +160,20 @@ def functions_framework_argv(target: str, port: int, source: str | os.PathLike |
                    "--host", LOOPBACK, "--port", str(port)]
 
 
-def wait_http(url: str, proc: subprocess.Popen, log_path: Path, what: str, timeout_s: float = 60.0) -> None:
-    """Until GET url gets any HTTP answer; RuntimeError (with the log's tail) when proc exits or time runs out."""
+def wait_http(url: str, proc: subprocess.Popen, log_path: Path, what: str, timeout_s: float = 60.0,
+              error: type[Exception] = RuntimeError) -> None:
+    """Until GET url gets any HTTP answer; `error` (with the log's tail) when proc exits or time runs out."""
     deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} during startup (log {log_path}):\n{tail(log_path, 40)}")
+            raise error(f"{what} exited during startup (log {log_path}):\n{tail(log_path)}")
         try:
-            http_get(url, timeout=5.0)
+            http_get(url, timeout=2.0)
             return
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not answer within {timeout_s:.0f} s (log {log_path}):\n{tail(log_path, 40)}")
+            raise error(f"{what} did not answer within {timeout_s:.0f} s (log {log_path}):\n{tail(log_path)}")
         time.sleep(0.1)
 
 

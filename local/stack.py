@@ -49,7 +49,7 @@ from common.config import PIPELINE_CONFIG_DEFAULTS, Settings
 from common.queue.rates import QueueLimits
 from common.queue.sqlite_queue import TaskDB
 from local import stack_env
-from local.processes import LOOPBACK, ROOT, Proc, free_port, functions_framework_argv, http_get, port_free, tail
+from local.processes import LOOPBACK, ROOT, Proc, free_port, functions_framework_argv, port_free, tail, wait_http
 from local.site_server import SiteServer
 from local.stack_env import StackError
 
@@ -337,18 +337,7 @@ class LocalStack:
 
     def _wait_function(self, name: str, timeout_s: float = 120.0) -> None:
         proc = self.procs[name]
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if not proc.alive:
-                raise StackError(f"function {name} exited during startup (log {proc.log_path}):\n{tail(proc.log_path)}")
-            try:
-                http_get(self.urls[name] + "/", timeout=2.0)
-                return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise StackError(f"function {name} did not answer within {timeout_s:.0f} s (log {proc.log_path})")
-            time.sleep(0.1)
+        wait_http(self.urls[name] + "/", proc.popen, proc.log_path, f"function {name}", timeout_s, error=StackError)
 
     def kill_function(self, name: str) -> None:
         """SIGKILL a function's processes (mid-task, for chaos tests), then start it again on its port."""
