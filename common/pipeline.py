@@ -143,7 +143,7 @@ def complete_account(c, network: str, account: str, pipeline_source: str, now: d
     )
     if won:
         _mirror_search(c, network, account, Status.COMPLETE.value, now, None)
-        from common.stats.fanout import summarize_after_crawl
+        from common.lineage_view.fanout import summarize_after_crawl
 
         summarize_after_crawl(c.store, network, account, now)  # huge fan-outs only; never raises
     return won

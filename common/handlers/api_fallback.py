@@ -58,6 +58,7 @@ from flask import Request
 from common import pipeline
 from common.config import ConfigError
 from common.domain import (
+    NETWORK_START,
     CLAIMABLE,
     GENESIS_ACCOUNT,
     ChildEdge,
@@ -75,11 +76,10 @@ from common.domain import (
 from common.enrichment.toml import TomlFetchError, read_stellar_toml, validate_domain
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.handlers import api_hubble
-from common.hubble.sql import NETWORK_START
 from common.ledger_time import sequence_ledger
 from common.upstream.errors import RateLimited, Unavailable, UpstreamError
 from common.upstream.horizon import MAX_LIMIT, HorizonAccount, Operation, OperationsPage
-from common.upstream.transport import tally
+from common.upstream.calls import tally
 
 log = logging.getLogger(__name__)
 

@@ -327,7 +327,7 @@ def _lineage_and_children(c, guard: CostGuard, tables, rec, config, now: dt.date
 
 
 def _crawl_children(c, guard: CostGuard, tables, rec, first_created: dt.datetime, config, now: dt.datetime) -> dict:
-    network, account, store = rec.network_name, rec.stellar_account, c.store
+    network, account = rec.network_name, rec.stellar_account
     page_size = max(1, min(int(config["children_page_size_bq"]), MAX_PAGE_SIZE))
     cap = int(config["children_max"])
     enrich_cap = int(config["children_enrichment_cap"])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sqlite3
 from typing import Any
 
 from flask import Request, Response
@@ -37,6 +36,7 @@ from common.config import ConfigError, ascii_number_text
 from common.domain import InvalidInput, Status, as_utc, iso, validate_network
 from common.http import JSON_TYPE, cors_headers, error_response, invalid_input_response, json_response, request_params, schema_unavailable, with_headers
 from common.ratelimit_clients import ClientRateLimiter, client_id, trusted_hops
+from common.store.port import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,7 @@ def limiter(c) -> ClientRateLimiter:
 
 
 def _is_store_error(exc: BaseException) -> bool:
-    if isinstance(exc, (ConnectionError, TimeoutError, sqlite3.OperationalError)):
-        return True
-    return type(exc).__module__.split(".")[0] == "cassandra"
+    return isinstance(exc, (StoreUnavailable, ConnectionError, TimeoutError))
 
 
 # ---------------------------------------------------------------------------------- HTTP
