@@ -51,7 +51,6 @@ import dataclasses
 import datetime as dt
 import logging
 import math
-from typing import Any
 
 from flask import Request
 
@@ -70,10 +69,9 @@ from common.domain import (
     Status,
     as_utc,
     iso,
-    validate_account_id,
-    validate_network,
 )
 from common.enrichment.toml import TomlFetchError, read_stellar_toml, validate_domain
+from common.handlers.worker import WorkerTask, give_back, parse_worker_task
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.handlers import api_hubble
 from common.ledger_time import sequence_ledger
@@ -99,7 +97,6 @@ BLOCKED_DOMAIN_TAG = "blocked-domain"
 LABEL_MAX_WAIT_S = 0.0  # labels use spare budget only: they never wait for a slot
 
 PURPOSES = ("lineage", "children", "enrich")
-ALLOWED_KEYS = {"network", "account", "purpose", "generation", "cursor"}
 CURSOR_PREFIX = "horizon:v1:"
 DEFAULT_TASK_SECONDS = 120.0
 MAX_INLINE_WAIT_S = 30.0  # the longest a task waits in-process for budget; longer: 429 to the queue
@@ -110,17 +107,8 @@ BATCH_READ = 1000  # Store.get_lineages batch limit
 
 
 # ---------------------------------------------------------------------------------- values
-@dataclasses.dataclass(frozen=True)
-class Task:
-    network: str
-    account: str
-    purpose: str
-    generation: Any
-    cursor: str | None
-
-
 @dataclasses.dataclass
-class Outcome:
+class ApiOutcome:
     """The task's result (the 200 body; also inside 429/503 error details)."""
 
     status: str  # COMPLETE | CONTINUED | INVALID | FAILED | SKIPPED | ENRICHED | NOT_FOUND | RATE_LIMITED | RETRY
@@ -185,22 +173,8 @@ class Deadline:
 
 
 # ---------------------------------------------------------------------------------- HTTP
-def parse_task(params: dict) -> Task:
-    unknown = set(params) - ALLOWED_KEYS
-    if unknown:
-        raise InvalidInput("invalid_request", f"unknown field(s): {', '.join(sorted(unknown))}")
-    network = validate_network(params.get("network"))
-    account = validate_account_id(params.get("account"))
-    purpose = params.get("purpose", "lineage")
-    if purpose not in PURPOSES:
-        raise InvalidInput("invalid_purpose", f"purpose must be one of {', '.join(PURPOSES)}", "purpose")
-    generation = params.get("generation", 0)
-    if isinstance(generation, bool) or not isinstance(generation, (int, str)) or (isinstance(generation, str) and len(generation) > 200):
-        raise InvalidInput("invalid_generation", "generation must be an integer or a short string", "generation")
-    cursor = params.get("cursor")
-    if cursor is not None and (not isinstance(cursor, str) or len(cursor) > 200):
-        raise InvalidInput("invalid_cursor", "cursor must be a short string", "cursor")
-    return Task(network, account, purpose, generation, cursor)
+def parse_task(params: dict) -> WorkerTask:
+    return parse_worker_task(params, PURPOSES)
 
 
 def task_seconds(settings) -> float:
@@ -236,7 +210,7 @@ def handle(request: Request, c) -> object:
     return respond(outcome)
 
 
-def respond(outcome: Outcome):
+def respond(outcome: ApiOutcome):
     if outcome.status == "RATE_LIMITED":
         retry = max(1, math.ceil(outcome.retry_after or 1))
         return error_response("upstream_rate_limited", outcome.reason or "upstream budget exhausted", 429,
@@ -248,21 +222,21 @@ def respond(outcome: Outcome):
     return json_response(outcome.to_json())
 
 
-def run_task(c, task: Task, config, deadline: Deadline) -> Outcome:
+def run_task(c, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
     """Run one task; never raises. Counts the upstream requests it made into outcome.calls."""
     with tally() as calls:
         if task.purpose == "enrich":
             outcome = enrich(c, task, config, deadline)
         else:
-            outcome = process(c, task, config, deadline)
+            outcome = crawl_lineage(c, task, config, deadline)
     outcome.calls = dict(calls)
     return outcome
 
 
 # ---------------------------------------------------------------------------------- lineage / children
-def process(c, task: Task, config, deadline: Deadline) -> Outcome:
+def crawl_lineage(c, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
     network, account, store = task.network, task.account, c.store
-    outcome = Outcome("SKIPPED", network, account, task.purpose)
+    outcome = ApiOutcome("SKIPPED", network, account, task.purpose)
     claimed = False
     try:
         before = store.get_lineage(network, account)
@@ -300,14 +274,9 @@ def process(c, task: Task, config, deadline: Deadline) -> Outcome:
         return outcome
 
 
-def _release(c, outcome: Outcome, count_attempt: bool) -> None:
+def _release(c, outcome: ApiOutcome, count_attempt: bool) -> None:
     """Give the claim back for the queue's retry; FAILED (200) once max_retries is reached."""
-    try:
-        retry = pipeline.release_for_retry(c, outcome.network, outcome.account, outcome.reason or "failed", count_attempt=count_attempt,
-                                           claim_token=outcome.claim_token)
-    except Exception:  # noqa: BLE001 - still PROCESSING: reset_stale recovers it
-        log.warning("could not release %s/%s for retry", outcome.network, outcome.account, exc_info=True)
-        retry = True
+    retry = give_back(c, outcome.network, outcome.account, outcome.claim_token, outcome.reason or "failed", count_attempt=count_attempt)
     if outcome.status == "RATE_LIMITED":
         return
     if retry:
@@ -317,7 +286,7 @@ def _release(c, outcome: Outcome, count_attempt: bool) -> None:
     outcome.status = rec.status if rec is not None and rec.status in (Status.FAILED.value, Status.INVALID.value) else "SKIPPED"
 
 
-def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline) -> Outcome:
+def _run(c, outcome: ApiOutcome, before: LineageRecord, config, deadline: Deadline) -> ApiOutcome:
     network, account, source, store = outcome.network, outcome.account, outcome.pipeline_source, c.store
     with pipeline.stage(c, network, account, PARENT_LINEAGE, source):
         events = store.get_creation_events(network, account)
@@ -363,7 +332,7 @@ def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline)
     with pipeline.stage(c, network, account, EXPANSION, source):
         if checkpoint is None:
             _request_creator(c, network, creator)
-        finished = _crawl_children(c, outcome, crawl, first_page, config, deadline)
+        finished = _crawl_horizon_children(c, outcome, crawl, first_page, config, deadline)
         if finished:
             gap = api_hubble.fill_children_gap(c, outcome, crawl.whole_history, config, deadline,
                                                lambda edges, before_count: _store_edges(c, network, account, edges, before_count, config))
@@ -394,7 +363,7 @@ def _fresh(c, rec: LineageRecord, config) -> bool:
     return dt.timedelta(0) <= age < dt.timedelta(hours=float(config["cache_ttl_hours"]))
 
 
-def _invalid(c, outcome: Outcome, not_run: tuple) -> Outcome:
+def _invalid(c, outcome: ApiOutcome, not_run: tuple) -> ApiOutcome:
     network, account = outcome.network, outcome.account
     reason = (f"not found: no history of this account on {network} in Horizon, Stellar Expert"
               f"{' or Hubble' if api_hubble.configured(c, network) else ' (and no Hubble is configured)'}: it never existed there")
@@ -534,10 +503,10 @@ def _forget_balance(c, network: str, account: str) -> None:
     c.store.put_lineage(network, account, xlm_balance=None, deleted=True, enriched_at=c.clock.now())
 
 
-def enrich(c, task: Task, config, deadline: Deadline) -> Outcome:
+def enrich(c, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
     """purpose=enrich: refresh the enrichment of a known account; its status never changes."""
     network, account, store = task.network, task.account, c.store
-    outcome = Outcome("SKIPPED", network, account, task.purpose, pipeline_source=PipelineSource.API.value)
+    outcome = ApiOutcome("SKIPPED", network, account, task.purpose, pipeline_source=PipelineSource.API.value)
     try:
         rec = store.get_lineage(network, account)
         if rec is None:
@@ -569,7 +538,7 @@ def _event(network: str, account: str, op: Operation) -> CreationEvent:
                          "HORIZON", op.ledger)
 
 
-def _discover_creator(c, outcome: Outcome, stored: list[CreationEvent], deadline: Deadline, state: HorizonAccount | None,
+def _discover_creator(c, outcome: ApiOutcome, stored: list[CreationEvent], deadline: Deadline, state: HorizonAccount | None,
                       gone: bool, before: LineageRecord, config) -> tuple[OperationsPage | None, str | None, bool] | None:
     """Stage creator_discovery (with expert_enrichment inside it): (first page, creator, does Horizon
     show the whole history?), or None when the account never existed (no history in Horizon, Stellar
@@ -686,7 +655,7 @@ class _Crawl:
     whole_history: bool
 
 
-def _crawl_children(c, outcome: Outcome, crawl: _Crawl, page: OperationsPage | None, config, deadline: Deadline) -> bool:
+def _crawl_horizon_children(c, outcome: ApiOutcome, crawl: _Crawl, page: OperationsPage | None, config, deadline: Deadline) -> bool:
     """Page through the operations; True when the last page is done, False when a continuation
     was enqueued (time budget spent, or out of upstream budget after some progress)."""
     network, account, store = outcome.network, outcome.account, c.store
@@ -724,7 +693,7 @@ def _crawl_children(c, outcome: Outcome, crawl: _Crawl, page: OperationsPage | N
         page = None
 
 
-def _continue(c, outcome: Outcome, crawl: _Crawl, delay_s: float) -> bool:
+def _continue(c, outcome: ApiOutcome, crawl: _Crawl, delay_s: float) -> bool:
     cursor = Checkpoint(crawl.cursor, crawl.pages, crawl.whole_history).encode()
     try:
         continued = pipeline.continue_later(c, outcome.network, outcome.account, cursor, crawl.pages, delay_s=delay_s,
