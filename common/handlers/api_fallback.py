@@ -78,6 +78,7 @@ from common.ledger_time import sequence_ledger
 from common.upstream.errors import RateLimited, Unavailable, UpstreamError
 from common.upstream.horizon import MAX_LIMIT, HorizonAccount, Operation, OperationsPage
 from common.upstream.calls import tally
+from common.deps import ApiFallbackDeps
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def task_seconds(settings) -> float:
     return value
 
 
-def handle(request: Request, c) -> object:
+def handle(request: Request, c: ApiFallbackDeps) -> object:
     refused = internal_post_only(request, c.settings.internal_token, 'use POST {"network", "account", "purpose", "generation"}') \
         or schema_gate_response(c.schema_gate, retry_after_s=RETRY_AFTER_S)
     if refused is not None:
@@ -222,7 +223,7 @@ def respond(outcome: ApiOutcome):
     return json_response(outcome.to_json())
 
 
-def run_task(c, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
+def run_task(c: ApiFallbackDeps, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
     """Run one task; never raises. Counts the upstream requests it made into outcome.calls."""
     with tally() as calls:
         if task.purpose == "enrich":
@@ -234,7 +235,7 @@ def run_task(c, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
 
 
 # ---------------------------------------------------------------------------------- lineage / children
-def crawl_lineage(c, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
+def crawl_lineage(c: ApiFallbackDeps, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
     network, account, store = task.network, task.account, c.store
     outcome = ApiOutcome("SKIPPED", network, account, task.purpose)
     claimed = False
@@ -274,7 +275,7 @@ def crawl_lineage(c, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome
         return outcome
 
 
-def _release(c, outcome: ApiOutcome, count_attempt: bool) -> None:
+def _release(c: ApiFallbackDeps, outcome: ApiOutcome, count_attempt: bool) -> None:
     """Give the claim back for the queue's retry; FAILED (200) once max_retries is reached."""
     retry = give_back(c, outcome.network, outcome.account, outcome.claim_token, outcome.reason or "failed", count_attempt=count_attempt)
     if outcome.status == "RATE_LIMITED":
@@ -286,7 +287,7 @@ def _release(c, outcome: ApiOutcome, count_attempt: bool) -> None:
     outcome.status = rec.status if rec is not None and rec.status in (Status.FAILED.value, Status.INVALID.value) else "SKIPPED"
 
 
-def _run(c, outcome: ApiOutcome, before: LineageRecord, config, deadline: Deadline) -> ApiOutcome:
+def _run(c: ApiFallbackDeps, outcome: ApiOutcome, before: LineageRecord, config, deadline: Deadline) -> ApiOutcome:
     network, account, source, store = outcome.network, outcome.account, outcome.pipeline_source, c.store
     with pipeline.stage(c, network, account, PARENT_LINEAGE, source):
         events = store.get_creation_events(network, account)
@@ -355,7 +356,7 @@ def _run(c, outcome: ApiOutcome, before: LineageRecord, config, deadline: Deadli
     return outcome
 
 
-def _fresh(c, rec: LineageRecord, config) -> bool:
+def _fresh(c: ApiFallbackDeps, rec: LineageRecord, config) -> bool:
     """Enrichment newer than the cache TTL (e.g. from a parent's crawl): no second GET /accounts."""
     if rec.enriched_at is None:
         return False
@@ -363,7 +364,7 @@ def _fresh(c, rec: LineageRecord, config) -> bool:
     return dt.timedelta(0) <= age < dt.timedelta(hours=float(config["cache_ttl_hours"]))
 
 
-def _invalid(c, outcome: ApiOutcome, not_run: tuple) -> ApiOutcome:
+def _invalid(c: ApiFallbackDeps, outcome: ApiOutcome, not_run: tuple) -> ApiOutcome:
     network, account = outcome.network, outcome.account
     reason = (f"not found: no history of this account on {network} in Horizon, Stellar Expert"
               f"{' or Hubble' if api_hubble.configured(c, network) else ' (and no Hubble is configured)'}: it never existed there")
@@ -375,7 +376,7 @@ def _invalid(c, outcome: ApiOutcome, not_run: tuple) -> ApiOutcome:
     return outcome
 
 
-def _skip(c, network: str, account: str, source: str | None, names: tuple, why: str) -> None:
+def _skip(c: ApiFallbackDeps, network: str, account: str, source: str | None, names: tuple, why: str) -> None:
     for name in names:
         with pipeline.stage(c, network, account, name, source) as execution:
             execution.status = "SKIPPED"
@@ -383,7 +384,7 @@ def _skip(c, network: str, account: str, source: str | None, names: tuple, why: 
 
 
 # ---------------------------------------------------------------------------------- enrichment
-def _enrichment(c, network: str, account: str, source: str | None, deadline: Deadline) -> HorizonAccount | None:
+def _enrichment(c: ApiFallbackDeps, network: str, account: str, source: str | None, deadline: Deadline) -> HorizonAccount | None:
     """Stages horizon_data, attributes, assets, flags: one GET /accounts/{id}. None on 404.
     Then the best-effort label stages directory_labels and stellar_toml (never raise for upstream trouble)."""
     store = c.store
@@ -419,7 +420,7 @@ def _host_name(home_domain: str | None) -> str | None:
         return None
 
 
-def _directory_labels(c, network: str, account: str, source: str | None, home_domain: str | None) -> None:
+def _directory_labels(c: ApiFallbackDeps, network: str, account: str, source: str | None, home_domain: str | None) -> None:
     """Stage directory_labels: Expert's directory entry and blocked-domain answer -> tags, directory_name.
 
     Best effort, on spare Expert budget only: no budget leaves the old labels (SKIPPED, deferred);
@@ -463,7 +464,7 @@ def _directory_labels(c, network: str, account: str, source: str | None, home_do
             execution.error_message = "; ".join(notes)[:2000]
 
 
-def _stellar_toml(c, network: str, account: str, source: str | None, home_domain: str | None) -> None:
+def _stellar_toml(c: ApiFallbackDeps, network: str, account: str, source: str | None, home_domain: str | None) -> None:
     """Stage stellar_toml: the home domain's stellar.toml (org name and URL, does it list the account)."""
     with pipeline.stage(c, network, account, STELLAR_TOML, source) as execution:
         if not home_domain:
@@ -496,14 +497,14 @@ def _stellar_toml(c, network: str, account: str, source: str | None, home_domain
             execution.error_message = "the stellar.toml does not list this account"
 
 
-def _forget_balance(c, network: str, account: str) -> None:
+def _forget_balance(c: ApiFallbackDeps, network: str, account: str) -> None:
     """The account no longer exists (merged): no balance, out of the balance index, and said to be gone."""
     rec = c.store.get_lineage(network, account)
     c.store.set_balance(network, account, None, rec.xlm_balance if rec else None)
     c.store.put_lineage(network, account, xlm_balance=None, deleted=True, enriched_at=c.clock.now())
 
 
-def enrich(c, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
+def enrich(c: ApiFallbackDeps, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
     """purpose=enrich: refresh the enrichment of a known account; its status never changes."""
     network, account, store = task.network, task.account, c.store
     outcome = ApiOutcome("SKIPPED", network, account, task.purpose, pipeline_source=PipelineSource.API.value)
@@ -538,7 +539,7 @@ def _event(network: str, account: str, op: Operation) -> CreationEvent:
                          "HORIZON", op.ledger)
 
 
-def _discover_creator(c, outcome: ApiOutcome, stored: list[CreationEvent], deadline: Deadline, state: HorizonAccount | None,
+def _discover_creator(c: ApiFallbackDeps, outcome: ApiOutcome, stored: list[CreationEvent], deadline: Deadline, state: HorizonAccount | None,
                       gone: bool, before: LineageRecord, config) -> tuple[OperationsPage | None, str | None, bool] | None:
     """Stage creator_discovery (with expert_enrichment inside it): (first page, creator, does Horizon
     show the whole history?), or None when the account never existed (no history in Horizon, Stellar
@@ -637,7 +638,7 @@ def _merge(network: str, account: str, op: Operation) -> MergeEvent:
     return MergeEvent(network, account, as_utc(op.created_at), op.id, op.into, op.ledger, "HORIZON")
 
 
-def _request_creator(c, network: str, creator: str | None) -> None:
+def _request_creator(c: ApiFallbackDeps, network: str, creator: str | None) -> None:
     """Expansion upward: the creator's own lineage, when it is not known yet (genesis ends the chain)."""
     if not creator or creator == GENESIS_ACCOUNT:
         return
@@ -655,7 +656,7 @@ class _Crawl:
     whole_history: bool
 
 
-def _crawl_horizon_children(c, outcome: ApiOutcome, crawl: _Crawl, page: OperationsPage | None, config, deadline: Deadline) -> bool:
+def _crawl_horizon_children(c: ApiFallbackDeps, outcome: ApiOutcome, crawl: _Crawl, page: OperationsPage | None, config, deadline: Deadline) -> bool:
     """Page through the operations; True when the last page is done, False when a continuation
     was enqueued (time budget spent, or out of upstream budget after some progress)."""
     network, account, store = outcome.network, outcome.account, c.store
@@ -693,7 +694,7 @@ def _crawl_horizon_children(c, outcome: ApiOutcome, crawl: _Crawl, page: Operati
         page = None
 
 
-def _continue(c, outcome: ApiOutcome, crawl: _Crawl, delay_s: float) -> bool:
+def _continue(c: ApiFallbackDeps, outcome: ApiOutcome, crawl: _Crawl, delay_s: float) -> bool:
     cursor = Checkpoint(crawl.cursor, crawl.pages, crawl.whole_history).encode()
     try:
         continued = pipeline.continue_later(c, outcome.network, outcome.account, cursor, crawl.pages, delay_s=delay_s,
@@ -709,7 +710,7 @@ def _continue(c, outcome: ApiOutcome, crawl: _Crawl, delay_s: float) -> bool:
     return False
 
 
-def _store_edges(c, network: str, creator: str, edges: list[ChildEdge], before: int, config) -> None:
+def _store_edges(c: ApiFallbackDeps, network: str, creator: str, edges: list[ChildEdge], before: int, config) -> None:
     """Edges, a status-less lineage row per child (its creator + creation date), enrichment tasks
     for the first children_enrichment_cap children of the crawl that are not enriched yet."""
     if not edges:

@@ -19,13 +19,14 @@ from flask import Request
 
 from common.domain import NETWORKS, CronRun, InvalidInput, as_utc, iso, validate_network
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
+from common.deps import ScheduledDeps
 
 log = logging.getLogger(__name__)
 JOB = "hva_recalc"
 SUMMARY_BUDGET_S = 20.0
 
 
-def run(c, networks: list[str], now: dt.datetime) -> dict:
+def run(c: ScheduledDeps, networks: list[str], now: dt.datetime) -> dict:
     """One recalculation (the handler's work, callable from the CLI and benchmarks)."""
     from common.hva import recalc_network
     from common.lineage_view import fanout
@@ -40,7 +41,7 @@ def run(c, networks: list[str], now: dt.datetime) -> dict:
     return {"networks": results, "events_written": sum(r["events_written"] for r in results), "reconcile": reconcile, "summaries": summaries}
 
 
-def handle(request: Request, c) -> object:
+def handle(request: Request, c: ScheduledDeps) -> object:
     refused = internal_post_only(request, c.settings.internal_token, 'use POST with JSON {"network"?: "public"|"testnet"}')
     if refused is not None:
         return refused

@@ -56,6 +56,7 @@ from common.hubble.sql import (
     parse_state,
     state_query,
 )
+from common.deps import ProcessAccountDeps
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def parse_task(params: dict) -> WorkerTask:
     return parse_worker_task(params, ("lineage",), "process_account runs lineage tasks; enrich and children tasks go to api_fallback")
 
 
-def handle(request: Request, c) -> object:
+def handle(request: Request, c: ProcessAccountDeps) -> object:
     refused = internal_post_only(request, c.settings.internal_token, 'use POST {"network", "account", "purpose", "generation"}') \
         or schema_gate_response(c.schema_gate)
     if refused is not None:
@@ -117,7 +118,7 @@ def handle(request: Request, c) -> object:
 
 
 # ---------------------------------------------------------------------------------- the flow
-def process(c, network: str, account: str) -> HubbleOutcome:
+def process(c: ProcessAccountDeps, network: str, account: str) -> HubbleOutcome:
     """Claim and process one account. Never raises for Hubble or guard trouble; RETRY on our own."""
     outcome = HubbleOutcome("SKIPPED", network, account)
     claimed = False
@@ -159,7 +160,7 @@ def _record_guard(outcome: HubbleOutcome, guard: CostGuard | None) -> None:
         outcome.cost_micro_usd = guard.stats.cost_micro_usd
 
 
-def _hand_over(c, outcome: HubbleOutcome, source: str, reason: str) -> HubbleOutcome:
+def _hand_over(c: ProcessAccountDeps, outcome: HubbleOutcome, source: str, reason: str) -> HubbleOutcome:
     rec = c.store.get_lineage(outcome.network, outcome.account)
     # The API path pages children its own way; our checkpoint would mean nothing to it.
     clear = {"children_cursor": None} if rec is not None and ChildCursor.is_hubble(rec.children_cursor) else {}
@@ -173,7 +174,7 @@ def _hand_over(c, outcome: HubbleOutcome, source: str, reason: str) -> HubbleOut
     return outcome
 
 
-def _hubble_or_fallback(c, network: str):
+def _hubble_or_fallback(c: ProcessAccountDeps, network: str):
     """(hubble, tables) or raise _Fallback when this deployment has no Hubble for the network."""
     try:
         hubble = c.hubble
@@ -197,12 +198,12 @@ def _too_old(created: dt.datetime | None, now: dt.datetime, years: int) -> bool:
     return bool(years) and created is not None and now - created > years * YEAR
 
 
-def _enqueue_enrich(c, network: str, account: str, generation: Any) -> bool:
+def _enqueue_enrich(c: ProcessAccountDeps, network: str, account: str, generation: Any) -> bool:
     payload = pipeline.task_payload(network, account, "enrich", generation)
     return c.queue.enqueue(pipeline.API_QUEUE, payload, purpose="enrich", generation=generation)
 
 
-def _state_fields(c, network: str, account: str, state, now: dt.datetime) -> dict:
+def _state_fields(c: ProcessAccountDeps, network: str, account: str, state, now: dt.datetime) -> dict:
     """Lineage fields from an accounts_current row, keeping the balance index in step."""
     rec = c.store.get_lineage(network, account)
     old = rec.xlm_balance if rec else None
@@ -210,7 +211,7 @@ def _state_fields(c, network: str, account: str, state, now: dt.datetime) -> dic
     return {**state.lineage_fields(), "enriched_at": state.as_of or now}
 
 
-def _hubble_path(c, outcome: HubbleOutcome, config, mode: str) -> HubbleOutcome:
+def _hubble_path(c: ProcessAccountDeps, outcome: HubbleOutcome, config, mode: str) -> HubbleOutcome:
     network, account, store = outcome.network, outcome.account, c.store
     now = c.clock.now()
     guard = None
@@ -274,7 +275,7 @@ def _hubble_path(c, outcome: HubbleOutcome, config, mode: str) -> HubbleOutcome:
     return outcome
 
 
-def _lineage_and_children(c, guard: CostGuard, tables, rec, config, now: dt.datetime) -> dict:
+def _lineage_and_children(c: ProcessAccountDeps, guard: CostGuard, tables, rec, config, now: dt.datetime) -> dict:
     network, account, store = rec.network_name, rec.stellar_account, c.store
     state = None
     if account == GENESIS_ACCOUNT:
@@ -305,7 +306,7 @@ def _lineage_and_children(c, guard: CostGuard, tables, rec, config, now: dt.date
     return {"fields": fields, "state": state, "enrich": crawl["enrich"]}
 
 
-def _crawl_hubble_children(c, guard: CostGuard, tables, rec, first_created: dt.datetime, config, now: dt.datetime) -> dict:
+def _crawl_hubble_children(c: ProcessAccountDeps, guard: CostGuard, tables, rec, first_created: dt.datetime, config, now: dt.datetime) -> dict:
     network, account = rec.network_name, rec.stellar_account
     page_size = max(1, min(int(config["children_page_size_bq"]), MAX_PAGE_SIZE))
     cap = int(config["children_max"])
@@ -337,7 +338,7 @@ def _crawl_hubble_children(c, guard: CostGuard, tables, rec, first_created: dt.d
     return {"total": max(total, fetched), "complete": not more, "enrich": enrich}
 
 
-def _store_hubble_children(c, network: str, creator: str, children: list, enrich: list, enrich_cap: int) -> None:
+def _store_hubble_children(c: ProcessAccountDeps, network: str, creator: str, children: list, enrich: list, enrich_cap: int) -> None:
     """Edges, and a status-less lineage row per child with its (earliest known) creator."""
     store = c.store
     if not children:
@@ -363,7 +364,7 @@ def _store_hubble_children(c, network: str, creator: str, children: list, enrich
             enrich.append(edge.child)
 
 
-def _refresh(c, outcome: HubbleOutcome, config, mode: str) -> HubbleOutcome:
+def _refresh(c: ProcessAccountDeps, outcome: HubbleOutcome, config, mode: str) -> HubbleOutcome:
     """RE_INQUIRY: lineage and children are stored; refresh the enrichment only."""
     network, account, store = outcome.network, outcome.account, c.store
     rec = store.get_lineage(network, account)

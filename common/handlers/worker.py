@@ -13,6 +13,7 @@ from typing import Any
 
 from common import pipeline
 from common.domain import InvalidInput, validate_account_id, validate_network
+from common.deps import PipelineDeps
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def parse_worker_task(params: dict, purposes: tuple[str, ...], wrong_purpose: st
     return WorkerTask(network, account, purpose, generation, cursor)
 
 
-def give_back(c, network: str, account: str, claim_token: str | None, reason: str, count_attempt: bool = True) -> bool:
+def give_back(c: PipelineDeps, network: str, account: str, claim_token: str | None, reason: str, count_attempt: bool = True) -> bool:
     """Release our claim for the queue's retry. True when the account will be retried (also when
     the release itself failed: the row stays PROCESSING and reset_stale recovers it); False when
     max_retries was reached and the account is now FAILED."""
