@@ -304,7 +304,7 @@ def _run(c: ApiFallbackDeps, outcome: ApiOutcome, before: LineageRecord, config,
         else:
             state = _enrichment(c, network, account, source, deadline)
             if state is None:  # Horizon 404: merged (its history stays), or it never existed
-                _forget_balance(c, network, account)
+                _forget_balance(c, network, account, outcome.claim_token)
                 gone = True
     if refresh_only:
         _skip(c, network, account, source, (CREATOR_DISCOVERY, EXPERT_ENRICHMENT, EXPANSION), "lineage already stored; enrichment refreshed")
@@ -497,11 +497,16 @@ def _stellar_toml(c: ApiFallbackDeps, network: str, account: str, source: str | 
             execution.error_message = "the stellar.toml does not list this account"
 
 
-def _forget_balance(c: ApiFallbackDeps, network: str, account: str) -> None:
-    """The account no longer exists (merged): no balance, out of the balance index, and said to be gone."""
+def _forget_balance(c: ApiFallbackDeps, network: str, account: str, claim_token: str | None = None) -> None:
+    """The account no longer exists (merged): no balance, out of the balance index, and said to be gone.
+    With a claim token the row is written only while the claim is ours (ClaimLost otherwise)."""
     rec = c.store.get_lineage(network, account)
-    c.store.set_balance(network, account, None, rec.xlm_balance if rec else None)
-    c.store.put_lineage(network, account, xlm_balance=None, deleted=True, enriched_at=c.clock.now())
+    c.store.set_balance(network, account, None, rec.xlm_balance if rec else None)  # Horizon's 404 is a fact either way
+    fields = {"xlm_balance": None, "deleted": True, "enriched_at": c.clock.now()}
+    if claim_token is not None:
+        pipeline.checkpoint(c, network, account, claim_token, **fields)
+    else:
+        c.store.put_lineage(network, account, **fields)
 
 
 def enrich(c: ApiFallbackDeps, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
