@@ -1,7 +1,7 @@
 """The account flow's shared state changes (docs/design.md, "The account flow").
 
-Every status change of a lineage row goes through here, so the state machine of
-ARCHITECTURE section 4 lives in one place. Each function takes the Container.
+Every status change of a lineage row goes through here, so the status machine
+(docs/architecture.md) lives in one place. Each function takes PipelineDeps (common/deps.py).
 
 Every write after a claim is fenced by the claim's token (Store.claim returns it): a worker
 whose claim was released by reset_stale, and perhaps taken and finished by another worker,

@@ -51,7 +51,7 @@ def _rate_limiters(config) -> dict[str, Any]:
 
     These are the configured figures: each function instance has its own in-process limiter, so
     the stats function cannot observe another process's counters; the queue's dispatch rate is
-    the global guard (ARCHITECTURE section 1)."""
+    the global guard (docs/architecture.md)."""
     pct = float(config["upstream_rate_pct"])
     horizon = float(config["horizon_max_per_hour"])
     expert = float(config["expert_max_per_minute"])
