@@ -19,12 +19,11 @@ from typing import Callable
 
 from common import ledger_time
 from common.config import ConfigError
-from common.domain import PipelineMode, life_fields
+from common.domain import NETWORK_START, PipelineMode, life_fields
 from common.hubble.cost_guard import CostGuard, GuardRefused, Limits
 from common.hubble.lineage import children_before, find_lives
-from common.hubble.port import HubbleError
-from common.hubble.sql import NETWORK_START
 from common.deps import ApiFallbackDeps
+from common.hubble.port import HubbleError
 
 log = logging.getLogger(__name__)
 EXPERT_LEDGER_TOLERANCE = dt.timedelta(minutes=10)
