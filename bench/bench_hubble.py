@@ -87,8 +87,8 @@ def _recording_class():
         def dry_run(self, query):
             return self.inner.dry_run(query)
 
-        def run(self, query, max_bytes_billed=None):
-            result = self.inner.run(query, max_bytes_billed)
+        def run(self, query, max_bytes_billed=None, job_id=None):
+            result = self.inner.run(query, max_bytes_billed, job_id)
             self.runs.append((query.purpose, result.bytes_processed))
             return result
 
