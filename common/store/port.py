@@ -548,14 +548,8 @@ class ChildrenSummaryPort(abc.ABC):
     def _list_children_summaries(self, network: str, limit: int) -> list[dict]: ...
 
 
-class HvaPort(abc.ABC):
-    """The balance index, HVA leaderboards and their rank-change events."""
-
-    def get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
-        """The first `limit` ranks of one leaderboard snapshot (a bounded partition read)."""
-        validate_network(network)
-        validate_page_size(limit, 10_000)
-        return self._get_leaderboard_top(network, int(threshold), limit)
+class BalanceIndexPort(abc.ABC):
+    """The XLM balance index by order of magnitude (hva_recalc reads it, never the lineage table)."""
 
     def put_balances(self, network: str, rows: Sequence[tuple[str, Decimal]]) -> None:
         """Bulk path for the balance index (backfill, benchmarks): accounts not indexed before."""
@@ -593,6 +587,31 @@ class HvaPort(abc.ABC):
         out.sort(key=lambda ab: (-ab[1], ab[0]))
         return out
 
+    @abc.abstractmethod
+    def _put_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
+
+    @abc.abstractmethod
+    def _delete_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
+
+    @abc.abstractmethod
+    def _read_balance_bucket(self, network: str, magnitude: int) -> Iterable[tuple[str, Decimal]]: ...
+
+    @abc.abstractmethod
+    def _put_balances(self, network: str, rows: list[tuple[int, Decimal, str]]) -> None: ...
+
+
+_COUNTED_FIELDS = ("status", "pipeline_source", "last_pipeline_attempt")
+
+
+class HvaPort(abc.ABC):
+    """HVA leaderboards and their rank-change events."""
+
+    def get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
+        """The first `limit` ranks of one leaderboard snapshot (a bounded partition read)."""
+        validate_network(network)
+        validate_page_size(limit, 10_000)
+        return self._get_leaderboard_top(network, int(threshold), limit)
+
     def get_leaderboard(self, network: str, threshold: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
         validate_network(network)
         return self._get_leaderboard(network, int(threshold))
@@ -620,15 +639,6 @@ class HvaPort(abc.ABC):
         return self._get_hva_events_for_account(validate_network(network), validate_account_id(account), day)
 
     @abc.abstractmethod
-    def _put_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
-
-    @abc.abstractmethod
-    def _delete_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
-
-    @abc.abstractmethod
-    def _read_balance_bucket(self, network: str, magnitude: int) -> Iterable[tuple[str, Decimal]]: ...
-
-    @abc.abstractmethod
     def _get_leaderboard(self, network: str, threshold: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]: ...
 
     @abc.abstractmethod
@@ -645,12 +655,6 @@ class HvaPort(abc.ABC):
 
     @abc.abstractmethod
     def _get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]: ...
-
-    @abc.abstractmethod
-    def _put_balances(self, network: str, rows: list[tuple[int, Decimal, str]]) -> None: ...
-
-
-_COUNTED_FIELDS = ("status", "pipeline_source", "last_pipeline_attempt")
 
 
 class StageExecutionsPort(abc.ABC):
@@ -912,7 +916,7 @@ class BulkWritePort(abc.ABC):
 
 
 class Store(
-    SchemaPort, SearchCachePort, LineagePort, CreationEventsPort, ChildrenPort, ChildrenSummaryPort, HvaPort, StageExecutionsPort, CronHealthPort, ConfigPort, SpendLedgerPort, ScanPort, BulkWritePort,
+    SchemaPort, SearchCachePort, LineagePort, CreationEventsPort, ChildrenPort, ChildrenSummaryPort, BalanceIndexPort, HvaPort, StageExecutionsPort, CronHealthPort, ConfigPort, SpendLedgerPort, ScanPort, BulkWritePort,
 ):
     """Every port in one object, for wiring: an adapter implements them all; a handler receives
     only the ports it uses (common/bootstrap.py)."""

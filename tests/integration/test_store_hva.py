@@ -1,4 +1,4 @@
-"""Store contract, HvaPort and ChildrenSummaryPort: balance index, leaderboards, HVA events, fan-out landing views.
+"""Store contract, BalanceIndexPort, HvaPort and ChildrenSummaryPort: balance index, leaderboards, HVA events, fan-out landing views.
 
 Runs on the embedded SQLite and on a real Cassandra 5.0 (the `store` fixture)."""
 from __future__ import annotations
