@@ -16,7 +16,7 @@ Rules:
   Imports under `if TYPE_CHECKING:` are not dependencies and are skipped.
 
 `python -m local.layering` prints the graph's summary and exits 1 when a rule is broken or a
-cycle appears that KNOWN_CYCLES does not name.
+cycle appears.
 """
 from __future__ import annotations
 
@@ -31,10 +31,6 @@ ADAPTER_PACKAGES = ("common.store", "common.queue", "common.hubble", "common.ups
 COMMON_FORBIDDEN = ("local", "bench", "tests", "stellarmap_cli", "functions")
 TESTING_PACKAGES = ("local.testing",)
 TESTING_USERS = ("tests", "bench", "local.testing")
-# Cycles known today, allowed until they are gone: a cycle within one of them passes, any other fails.
-KNOWN_CYCLES = (
-    frozenset({"common.lineage_view", "common.stats", "common.store"}),  # removed by the store split (issue 16)
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,22 +186,16 @@ def check(root: Path = ROOT) -> tuple[list[str], dict[str, set[str]], list[list[
     return violations(imports, root), graph, cycles(graph)
 
 
-def new_cycles(found: list[list[str]], known=KNOWN_CYCLES) -> list[list[str]]:
-    """The cycles that are not within a known one."""
-    return [c for c in found if not any(set(c) <= k for k in known)]
-
-
 def summary(graph: dict[str, set[str]], found_cycles: list[list[str]], bad: list[str]) -> str:
     common = sorted(c for c in graph if c.startswith("common"))
     edges = sum(len(v) for v in graph.values())
     lines = [f"components: {len(graph)} ({len(common)} in common/), dependencies between them: {edges}",
-             f"cycles: {len(found_cycles)} ({len(found_cycles) - len(new_cycles(found_cycles))} known); rule violations: {len(bad)}"]
+             f"cycles: {len(found_cycles)}; rule violations: {len(bad)}"]
     for c in common:
         deps = sorted(d for d in graph[c] if d.startswith("common"))
         lines.append(f"  {c} -> {', '.join(deps) if deps else '(nothing in common)'}")
-    fresh = new_cycles(found_cycles)
     for cyc in found_cycles:
-        lines.append(("cycle: " if cyc in fresh else "known cycle (allowed, see KNOWN_CYCLES): ") + " <-> ".join(cyc))
+        lines.append("cycle: " + " <-> ".join(cyc))
     lines.extend(bad)
     return "\n".join(lines)
 
@@ -213,7 +203,7 @@ def summary(graph: dict[str, set[str]], found_cycles: list[list[str]], bad: list
 def main(argv: list[str] | None = None) -> int:
     bad, graph, found = check()
     print(summary(graph, found, bad))
-    return 1 if bad or new_cycles(found) else 0
+    return 1 if bad or found else 0
 
 
 if __name__ == "__main__":

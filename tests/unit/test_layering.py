@@ -1,5 +1,5 @@
-"""The layering check (local/layering.py) on this repository: no rule is broken and no import cycle
-appears beyond the named allow-list; and on small made-up trees, each rule does catch its breach."""
+"""The layering check (local/layering.py) on this repository: no rule is broken and there is no
+import cycle; and on small made-up trees, each rule does catch its breach."""
 from pathlib import Path
 
 import pytest
@@ -7,11 +7,6 @@ import pytest
 from local import layering
 
 pytestmark = pytest.mark.unit
-
-# The only cycle allowed today: common.store writes counters through common.stats, which reads the
-# store and the lineage view. Removed by the store split (issue 16); then this list is emptied.
-KNOWN_CYCLES_REMOVED_BY_THE_STORE_SPLIT = [frozenset({"common.lineage_view", "common.stats", "common.store"})]
-
 
 @pytest.fixture(scope="module")
 def repository():
@@ -23,13 +18,10 @@ def test_the_repository_breaks_no_layering_rule(repository):
     assert bad == []
 
 
-def test_the_repository_has_no_import_cycle_beyond_the_known_ones(repository):
+def test_the_repository_has_no_import_cycle(repository):
     _, graph, found = repository
     assert "bench" in graph and "tests" in graph and "common.store" in graph, "the graph covers the project"
-    new = layering.new_cycles(found, KNOWN_CYCLES_REMOVED_BY_THE_STORE_SPLIT)
-    assert new == [], "new import cycle(s): " + "; ".join(" <-> ".join(c) for c in new)
-    assert set(layering.KNOWN_CYCLES) <= set(KNOWN_CYCLES_REMOVED_BY_THE_STORE_SPLIT), \
-        "`make test` (python -m local.layering) must not allow more than this test does"
+    assert found == [], "import cycle(s): " + "; ".join(" <-> ".join(c) for c in found)
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -57,7 +49,7 @@ def test_each_rule_catches_its_breach(tmp_path, files, rule):
     assert len(bad) == 1 and rule in bad[0], bad
 
 
-def test_a_new_cycle_is_found_and_one_under_type_checking_is_not_a_dependency(tmp_path):
+def test_a_cycle_is_found_and_an_import_under_type_checking_is_not_a_dependency(tmp_path):
     root = _tree(tmp_path, {
         "common/a.py": "from common import b\n",
         "common/b.py": "def f():\n    from common.c import x\n",  # a lazy import counts
@@ -67,5 +59,3 @@ def test_a_new_cycle_is_found_and_one_under_type_checking_is_not_a_dependency(tm
     })
     _, _, found = layering.check(root)
     assert found == [["common.a", "common.b", "common.c"]]
-    assert layering.new_cycles(found, KNOWN_CYCLES_REMOVED_BY_THE_STORE_SPLIT) == found
-    assert layering.new_cycles(found, [frozenset({"common.a", "common.b", "common.c", "common.z"})]) == []
