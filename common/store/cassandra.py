@@ -840,6 +840,14 @@ class CassandraStore(Store):
             [[network, m, Decimal(b), a] for m, b, a in rows],
         )
 
+    # ------------------------------------------------------------ the Hubble sync (0012)
+    def _sync_upsert(self, table: str, rows: list[dict]) -> None:
+        for row in rows:
+            self._insert(table, row)
+
+    def _sync_select(self, table: str, where: dict) -> list[dict]:
+        return self._select_rows(table, where)
+
     # ------------------------------------------------------------ bulk writes (common/store/bulk.py)
     # Per chunk, requests are grouped by replica set (token-aware): the stored lineage fields are
     # read with IN lists of at most BULK_KEYS_PER_READ accounts of one replica set, and the writes

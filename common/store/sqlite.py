@@ -499,6 +499,15 @@ class SQLiteStore(Store):
                 [(network, m, format(b, "f"), a) for m, b, a in rows],
             )
 
+    # ------------------------------------------------------------ the Hubble sync (0012)
+    def _sync_upsert(self, table: str, rows: list[dict]) -> None:
+        with self._tx() as conn:
+            for row in rows:
+                self._upsert(conn, table, row)
+
+    def _sync_select(self, table: str, where: dict) -> list[dict]:
+        return self._select(table, where)
+
     # ------------------------------------------------------------ bulk writes (common/store/bulk.py)
     # One transaction per chunk (read, plan, executemany): a chunk is all-or-nothing, and writers
     # in other threads or processes are serialised, so "earliest creation wins" is exact here.
