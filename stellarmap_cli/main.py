@@ -331,6 +331,21 @@ def collect_status(c) -> dict:
     for job in ("hva_recalc", "reset_stale"):
         runs = store.get_cron_runs(job, 1) if v.ok else []
         out["cron"][job] = {"last_run": runs[0].run_at.isoformat(), "status": runs[0].status} if runs else None
+    out["hubble_sync"] = _sync_status(store) if v.ok else None
+    return out
+
+
+def _sync_status(store) -> dict:
+    """Each network's Hubble sync (GET /stats/sync's body), or the reason it could not be read."""
+    from common.domain import NETWORKS
+    from common.stats.sync import sync_body
+
+    out: dict = {}
+    for network in NETWORKS:
+        try:
+            out[network] = sync_body(network, store.get_sync_state(network))
+        except Exception as exc:  # the operator still gets the rest of the status
+            out[network] = f"unavailable: {type(exc).__name__}: {exc}"
     return out
 
 
@@ -359,6 +374,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 table.add_row(f"queue {q}", str(depth))
             for job, run in status["cron"].items():
                 table.add_row(f"job {job}", "never ran" if run is None else f"{run['status']} at {run['last_run']}")
+            from common.stats.sync import sync_line
+
+            for network, body in (status["hubble_sync"] or {}).items():
+                table.add_row(f"Hubble sync {network}", body if isinstance(body, str) else sync_line(body))
         _console().print(table)
     healthy = status["store"]["reachable"] and status.get("schema", {}).get("ok", False)
     return 0 if healthy else 1
@@ -447,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--prefix", help="job name prefix (terraform name_prefix; default stellarmap)")
     j.add_argument("--endpoint", help="API endpoint override, e.g. a local server (CLOUD_SCHEDULER_ENDPOINT)")
 
-    st = sub.add_parser("status", help="health, queue depth and spend against the budget")
+    st = sub.add_parser("status", help="health, queue depth, spend against the budget and the Hubble sync")
     st.add_argument("--json", action="store_true", help="machine-readable output")
 
     for name, helptext in (
