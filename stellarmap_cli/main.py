@@ -459,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     j = sub.add_parser("jobs", help="run, pause or resume a scheduled job (Cloud Scheduler)")
     j.add_argument("action", choices=["run", "pause", "resume"])
-    j.add_argument("job", choices=["hva_recalc", "reset_stale"])
+    from stellarmap_cli.jobs import JOBS
+
+    j.add_argument("job", choices=list(JOBS))
     j.add_argument("--network", default="all", choices=["all", "public", "testnet"])
     j.add_argument("--project", help="default: CLOUD_SCHEDULER_PROJECT or CLOUD_TASKS_PROJECT")
     j.add_argument("--location", help="default: CLOUD_SCHEDULER_LOCATION or CLOUD_TASKS_LOCATION")

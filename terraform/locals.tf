@@ -34,6 +34,8 @@ locals {
       api_fallback    = { entry_point = "api_fallback", invokers = ["tasks"], enqueues = ["lineage"], bigquery = false, env = {} }
       hva_recalc      = { entry_point = "hva_recalc", invokers = ["scheduler"], enqueues = [], bigquery = false, env = {} }
       reset_stale     = { entry_point = "reset_stale", invokers = ["scheduler"], enqueues = ["lineage", "api-fallback"], bigquery = false, env = {} }
+      # The network-wide Hubble sync: the daily job plans it, its queue runs one range at a time.
+      hubble_sync = { entry_point = "hubble_sync", invokers = ["tasks", "scheduler"], enqueues = ["hubble-sync"], bigquery = true, env = { HUBBLE_SYNC_BUDGET_USD = tostring(var.hubble_sync_budget_usd) } }
     }
     operator = {
       bulk_queue = { entry_point = "bulk_queue", invokers = [], enqueues = ["lineage"], bigquery = false, env = {} }
@@ -92,18 +94,29 @@ locals {
       max_concurrent_dispatches = var.api_fallback_max_concurrent_dispatches
       slow_rate_reason          = var.api_fallback_slow_rate_reason
     }
+    # One range at a time (docs/design.md): the sync's BigQuery spend and its bulk writes into the
+    # store stay sequential, and a range's task never races the next one for the same partitions.
+    hubble-sync = {
+      name                      = "${var.name_prefix}-hubble-sync"
+      target                    = "hubble_sync"
+      max_dispatches_per_second = 1
+      max_burst_size            = 1
+      max_concurrent_dispatches = 1
+      slow_rate_reason          = ""
+    }
   }
 
   # ---------------------------------------------------------------- scheduled jobs
   schedules = {
-    hva_recalc  = { target = "hva_recalc", schedule = var.hva_recalc_schedule, body = {} }
-    reset_stale = { target = "reset_stale", schedule = var.reset_stale_schedule, body = { dry_run = false } }
+    hva_recalc        = { target = "hva_recalc", schedule = var.hva_recalc_schedule, body = {}, networks = var.networks }
+    reset_stale       = { target = "reset_stale", schedule = var.reset_stale_schedule, body = { dry_run = false }, networks = var.networks }
+    hubble_sync_daily = { target = "hubble_sync", schedule = var.hubble_sync_schedule, body = { mode = "daily" }, networks = var.hubble_sync_networks }
   }
 
   # One job per (schedule, network); the function takes {"network": ...} in its JSON body.
   scheduler_jobs = merge([
     for job, s in local.schedules : {
-      for network in var.networks :
+      for network in s.networks :
       "${job}-${network}" => merge(s, { job = job, network = network })
     }
   ]...)
@@ -150,10 +163,19 @@ locals {
   })
 
   # Each function's environment: the shared one (with the front-end settings for public
-  # functions) plus its own `env`.
+  # functions), the sync queue's settings for a function that enqueues on it (both or neither,
+  # common/queue/cloud_tasks.py), and its own `env`.
   function_environment = {
     for k, f in local.functions :
-    k => merge(f.access == "public" ? local.public_function_env : local.function_env, f.env)
+    k => merge(
+      f.access == "public" ? local.public_function_env : local.function_env,
+      contains(f.enqueues, "hubble-sync") ? local.sync_queue_env : {},
+      f.env,
+    )
+  }
+  sync_queue_env = {
+    HUBBLE_SYNC_QUEUE = local.queues["hubble-sync"].name
+    HUBBLE_SYNC_URL   = local.function_urls["hubble_sync"]
   }
 
   # Static site: every file but the generated config.js and the site's own docs and tests.

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from common import config as app_config
 from common.queue import rates
+from common.queue.port import QUEUE_TARGETS
 
 pytestmark = [pytest.mark.unit, pytest.mark.terraform]
 
@@ -445,7 +446,7 @@ def test_defaults_agree_with_common_config():
 def test_queue_rate_limits_agree_with_common_rates():
     variables = default_variables()
     queues = LOCALS["queues"]
-    expected = {"api-fallback": rates.api_fallback_limits(), "lineage": rates.lineage_limits()}
+    expected = {"api-fallback": rates.api_fallback_limits(), "lineage": rates.lineage_limits(), "hubble-sync": rates.hubble_sync_limits()}
     assert set(queues) == set(expected)
     for name, limits in expected.items():
         q = queues[name]
@@ -520,7 +521,7 @@ def test_queues_target_internal_functions_invoked_by_the_tasks_account():
     assert target["oidc_token"][0]["service_account_email"] == "${google_service_account.tasks_invoker.email}"
     assert target["oidc_token"][0]["audience"] == "${local.function_urls[each.value.target]}"
     targets = {name: q["target"] for name, q in LOCALS["queues"].items()}
-    assert targets == {"lineage": "process_account", "api-fallback": "api_fallback"}
+    assert targets == QUEUE_TARGETS, "terraform/locals.tf's queues and common/queue/port.py's QUEUE_TARGETS disagree"
     internal = GROUPS["internal"]
     for name, fn in targets.items():
         assert fn in internal, f"queue {name} targets {fn}, which is not an internal function"
@@ -538,7 +539,7 @@ def test_queues_target_internal_functions_invoked_by_the_tasks_account():
 
 def test_scheduler_jobs_target_internal_functions_with_oidc_and_retry():
     schedules = LOCALS["schedules"]
-    assert {k: s["target"] for k, s in schedules.items()} == {"hva_recalc": "hva_recalc", "reset_stale": "reset_stale"}
+    assert {k: s["target"] for k, s in schedules.items()} == {"hva_recalc": "hva_recalc", "reset_stale": "reset_stale", "hubble_sync_daily": "hubble_sync"}
     assert default("hva_recalc_schedule") == "0 * * * *"
     assert default("reset_stale_schedule") == "*/15 * * * *"
     internal = GROUPS["internal"]
@@ -551,6 +552,55 @@ def test_scheduler_jobs_target_internal_functions_with_oidc_and_retry():
     assert job["attempt_deadline"] == '"${min(local.functions[each.value.target].timeout_seconds, 1800)}s"'
     assert http["oidc_token"][0]["service_account_email"] == "${google_service_account.scheduler_invoker.email}"
     assert job["retry_config"][0]["retry_count"] == "${var.scheduler_retry_count}"
+
+
+# ------------------------------------------------------------------ the network-wide Hubble sync (issue 15)
+def test_hubble_sync_function_queue_and_job_match_common():
+    """docs/design.md's last section: the internal hubble_sync function, the hubble-sync queue (one
+    dispatch at a time) and the daily job, named as common/ names them."""
+    from common.handlers import hubble_sync
+    from common.queue.cloud_tasks import SYNC_SETTINGS
+    from common.queue.port import SYNC_QUEUE
+    from stellarmap_cli.jobs import JOBS, SchedulerTarget
+
+    fn = GROUPS["internal"]["hubble_sync"]
+    assert fn["entry_point"] == "hubble_sync" and set(fn["invokers"]) == {"tasks", "scheduler"}
+    assert fn["enqueues"] == [SYNC_QUEUE] and fn["bigquery"] is True
+    assert (ROOT / "common" / "handlers" / "hubble_sync.py").is_file()
+
+    queue = LOCALS["queues"][SYNC_QUEUE]
+    assert queue["target"] == QUEUE_TARGETS[SYNC_QUEUE] == "hubble_sync"
+    assert queue["name"] == "${var.name_prefix}-hubble-sync"
+    assert evaluate(queue["max_concurrent_dispatches"], default_variables()) == 1 == rates.HUBBLE_SYNC_MAX_CONCURRENT
+
+    # Its queue's settings reach exactly the functions that enqueue on it (cloud_tasks.py: both or neither).
+    sync_env = LOCALS["sync_queue_env"]
+    assert set(sync_env) == set(SYNC_SETTINGS) == {"HUBBLE_SYNC_QUEUE", "HUBBLE_SYNC_URL"}
+    assert sync_env["HUBBLE_SYNC_QUEUE"] == f'${{local.queues["{SYNC_QUEUE}"].name}}'
+    assert sync_env["HUBBLE_SYNC_URL"] == '${local.function_urls["hubble_sync"]}'
+    assert f'contains(f.enqueues, "{SYNC_QUEUE}") ? local.sync_queue_env : {{}}' in LOCALS["function_environment"]
+    assert not set(SYNC_SETTINGS) & set(LOCALS["function_env"]) and not set(SYNC_SETTINGS) & set(LOCALS["public_function_env"])
+
+    # Its budget: a typed, validated variable, passed as HUBBLE_SYNC_BUDGET_USD, defaulting to the code's.
+    assert fn["env"] == {"HUBBLE_SYNC_BUDGET_USD": "${tostring(var.hubble_sync_budget_usd)}"}
+    budget = VARIABLES["hubble_sync_budget_usd"]
+    assert budget["type"] == "${number}" and budget["default"] == hubble_sync.DEFAULT_BUDGET_USD
+    condition = budget["validation"][0]["condition"]
+    assert "var.hubble_sync_budget_usd > 0" in condition and "1000000" in condition
+    assert set(fn["env"]) | set(SYNC_SETTINGS) <= design_env_names()
+    assert default("function_sizing")["hubble_sync"]["timeout_seconds"] >= hubble_sync.TASK_SECONDS
+
+    # The daily job posts {"network", "mode": "daily"} with OIDC (the job resource is shared, tested above),
+    # is named as `stellarmap jobs` names it, and only for networks that are served.
+    daily = LOCALS["schedules"]["hubble_sync_daily"]
+    assert daily["target"] == "hubble_sync" and daily["body"] == {"mode": "daily"}
+    assert daily["networks"] == "${var.hubble_sync_networks}" and default("hubble_sync_networks") == ["public"]
+    assert "hubble_sync_daily" in JOBS
+    assert SchedulerTarget("p", "l").job_name("hubble_sync_daily", "public").endswith("/jobs/stellarmap-hubble-sync-daily-public")
+    job = RESOURCES[("google_cloud_scheduler_job", "job")]
+    assert job["name"] == "${var.name_prefix}-${replace(each.value.job, \"_\", \"-\")}-${each.value.network}"
+    assert job["http_target"][0]["body"] == "${base64encode(jsonencode(merge(each.value.body, {network = each.value.network})))}"
+    assert any("contains(var.networks, each.value.network)" in p["condition"] for p in job["lifecycle"][0]["precondition"])
 
 
 # ------------------------------------------------------------------ IAM
@@ -593,7 +643,7 @@ def test_function_service_accounts_may_enqueue_and_act_as_the_invoker_only():
     assert project_roles == {"roles/bigquery.jobUser", "roles/logging.logWriter"}
     assert not any(rtype in ("google_project_iam_binding", "google_project_iam_policy") for rtype, _ in RESOURCES)
     bigquery = {k for k, f in HCL_FUNCTIONS.items() if f["bigquery"]}
-    assert bigquery == {"process_account"}
+    assert bigquery == {"process_account", "hubble_sync"}
 
 
 # ------------------------------------------------------------------ site and outputs
