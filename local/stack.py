@@ -556,6 +556,7 @@ class LocalStack:
         else:
             path = self.workdir / SIMULATED_HUBBLE
             self._simulated_hubble(path)
+        self.hubble_path = str(path)
         return {"HUBBLE_ENGINE": "duckdb", "HUBBLE_DUCKDB_PATH": str(path)}
 
     def simulated_hubble_key(self) -> str:
@@ -773,7 +774,7 @@ class LocalStack:
             "schedules_s": self.schedule,
             "missing": self.missing,
             "dev": self.dev,
-            "hubble": {"engine": self.hubble, "simulated": self.hubble_loaded},
+            "hubble": {"engine": self.hubble, "simulated": self.hubble_loaded, "duckdb_path": getattr(self, "hubble_path", None)},
             "internal_token": self.token,  # the bearer the internal functions accept in this run
         }
 

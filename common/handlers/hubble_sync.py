@@ -222,10 +222,13 @@ def plan(c, network: str, mode: str = "full", since: dt.date | None = None, dry_
         start = plan_sql.sync_start(network, since)
     resumed = state is not None and state.status == "RUNNING" and state.mode == mode and not dry_run and \
         (stored := store.list_sync_ranges(network, state.sync_id)) and stored[0].range_start == start
+    retry_tags: dict = {}
     if resumed:
         sync_id = state.sync_id
         ranges = [(r.range_start, r.range_end) for r in stored]
         done = {r.range_start for r in stored if r.status == "DONE"}
+        # a FAILED range's task has finished: its name stays taken for a while, so the new one gets its own
+        retry_tags = {r.range_start: f"{r.finished_at:%Y%m%dT%H%M%S}" for r in stored if r.status == "FAILED" and r.finished_at}
     else:
         sync_id = plan_sql.new_sync_id(mode, now)
         ranges = plan_sql.plan_ranges(start, end, settings.range_days)
@@ -255,16 +258,17 @@ def plan(c, network: str, mode: str = "full", since: dt.date | None = None, dry_
     enqueued = 0
     for a, b in ranges:
         if a not in done:
-            enqueued += enqueue_range(c, network, sync_id, a, b)
+            enqueued += enqueue_range(c, network, sync_id, a, b, retry_tags.get(a))
     if len(done) == len(ranges):
         _after_last_range(c, network, sync_id, mode)
     answer["enqueued"] = enqueued
     return answer
 
 
-def enqueue_range(c, network: str, sync_id: str, start: dt.datetime, end: dt.datetime) -> bool:
+def enqueue_range(c, network: str, sync_id: str, start: dt.datetime, end: dt.datetime, retry_tag: str | None = None) -> bool:
     payload = {"network": network, "sync_id": sync_id, "start": iso(start), "end": iso(end)}
-    return c.queue.enqueue(SYNC_QUEUE, payload, purpose="sync", generation=plan_sql.range_generation(sync_id, start))
+    generation = plan_sql.range_generation(sync_id, start) + (f"-retry-{retry_tag}" if retry_tag else "")
+    return c.queue.enqueue(SYNC_QUEUE, payload, purpose="sync", generation=generation)
 
 
 def enqueue_accounts(c, network: str, sync_id: str, after: str | None) -> bool:
