@@ -56,10 +56,10 @@ from common.queue.local_dispatcher import TaskDB
 from common.queue.rates import QueueLimits, api_fallback_limits, lineage_limits
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS = ("search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale")
+FUNCTIONS = ("search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale", "hubble_sync")
 SCHEDULED = {"hva_recalc": 3600.0, "reset_stale": 900.0}  # terraform: hourly, every 15 minutes
-QUEUE_TARGET = {"lineage": "process_account", "api-fallback": "api_fallback"}
-PORT_ORDER = ("site", "search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale")
+QUEUE_TARGET = {"lineage": "process_account", "api-fallback": "api_fallback", "hubble-sync": "hubble_sync"}
+PORT_ORDER = ("site", "search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale", "hubble_sync")
 SIM_PORT_OFFSET = 20  # base 8080 -> simulator on 8100
 SIMULATED_HUBBLE = "hubble.duckdb"  # in the workdir: the simulator's Hubble tables, loaded once per network
 # Simulator options that change the generated network (the rest are rate limits and faults).
@@ -494,7 +494,9 @@ class LocalStack:
             api = QueueLimits(max_dispatches_per_second=50.0, max_burst_size=10, max_concurrent_dispatches=4)
         else:
             api = api_fallback_limits(float(cfg["horizon_max_per_hour"]), float(cfg["expert_max_per_minute"]), float(cfg["upstream_rate_pct"]))
-        base = {"lineage": lineage_limits(), "api-fallback": api}
+        # The sync's ranges run one at a time (its bulk writes are exact one after another).
+        sync = QueueLimits(max_dispatches_per_second=5.0, max_burst_size=1, max_concurrent_dispatches=1)
+        base = {"lineage": lineage_limits(), "api-fallback": api, "hubble-sync": sync}
         for q, limits in base.items():
             self.queue_limits[q] = dataclasses.replace(limits, **self.queue_overrides.get(q, {}))
 
@@ -525,6 +527,7 @@ class LocalStack:
             **LOCAL_STATS_LIMITS,
             "PROCESS_ACCOUNT_URL": self.urls["process_account"],
             "API_FALLBACK_URL": self.urls["api_fallback"],
+            "HUBBLE_SYNC_URL": self.urls["hubble_sync"],
         })
         if s.store_backend == "sqlite":
             env["STELLARMAP_SQLITE_PATH"] = s.sqlite_path
@@ -553,6 +556,7 @@ class LocalStack:
         else:
             path = self.workdir / SIMULATED_HUBBLE
             self._simulated_hubble(path)
+        self.hubble_path = str(path)
         return {"HUBBLE_ENGINE": "duckdb", "HUBBLE_DUCKDB_PATH": str(path)}
 
     def simulated_hubble_key(self) -> str:
@@ -644,7 +648,7 @@ class LocalStack:
             "db": str(self.dispatcher_db),
             "queues": [
                 {"name": q, "url": self.urls[QUEUE_TARGET[q]], "limits": dataclasses.asdict(self.queue_limits[q])}
-                for q in ("lineage", "api-fallback")
+                for q in ("lineage", "api-fallback", "hubble-sync")
             ],
             "dispatch_deadline_s": 600,
         }
@@ -770,7 +774,7 @@ class LocalStack:
             "schedules_s": self.schedule,
             "missing": self.missing,
             "dev": self.dev,
-            "hubble": {"engine": self.hubble, "simulated": self.hubble_loaded},
+            "hubble": {"engine": self.hubble, "simulated": self.hubble_loaded, "duckdb_path": getattr(self, "hubble_path", None)},
             "internal_token": self.token,  # the bearer the internal functions accept in this run
         }
 
@@ -849,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  site             {u['site']}/")
     print(f"  search           {u['search']}/search?account=G...&network=public")
     print(f"  stats            {u['stats']}/health")
-    for name in ("process_account", "api_fallback", "hva_recalc", "reset_stale"):
+    for name in ("process_account", "api_fallback", "hva_recalc", "reset_stale", "hubble_sync"):
         print(f"  {name:<16} {u[name]}  (internal: Authorization: Bearer <stack.internal_token in the URLs file>)")
     if not args.dev:
         print(f"  simulator        {u['simulator']}/_sim/health  (try: {u['simulator']}/_sim/accounts/public?kind=chain&limit=5)")
