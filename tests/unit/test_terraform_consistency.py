@@ -570,7 +570,7 @@ def test_hubble_sync_function_queue_and_job_match_common():
 
     queue = LOCALS["queues"][SYNC_QUEUE]
     assert queue["target"] == QUEUE_TARGETS[SYNC_QUEUE] == "hubble_sync"
-    assert queue["name"] == "${var.name_prefix}-hubble-sync"
+    assert queue["name"] == '"${var.name_prefix}-hubble-sync"'
     assert evaluate(queue["max_concurrent_dispatches"], default_variables()) == 1 == rates.HUBBLE_SYNC_MAX_CONCURRENT
 
     # Its queue's settings reach exactly the functions that enqueue on it (cloud_tasks.py: both or neither).
@@ -584,7 +584,7 @@ def test_hubble_sync_function_queue_and_job_match_common():
     # Its budget: a typed, validated variable, passed as HUBBLE_SYNC_BUDGET_USD, defaulting to the code's.
     assert fn["env"] == {"HUBBLE_SYNC_BUDGET_USD": "${tostring(var.hubble_sync_budget_usd)}"}
     budget = VARIABLES["hubble_sync_budget_usd"]
-    assert budget["type"] == "${number}" and budget["default"] == hubble_sync.DEFAULT_BUDGET_USD
+    assert budget["type"] == "number" and budget["default"] == hubble_sync.DEFAULT_BUDGET_USD
     condition = budget["validation"][0]["condition"]
     assert "var.hubble_sync_budget_usd > 0" in condition and "1000000" in condition
     assert set(fn["env"]) | set(SYNC_SETTINGS) <= design_env_names()
@@ -598,7 +598,7 @@ def test_hubble_sync_function_queue_and_job_match_common():
     assert "hubble_sync_daily" in JOBS
     assert SchedulerTarget("p", "l").job_name("hubble_sync_daily", "public").endswith("/jobs/stellarmap-hubble-sync-daily-public")
     job = RESOURCES[("google_cloud_scheduler_job", "job")]
-    assert job["name"] == "${var.name_prefix}-${replace(each.value.job, \"_\", \"-\")}-${each.value.network}"
+    assert job["name"] == '"${var.name_prefix}-${replace(each.value.job, "_", "-")}-${each.value.network}"'
     assert job["http_target"][0]["body"] == "${base64encode(jsonencode(merge(each.value.body, {network = each.value.network})))}"
     assert any("contains(var.networks, each.value.network)" in p["condition"] for p in job["lifecycle"][0]["precondition"])
 
