@@ -22,11 +22,15 @@ DAY = dt.timedelta(days=1)
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(tmp_path / "sync.sqlite3")
-    assert migrations.migrate(s).ok
-    yield s
-    s.close()
+def store(sqlite_store):
+    return sqlite_store  # tests/conftest.py: a migrated SQLite store
+
+
+def _migrated(store_class, tmp_path):
+    """A subclass of the SQLite adapter (a fake that fails one way), migrated like the real one."""
+    store = store_class(tmp_path / "failing.sqlite3")
+    assert migrations.migrate(store).ok
+    return store
 
 
 def _client(store):
@@ -108,8 +112,7 @@ def test_bad_network_is_a_400_and_reads_nothing(tmp_path, query, code):
         def get_sync_state(self, network):
             raise AssertionError("the store must not be read for bad input")
 
-    store = RefusingStore(tmp_path / "refusing.sqlite3")
-    assert migrations.migrate(store).ok
+    store = _migrated(RefusingStore, tmp_path)
     r = _client(store).get(f"/stats/sync?{query}")
     assert r.status_code == 400, r.get_data(as_text=True)
     error = r.get_json()["error"]
@@ -127,8 +130,7 @@ def test_a_store_failure_is_a_503(tmp_path):
         def get_sync_state(self, network):
             raise ConnectionError("store down")
 
-    store = DownStore(tmp_path / "down.sqlite3")
-    assert migrations.migrate(store).ok
+    store = _migrated(DownStore, tmp_path)
     r = _client(store).get("/stats/sync?network=public")
     assert r.status_code == 503 and r.get_json()["error"]["code"] == "unavailable"
     store.close()
