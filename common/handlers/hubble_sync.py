@@ -336,9 +336,7 @@ def _settle_lives(store, network: str, edges: list, merges: list[MergeEvent]) ->
     touched = {m.stellar_account for m in merges}
     created = list(dict.fromkeys(e.account for e in edges))
     for i in range(0, len(created), BATCH_READ):
-        for account, rec in store.get_lineages(network, created[i : i + BATCH_READ]).items():
-            if rec.deleted or rec.merged_at is not None:
-                touched.add(account)
+        touched |= store.gone_accounts(network, created[i : i + BATCH_READ])
     for account in sorted(touched):
         events = store.get_creation_events(network, account)
         fields = life_fields(events, store.get_merge_events(network, account), None)

@@ -58,6 +58,7 @@ SCANNABLE_TABLES = (
     "hva_leaderboard",
     "hva_changes_by_day",
     "bigquery_spend_ledger",
+    "merge_events",
 )
 
 
@@ -772,6 +773,16 @@ class Store(abc.ABC):
         self._sync_upsert("sync_state", [{"network": network, **fields}])
         return dataclasses.replace(state, **fields)
 
+    def gone_accounts(self, network: str, accounts: Sequence[str]) -> set[str]:
+        """Those of `accounts` whose lineage row says gone (deleted, or a merged_at): the sync's
+        check for a re-created account, reading two columns of each row (at most MAX_PAGE_SIZE)."""
+        validate_network(network)
+        if len(accounts) > MAX_PAGE_SIZE:
+            raise InvalidInput("invalid_limit", f"at most {MAX_PAGE_SIZE} accounts per batch read", "accounts")
+        for a in accounts:
+            validate_account_id(a)
+        return self._gone_accounts(network, list(dict.fromkeys(accounts))) if accounts else set()
+
     def _sync_range(self, network: str, sync_id: str, range_start: dt.datetime) -> SyncRange | None:
         validate_network(network)
         _check_sync_id(sync_id)
@@ -895,6 +906,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _sync_upsert(self, table: str, rows: list[dict]) -> None:
         """Upsert rows of sync_ranges / sync_state (the columns given; others left as they are)."""
+    @abc.abstractmethod
+    def _gone_accounts(self, network: str, accounts: list[str]) -> set[str]: ...
     @abc.abstractmethod
     def _sync_select(self, table: str, where: dict) -> list[dict]:
         """Rows of sync_ranges / sync_state matching the key columns in `where`."""
