@@ -43,7 +43,7 @@ from common.store.bulk import BulkRowRefused
 
 log = logging.getLogger(__name__)
 
-PAGE_ROWS = 10_000  # rows read per page of a result: memory is one page (and one bulk chunk)
+PAGE_ROWS = 10_000  # rows read per page of a result (HUBBLE_SYNC_PAGE_ROWS): memory is one page (two bulk chunks)
 BATCH_READ = 1000  # Store.get_lineages limit
 TASK_SECONDS = 480  # an accounts task continues in a new task after this (Cloud Functions' 540 s limit)
 DEFAULT_BUDGET_USD = Decimal(5)
@@ -64,6 +64,7 @@ class SyncRefused(Exception):
 class SyncSettings:
     range_days: int
     budget_usd: Decimal
+    page_rows: int = PAGE_ROWS
 
     @classmethod
     def from_settings(cls, settings) -> "SyncSettings":
@@ -71,7 +72,8 @@ class SyncSettings:
                               1, plan_sql.MAX_RANGE_DAYS, int)
         budget = bounded_number("HUBBLE_SYNC_BUDGET_USD", settings.optional("HUBBLE_SYNC_BUDGET_USD", str(DEFAULT_BUDGET_USD)),
                                 0, 1_000_000, Decimal)
-        return cls(days, budget)
+        page_rows = bounded_number("HUBBLE_SYNC_PAGE_ROWS", settings.optional("HUBBLE_SYNC_PAGE_ROWS", PAGE_ROWS), 100, 100_000, int)
+        return cls(days, budget, page_rows)
 
 
 # ---------------------------------------------------------------------------------- HTTP
@@ -299,7 +301,7 @@ def run_range(c, network: str, sync_id: str, start: dt.datetime, end: dt.datetim
     guard = sync_guard(c)
     answer = {"status": "DONE", "network": network, "sync_id": sync_id, "start": iso(start), "end": iso(end)}
     try:
-        guarded = guard.run_pages(plan_sql.range_query(tables, network, start, end), PAGE_ROWS)
+        guarded = guard.run_pages(plan_sql.range_query(tables, network, start, end), SyncSettings.from_settings(c.settings).page_rows)
         rows = edges = merges = 0
         for page_rows in guarded.result.pages:
             page = plan_sql.parse_range_rows(network, page_rows)
@@ -359,7 +361,7 @@ def load_accounts(c, network: str, sync_id: str, after: str | None, task_seconds
     started = time.monotonic()
     loaded, dropped = 0, 0
     try:
-        guarded = guard.run_pages(plan_sql.accounts_query(tables, network, resume), PAGE_ROWS)
+        guarded = guard.run_pages(plan_sql.accounts_query(tables, network, resume), SyncSettings.from_settings(c.settings).page_rows)
         for page_rows in guarded.result.pages:
             page = plan_sql.parse_account_rows(network, page_rows)
             if not page_rows:
