@@ -292,6 +292,8 @@ def _after_last_range(c, network: str, sync_id: str, mode: str) -> None:
 def run_range(c, network: str, sync_id: str, start: dt.datetime, end: dt.datetime) -> dict:
     store = c.store
     state = store.get_sync_state(network)
+    if state is None or state.sync_id != sync_id:  # a later plan replaced this sync: its ranges stop here
+        return {"status": "SKIPPED", "reason": f"{network}'s current sync is not {sync_id}", "sync_id": sync_id, "start": iso(start)}
     rng = store.mark_sync_range_started(network, sync_id, start, c.clock.now())
     if rng is None or rng.range_end != end:
         raise SyncRefused("unknown_range", f"sync {sync_id} of {network} has no range [{iso(start)}, {iso(end)})", 404)
@@ -325,7 +327,7 @@ def run_range(c, network: str, sync_id: str, start: dt.datetime, end: dt.datetim
     stats = guard.stats
     after = store.mark_sync_range_done(network, sync_id, start, rows=rows, edges=edges, merges=merges,
                                        bytes_billed=stats.bytes_billed, spent_micro_usd=stats.cost_micro_usd, now=c.clock.now())
-    if after.ranges_done == after.ranges_total and state is not None:
+    if after.ranges_done == after.ranges_total:
         _after_last_range(c, network, sync_id, state.mode or "full")
     return {**answer, "rows": rows, "edges": edges, "merges": merges, "bytes_billed": stats.bytes_billed,
             "cost_usd": f"{Decimal(stats.cost_micro_usd) / MICRO:.6f}", "synced_through": iso(after.synced_through)}
