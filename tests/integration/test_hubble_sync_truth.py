@@ -29,7 +29,7 @@ from common.store.sqlite import SQLiteStore
 from local.hubble_load import load_duckdb
 from local.simulator.hubble import export
 from local.simulator.network import Network, NetworkConfig
-from tests.fakes import TaskRunner, call_handler, http_answer
+from local.testing.fakes import TaskRunner, call_handler, http_answer
 from tests.sync_truth import compare_sync_with_truth
 
 pytestmark = pytest.mark.integration
