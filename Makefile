@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # `make demo PORT=9080`: the site on PORT, search PORT+1, stats PORT+2, ... the simulator on PORT+20 (0: free ports).
 PORT = 8080  # not ?=: a PORT already in the environment (set by other tools) does not move the demo
 
-.PHONY: install test test-unit test-integration test-e2e test-browser test-site bench bench-short chaos chaos-short \
+.PHONY: install layering test test-unit test-integration test-e2e test-browser test-site bench bench-short chaos chaos-short \
         demo dev package terraform-check cassandra-start cassandra-stop emulators migrate clean
 
 $(PY):
@@ -18,9 +18,10 @@ $(PY):
 install: $(PY)
 	$(PIP) install -q -e '.[test]'
 
-# Everything CI checks: every test level, the site's layout tests, the offline Terraform checks,
-# and the short benchmark and chaos runs (figures only; nothing timed is asserted).
+# Everything CI checks: the layering of the imports, every test level, the site's layout tests, the
+# offline Terraform checks, and the short benchmark and chaos runs (figures only; nothing timed is asserted).
 test: install
+	$(MAKE) layering
 	$(PYTEST) $(PYTEST_ARGS)
 	$(MAKE) test-site
 	$(MAKE) terraform-check
@@ -41,6 +42,11 @@ test-browser: install
 
 test-site:
 	node --test static_site/tests/
+
+# The import graph's rules (local/layering.py): adapters never import handlers, common/ never
+# imports local/, bench/, tests/ or the CLI, bench and tests never import each other, no new cycle.
+layering: install
+	$(PY) -m local.layering
 
 bench: install
 	$(PY) -m bench.run --full

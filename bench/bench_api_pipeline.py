@@ -100,7 +100,7 @@ def spread(items: list, n: int) -> list:
 
 # ---------------------------------------------------------------------------------- the simulator
 def _sim_get(stack, path: str) -> tuple[int, Any]:
-    from local.stack import http_get
+    from local.processes import http_get
 
     status, raw = http_get(stack.simulator_url + path, timeout=60)
     return status, json.loads(raw or b"null")
@@ -110,7 +110,7 @@ def drain_buckets(stack) -> dict[str, int]:
     """Spend the functions' client's burst at the simulator (loopback, as the functions call it),
     until each upstream answers 429; returns the requests it took."""
     from common.domain import GENESIS_ACCOUNT
-    from local.stack import http_get
+    from local.processes import http_get
 
     urls = {"horizon": f"{stack.urls['horizon_public']}/", "expert": f"{stack.urls['expert']}/explorer/public/account/{GENESIS_ACCOUNT}"}
     spent = {}
@@ -144,7 +144,7 @@ def differences(store, sim_url: str, account: str, window) -> list[str]:
     """The stored lineage against /_sim/truth: status, creator, creation time and events, children
     (those inside Horizon's window when the API could not see older ones), the ancestor chain up to
     genesis, the XLM balance and home_domain."""
-    from bench.truth import compare_lineage, truth_with_all_children
+    from local.testing.truth import compare_lineage, truth_with_all_children
     from common.lineage_view import ancestors
 
     truth = truth_with_all_children(sim_url, "public", account)
@@ -165,9 +165,10 @@ def differences(store, sim_url: str, account: str, window) -> list[str]:
 # ---------------------------------------------------------------------------------- one run
 def run_through_queue(p: Plan, workdir: Path, queue_limits: dict[str, Any] | None = None) -> dict[str, Any]:
     """One cold stack: search the accounts, wait until both queues are empty, measure."""
-    from bench.truth import history_window
+    from local.testing.truth import history_window
     from common.bootstrap import build_store
-    from local.stack import LocalStack, http_get, http_post_json
+    from local.processes import http_get, http_post_json
+    from local.stack import LocalStack
 
     with LocalStack(
         workdir,

@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Iterator
 
 from bench.common import Result, cassandra_bench_store
-from tests.support import quiet_cassandra_store
+from local.testing.cassandra import quiet_cassandra_store
 from common.domain import GENESIS_ACCOUNT, ChildEdge, CreationEvent
 from common.store.bulk import DEFAULT_CHUNK_SIZE, CreationEdge
 
@@ -88,7 +88,7 @@ class Stream:
 
 
 def one_statement_per_row(store, edge: CreationEdge) -> None:
-    """The per-row path the crawls take for each child (common/handlers/*: _store_children)."""
+    """The per-row path the crawls take for each child (common/handlers/*: _store_hubble_children, _store_edges)."""
     net = edge.network_name
     store.add_creation_event(CreationEvent(net, edge.account, edge.created_at, edge.operation_id, edge.creator,
                                            edge.starting_balance, None, "BIGQUERY"))

@@ -54,7 +54,7 @@ def _seed(store, n_children: int, workers: int) -> str:
 def _naive_view(store, network: str, account: str) -> dict:
     """What the original endpoint did: the whole partition and every child's row, per request."""
     from common.lineage_view import ancestors, node
-    from common.stats.fanout import compute_summary
+    from common.lineage_view.fanout import compute_summary
 
     rec = store.get_lineage(network, account)
     summary = compute_summary(store, network, account)  # reads every page and every child
@@ -69,7 +69,7 @@ def _measure(area: str, store, n_children: int, n_requests: int, n_naive: int, w
     from common.clock import SettableClock
     from common.config import Settings
     from common.handlers import stats
-    from common.stats.fanout import refresh_summary
+    from common.lineage_view.fanout import refresh_summary
 
     t0 = time.perf_counter()
     creator = _seed(store, n_children, workers)

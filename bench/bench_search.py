@@ -23,7 +23,6 @@ import json
 import multiprocessing
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 from bench.common import Result, median, percentile
+from local.processes import serve_function
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH = 15
@@ -87,45 +87,10 @@ def _seed(db_path: str, n_accounts: int) -> list[str]:
 
 @contextlib.contextmanager
 def _function(tmp: Path, name: str, env: dict, source: Path | None = None, target: str = "search"):
-    """functions-framework serving functions/<target>/main.py (or `source`) on a free port, until the block ends."""
-    port = _free_port()
-    log = open(tmp / f"{name}.log", "wb")
+    """functions-framework serving functions/<target>/main.py (or `source`) on a free port (yielded), until the block ends."""
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "NO_PROXY": "127.0.0.1,localhost"}
-    exe = Path(sys.executable).with_name("functions-framework")
-    proc = subprocess.Popen([str(exe), "--target", target, "--source", str(source or ROOT / f"functions/{target}/main.py"),
-                             "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: {(tmp / f'{name}.log').read_text()[-2000:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/")
-                conn.getresponse().read()
-                conn.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start") from None
-                time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with serve_function(target, full_env, tmp / f"{name}.log", source=source) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 # ---------------------------------------------------------------------------------- load generator

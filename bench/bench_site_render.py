@@ -22,31 +22,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
 import statistics
 import sys
 import threading
 from decimal import Decimal
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 from stellar_sdk import StrKey
 
-ROOT = Path(__file__).resolve().parents[1]
-SITE = ROOT / "static_site"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from local.site_server import SiteHandler, SiteServer
+from local.testing import chromium
 GENESIS = "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7"
 
 
@@ -128,71 +112,34 @@ class Dataset:
         }
 
 
-def make_handler(site_dir: Path, data: Dataset, config_js: callable):
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(site_dir), **kw)
+class _ContractApi(SiteHandler):
+    """search 200 and stats /account-lineage with cursor paging, computed from the Dataset."""
 
-        def log_message(self, *args):  # quiet
-            pass
+    data: Dataset
 
-        def send_json(self, status: int, body: dict) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(raw)
-
-        def do_GET(self):  # noqa: N802
-            url = urlparse(self.path)
-            q = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            if url.path == "/config.js":  # generated in place of the committed one
-                raw = config_js().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/javascript")
-                self.send_header("Content-Length", str(len(raw)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(raw)
-                return None
-            if url.path in ("/api/search", "/api/search/"):
-                account = q.get("account", "")
-                if not StrKey.is_valid_ed25519_public_key(account):
-                    return self.send_json(400, {"error": {"code": "invalid_account", "message": "not a valid Stellar account id (G..., 56 characters, valid checksum)", "field": "account"}})
-                body = data.lineage(account, None, 100)
-                return self.send_json(200, {"status": "COMPLETE", "account": account, "network": "public", "lineage": body, "cached_at": "2026-01-01T00:00:00Z"})
-            if url.path == "/api/stats/account-lineage":
-                body = data.lineage(q.get("account", ""), q.get("cursor"), max(1, min(1000, int(q.get("limit", 100)))))
-                if q.get("siblings") == "1":
-                    body["siblings"] = {"items": [], "next_cursor": None}
-                return self.send_json(200, body)
-            return super().do_GET()
-
-    return Handler
+    def api(self, path: str, q: dict[str, str]) -> tuple[int, dict] | None:
+        if path in ("/api/search", "/api/search/"):
+            account = q.get("account", "")
+            if not StrKey.is_valid_ed25519_public_key(account):
+                return 400, {"error": {"code": "invalid_account", "message": "not a valid Stellar account id (G..., 56 characters, valid checksum)", "field": "account"}}
+            body = self.data.lineage(account, None, 100)
+            return 200, {"status": "COMPLETE", "account": account, "network": "public", "lineage": body, "cached_at": "2026-01-01T00:00:00Z"}
+        if path == "/api/stats/account-lineage":
+            body = self.data.lineage(q.get("account", ""), q.get("cursor"), max(1, min(1000, int(q.get("limit", 100)))))
+            if q.get("siblings") == "1":
+                body["siblings"] = {"items": [], "next_cursor": None}
+            return 200, body
+        return None
 
 
-class SiteServer:
+class BenchSite(SiteServer):
     """Static site + contract-shaped API on one loopback port (config.js generated for it, in place of the committed one)."""
 
     def __init__(self, port: int = 0):
         self.data = Dataset()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler(SITE, self.data, self.config_js))
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def config_js(self) -> str:
-        cfg = {"searchUrl": f"{self.base}/api/search", "statsUrl": f"{self.base}/api/stats", "networks": ["public", "testnet"], "pageSize": 100}
-        return f"window.STELLARMAP_CONFIG = {json.dumps(cfg)};\n"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(lambda base: {"searchUrl": f"{base}/api/search", "statsUrl": f"{base}/api/stats",
+                                       "networks": ["public", "testnet"], "pageSize": 100},
+                         port=port, handler=_ContractApi, generated_by="bench/bench_site_render.py", data=self.data)
 
 
 RENDER_WATCH = """
@@ -273,13 +220,12 @@ def in_page_render(browser, base: str, account: str, mode: str) -> tuple[float, 
 def measure(runs: int) -> dict[str, dict]:
     from playwright.sync_api import sync_playwright
 
-    if not os.path.exists(CHROMIUM):
-        raise RuntimeError(f"{CHROMIUM} is missing (apt-get install chromium)")
+    if not chromium.available():
+        raise RuntimeError(f"missing: {chromium.MISSING}")
     samples: dict[str, list[float]] = {"airdrop": [], "airdrop_naive": [], "expanded": [], "expanded_floor": []}
     drawn: dict[str, int] = {}
-    with SiteServer() as server, sync_playwright() as pw:
-        # launch() gives the browser a fresh temporary user data dir of its own.
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with BenchSite() as server, sync_playwright() as pw:
+        browser = chromium.launch(pw)
         try:
             d, base = server.data, server.base
             site_first_render(browser, base, d.leaf)  # warm-up: module and HTTP caches, JIT
@@ -338,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", type=int, metavar="PORT", help="only serve the site + API on PORT (0: any) until Ctrl-C")
     args = parser.parse_args(argv)
     if args.serve is not None:
-        with SiteServer(args.serve) as server:
+        with BenchSite(args.serve) as server:
             d = server.data
             print(f"site: {server.base}/index.html", flush=True)
             for name in ("airdrop", "leaf", "wide", "small"):

@@ -29,9 +29,10 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import machine_line
-from bench.truth import compare_lineage, fetch_json, history_window, truth_with_all_children
 from common.domain import parse_iso
-from tests.support import ROOT, ensure_cassandra
+from local.processes import ROOT
+from local.testing.cassandra import ensure_cassandra
+from local.testing.truth import compare_lineage, fetch_json, history_window, truth_with_all_children
 
 REPORT = Path(__file__).with_name("chaos.md")
 FAULT_KINDS = ("429", "500", "502", "503", "slow", "timeout", "truncated", "malformed", "reset")
@@ -186,7 +187,7 @@ from common.bootstrap import Container
 from common.config import Settings
 from common.handlers.api_fallback import handle
 from common.store.cassandra import CassandraStore
-from tests.fakes import StealsClaims, call_handler
+from local.testing.fakes import StealsClaims, call_handler
 
 env, task, hook, at = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 settings = Settings.from_env(env=env)

@@ -85,9 +85,9 @@ def cassandra_bench_store(area: str) -> Iterator[tuple[object, object] | Result]
 
     Yields a skipped Result when Cassandra is not running on a laptop; in CI (CI=true) that is an
     error, as for the tests."""
-    from tests.support import CASSANDRA_PORT, port_open
+    from local.testing.cassandra import CASSANDRA_PORT, cassandra_running
 
-    if not port_open("127.0.0.1", CASSANDRA_PORT):
+    if not cassandra_running():
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             raise RuntimeError(f"{area}: Cassandra is not running on 127.0.0.1:{CASSANDRA_PORT} (local/cassandra.sh start)")
         yield Result(area, "skipped: Cassandra not running (local/cassandra.sh start)", 0, "", "", None)

@@ -1,5 +1,7 @@
 """Builds the dependencies once per process and hands them to the handlers (cosmicpython's bootstrap).
 
+The Container satisfies every handler's typed needs in common/deps.py.
+
 Nothing connects at import time: each dependency is created on first use.
 Tests build their own Container with fakes or local adapters passed in.
 """
@@ -15,7 +17,7 @@ from common.config import PipelineConfig, Settings
 
 # Adapter classes by backend name; each has `from_settings(settings, clock)`.
 QUEUE_ADAPTERS = {
-    "local": "common.queue.local_dispatcher:LocalDispatcherQueue",
+    "local": "common.queue.sqlite_queue:SQLiteTaskQueue",
     "cloudtasks": "common.queue.cloud_tasks:CloudTasksQueue",
 }
 HUBBLE_ADAPTERS = {
@@ -102,9 +104,20 @@ class Container:
         self._config_cache = (now, config)
         return config
 
-    def extra(self, name: str, factory: Callable[[], Any]) -> Any:
-        """A named dependency built once (for adapters the container does not know by name)."""
-        return self._get(name, factory)
+    @property
+    def search_options(self) -> dict[str, Any]:
+        """search's settings (poll-after, render max age, trusted proxy hops), read once."""
+        return self._get("search_options", lambda: load("common.handlers.search:options_from_settings")(self.settings))
+
+    @property
+    def search_rate_limiter(self):
+        """search's per-client limiter (common.ratelimit_clients.ClientRateLimiter)."""
+        return self._get("search_rate_limiter", lambda: load("common.ratelimit_clients:ClientRateLimiter").from_settings(self.settings))
+
+    @property
+    def stats_limits(self):
+        """stats's per-client request and export limits (common.stats.limits.StatsLimits)."""
+        return self._get("stats_limits", lambda: load("common.stats.limits:StatsLimits").from_settings(self.settings))
 
     def close(self) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 from common import pipeline
 from common.addresses import normalize_account_input
 from common.domain import InvalidInput, validate_network
+from common.deps import PipelineDeps
 
 MAX_LINES = 1_000_000
 
@@ -56,7 +57,7 @@ def parse_lines(lines: Iterable[str], report: BulkReport) -> list[str]:
 
 
 def bulk_enqueue(
-    c,
+    c: PipelineDeps,
     network: str,
     lines: Iterable[str],
     workers: int = 16,

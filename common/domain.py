@@ -11,6 +11,9 @@ from typing import Any
 
 GENESIS_ACCOUNT = "GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7"
 NETWORKS = ("public", "testnet")
+# The public network's first ledger closed at 2015-09-30T16:46:54Z; no operation is older.
+# (Testnet is younger and reset from time to time, so the same bound is safe for it too.)
+NETWORK_START = {n: dt.datetime(2015, 9, 30, 16, 46, 54, tzinfo=dt.timezone.utc) for n in NETWORKS}
 MAX_PAGE_SIZE = 1000
 
 # StrKey G-address shape; the checksum is checked by validate_account_id below.

@@ -1,7 +1,7 @@
 """The account flow's shared state changes (docs/design.md, "The account flow").
 
-Every status change of a lineage row goes through here, so the state machine of
-ARCHITECTURE section 4 lives in one place. Each function takes the Container.
+Every status change of a lineage row goes through here, so the status machine
+(docs/architecture.md) lives in one place. Each function takes PipelineDeps (common/deps.py).
 
 Every write after a claim is fenced by the claim's token (Store.claim returns it): a worker
 whose claim was released by reset_stale, and perhaps taken and finished by another worker,
@@ -15,6 +15,7 @@ import time
 from typing import Any, Iterator
 
 from common.domain import Status, StageExecution, as_utc
+from common.deps import PipelineDeps
 
 LINEAGE_QUEUE = "lineage"
 API_QUEUE = "api-fallback"
@@ -31,7 +32,7 @@ class ContinuationNotEnqueued(Exception):
     """The crawl is checkpointed and released (PENDING), but its continuation task was not created."""
 
 
-def _now(c, now: dt.datetime | None) -> dt.datetime:
+def _now(c: PipelineDeps, now: dt.datetime | None) -> dt.datetime:
     return as_utc(now or c.clock.now())
 
 
@@ -44,7 +45,7 @@ def task_payload(network: str, account: str, purpose: str, generation: Any, **ex
     return {"network": network, "account": account, "purpose": purpose, "generation": generation, **extra}
 
 
-def request_lineage(c, network: str, account: str, now: dt.datetime | None = None, generation: Any = None) -> bool:
+def request_lineage(c: PipelineDeps, network: str, account: str, now: dt.datetime | None = None, generation: Any = None) -> bool:
     """Make sure the account's lineage is (re)computed: PENDING + one `lineage` task.
 
     Safe under any number of concurrent identical requests: status changes are
@@ -79,7 +80,7 @@ def request_lineage(c, network: str, account: str, now: dt.datetime | None = Non
     return c.queue.enqueue(LINEAGE_QUEUE, task_payload(network, account, "lineage", gen), purpose="lineage", generation=gen)
 
 
-def complete_from_sync(c, network: str, account: str, rec, now: dt.datetime) -> bool:
+def complete_from_sync(c: PipelineDeps, network: str, account: str, rec, now: dt.datetime) -> bool:
     """An account the network-wide Hubble sync stored, created before its `synced_through`: COMPLETE
     at once from the store (pipeline_source HUBBLE_SYNC), no task. The sync wrote its earliest
     creation (a stored BIGQUERY event at its creation date), so every creation edge from then to
@@ -104,14 +105,14 @@ def complete_from_sync(c, network: str, account: str, rec, now: dt.datetime) -> 
     return won
 
 
-def checkpoint(c, network: str, account: str, claim_token: str, /, **fields: Any) -> None:
+def checkpoint(c: PipelineDeps, network: str, account: str, claim_token: str, /, **fields: Any) -> None:
     """Write columns of the row this worker holds (a children checkpoint, the creator found);
     ClaimLost, with nothing written, once the claim is no longer ours."""
     if not c.store.update_claimed(network, account, claim_token, **fields):
         raise ClaimLost(network, account)
 
 
-def hand_to_api(c, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None, reason: str | None = None,
+def hand_to_api(c: PipelineDeps, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None, reason: str | None = None,
                 *, claim_token: str | None, **fields: Any) -> bool:
     """process_account gives the account to the rate-limited API pipeline.
 
@@ -130,7 +131,7 @@ def hand_to_api(c, network: str, account: str, pipeline_source: str, now: dt.dat
     return True
 
 
-def continue_later(c, network: str, account: str, cursor: str, pages_done: int, now: dt.datetime | None = None, delay_s: float = 0.0,
+def continue_later(c: PipelineDeps, network: str, account: str, cursor: str, pages_done: int, now: dt.datetime | None = None, delay_s: float = 0.0,
                    *, claim_token: str | None) -> bool:
     """A children crawl used up its time budget: checkpoint, release, enqueue the continuation.
 
@@ -151,7 +152,7 @@ def continue_later(c, network: str, account: str, cursor: str, pages_done: int, 
     return True
 
 
-def complete_account(c, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None,
+def complete_account(c: PipelineDeps, network: str, account: str, pipeline_source: str, now: dt.datetime | None = None,
                      *, claim_token: str | None, **fields: Any) -> bool:
     """PROCESSING -> COMPLETE, and the search cache row (if the account was searched) too."""
     now = _now(c, now)
@@ -170,13 +171,13 @@ def complete_account(c, network: str, account: str, pipeline_source: str, now: d
     )
     if won:
         _mirror_search(c, network, account, Status.COMPLETE.value, now, None)
-        from common.stats.fanout import summarize_after_crawl
+        from common.lineage_view.fanout import summarize_after_crawl
 
         summarize_after_crawl(c.store, network, account, now)  # huge fan-outs only; never raises
     return won
 
 
-def fail_account(c, network: str, account: str, error: str, invalid: bool = False, now: dt.datetime | None = None,
+def fail_account(c: PipelineDeps, network: str, account: str, error: str, invalid: bool = False, now: dt.datetime | None = None,
                  *, claim_token: str | None) -> bool:
     """PROCESSING -> FAILED (after max attempts) or INVALID (no such account on that network)."""
     now = _now(c, now)
@@ -190,7 +191,7 @@ def fail_account(c, network: str, account: str, error: str, invalid: bool = Fals
     return won
 
 
-def release_for_retry(c, network: str, account: str, error: str, now: dt.datetime | None = None, count_attempt: bool = True,
+def release_for_retry(c: PipelineDeps, network: str, account: str, error: str, now: dt.datetime | None = None, count_attempt: bool = True,
                       *, claim_token: str | None) -> bool:
     """A transient failure: PROCESSING -> PENDING with retry_count + 1 so the queue's retry can claim it.
 
@@ -213,7 +214,7 @@ def release_for_retry(c, network: str, account: str, error: str, now: dt.datetim
     )
 
 
-def _mirror_search(c, network: str, account: str, status: str, now: dt.datetime, error: str | None) -> None:
+def _mirror_search(c: PipelineDeps, network: str, account: str, status: str, now: dt.datetime, error: str | None) -> None:
     entry = c.store.get_search(network, account)
     if entry is None:
         return
@@ -225,7 +226,7 @@ def _mirror_search(c, network: str, account: str, status: str, now: dt.datetime,
 
 
 @contextlib.contextmanager
-def stage(c, network: str, account: str, name: str, pipeline_source: str | None = None, run_id: str | None = None) -> Iterator[StageExecution]:
+def stage(c: PipelineDeps, network: str, account: str, name: str, pipeline_source: str | None = None, run_id: str | None = None) -> Iterator[StageExecution]:
     """Record one stage execution: RUNNING, then SUCCESS or FAILED with its duration and error.
 
     The body may set `execution.status = "SKIPPED"` to record a skipped stage.

@@ -1,8 +1,8 @@
 """Per-client limits of the public functions (search, and stats: common/stats/limits.py).
 
-GCRA (the generic cell rate algorithm, what Horizon uses): each client may send `burst` requests
-at once, then `rate_per_min` a minute. The state is one timestamp per client (the theoretical
-arrival time), kept for at most `max_clients` clients (least recently seen forgotten first), so a
+A token bucket per client (common/ratelimit.py, in GCRA form, what Horizon uses): each client may
+send `burst` requests at once, then `rate_per_min` a minute. The state is one timestamp per client
+(the bucket's theoretical arrival time), kept for at most `max_clients` clients (least recently seen forgotten first), so a
 flood of distinct addresses cannot exhaust memory. ConcurrencyLimiter bounds work that lasts
 (stats exports): at most `per_client` at once per client and `total` per instance.
 
@@ -23,6 +23,7 @@ import threading
 from collections import OrderedDict
 
 from common.config import ConfigError
+from common.ratelimit import TokenBucket
 
 DEFAULT_RATE_PER_MIN = 60
 DEFAULT_BURST = 20
@@ -39,8 +40,7 @@ class ClientRateLimiter:
             raise ValueError("max_clients must be >= 1")
         self.rate_per_min = float(rate_per_min)
         self.burst = int(burst)
-        self.interval = 60.0 / self.rate_per_min  # seconds per request at the sustained rate
-        self.tolerance = self.interval * (self.burst - 1)
+        self.bucket = TokenBucket.per_minute(self.rate_per_min, self.burst)  # the arithmetic; the state is per client
         self.max_clients = int(max_clients)
         self._tat: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
@@ -59,13 +59,11 @@ class ClientRateLimiter:
         """(allowed, retry_after_s). `now` is a monotonic time in seconds. A refusal spends nothing."""
         with self._lock:
             tat = self._tat.get(client, now)
-            if tat < now:
-                tat = now
-            allow_at = tat - self.tolerance
-            if now < allow_at:
+            wait = self.bucket.wait_at(tat, now)
+            if wait > 0:
                 self._tat.move_to_end(client)
-                return False, max(1, math.ceil(allow_at - now))
-            self._tat[client] = tat + self.interval
+                return False, max(1, math.ceil(wait))
+            self._tat[client] = self.bucket.spend_at(tat, now)
             self._tat.move_to_end(client)
             if len(self._tat) > self.max_clients:
                 self._tat.popitem(last=False)

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import abc
 import os
-import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
+from local.processes import LOOPBACK, free_port, port_free, stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN_DIR = ROOT / ".cache" / "bin"
-LOOPBACK = "127.0.0.1"
 
 
 class EmulatorNotBuilt(FileNotFoundError):
@@ -57,21 +56,6 @@ def is_built(name: str, bin_dir: Path | None = None) -> bool:
         return True
     except EmulatorNotBuilt:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((LOOPBACK, port))
-            return False
-        except OSError:
-            return True
 
 
 class _Emulator(abc.ABC):
@@ -105,7 +89,7 @@ class _Emulator(abc.ABC):
             return self
         exe = binary(self.name, self._bin_dir)
         for port in self._ports():
-            if _port_in_use(port):
+            if not port_free(port):
                 raise EmulatorFailed(f"{self.name}: port {LOOPBACK}:{port} is already in use")
         fd, log = tempfile.mkstemp(prefix=f"{self.name}-", suffix=".log")
         os.close(fd)
@@ -143,19 +127,8 @@ class _Emulator(abc.ABC):
 
     def stop(self, timeout_s: float = 10.0) -> None:
         proc = self._proc
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=timeout_s)
+        if proc is not None:
+            stop_process(proc, timeout_s, group=True)
         self._cleanup()
 
     def _cleanup(self) -> None:

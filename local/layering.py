@@ -6,13 +6,17 @@ Rules:
 - `functions/` imports only `common` (and third-party packages);
 - an adapter (a module under common/store, common/queue, common/hubble, common/upstream,
   common/enrichment) never imports a handler (`common.handlers`);
-- `bench` and `tests` never import each other (shared helpers live in `local/`);
+- `bench` and `tests` never import each other (what they share lives in `local/testing` and
+  `local/processes.py`);
+- `local.testing` (test doubles, Chromium, the truth comparison) serves tests and benchmarks only:
+  nothing else imports it;
 - no import cycle between the project's components. A component is a sub-package of `common`
   (`common.store`, `common.stats`, ...) or a top-level module of it (`common.pipeline`), and
   each top-level package outside it (`local.simulator`, `local`, `bench`, `tests`, ...).
   Imports under `if TYPE_CHECKING:` are not dependencies and are skipped.
 
-`python -m local.layering` prints the graph's summary and exits 1 when a rule is broken.
+`python -m local.layering` prints the graph's summary and exits 1 when a rule is broken or a
+cycle appears.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = ("common", "functions", "local", "bench", "tests", "stellarmap_cli")
 ADAPTER_PACKAGES = ("common.store", "common.queue", "common.hubble", "common.upstream", "common.enrichment")
 COMMON_FORBIDDEN = ("local", "bench", "tests", "stellarmap_cli", "functions")
+TESTING_PACKAGES = ("local.testing",)
+TESTING_USERS = ("tests", "bench", "local.testing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +41,8 @@ class Import:
     line: int
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
@@ -79,7 +85,7 @@ def project_imports(root: Path = ROOT) -> list[Import]:
         for path in sorted((root / package).rglob("*.py")):
             if ".venv" in path.parts or "node_modules" in path.parts:
                 continue
-            module = module_name(path)
+            module = module_name(path, root)
             tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
             for target, line in _imports(tree, module, path.name == "__init__.py"):
                 if target.split(".")[0] in PROJECT_PACKAGES:
@@ -106,10 +112,10 @@ def _starts(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def violations(imports: list[Import]) -> list[str]:
+def violations(imports: list[Import], root: Path = ROOT) -> list[str]:
     bad = []
     for imp in imports:
-        where = f"{imp.path.relative_to(ROOT)}:{imp.line}: {imp.source} imports {imp.target}"
+        where = f"{imp.path.relative_to(root)}:{imp.line}: {imp.source} imports {imp.target}"
         if _starts(imp.source, ("common",)) and _starts(imp.target, COMMON_FORBIDDEN):
             bad.append(f"{where} (common/ must not import local, bench, tests, the CLI or functions)")
         if _starts(imp.source, ("functions",)) and not _starts(imp.target, ("common",)):
@@ -119,11 +125,13 @@ def violations(imports: list[Import]) -> list[str]:
         if (_starts(imp.source, ("bench",)) and _starts(imp.target, ("tests",))) or (
                 _starts(imp.source, ("tests",)) and _starts(imp.target, ("bench",))):
             bad.append(f"{where} (bench and tests must not import each other)")
+        if _starts(imp.target, TESTING_PACKAGES) and not _starts(imp.source, TESTING_USERS):
+            bad.append(f"{where} (local.testing serves the tests and the benchmarks only)")
     return bad
 
 
-def component_graph(imports: list[Import]) -> dict[str, set[str]]:
-    known = {imp.source for imp in imports} | {module_name(p) for pkg in PROJECT_PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+def component_graph(imports: list[Import], root: Path = ROOT) -> dict[str, set[str]]:
+    known = {imp.source for imp in imports} | {module_name(p, root) for pkg in PROJECT_PACKAGES for p in (root / pkg).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for imp in imports:
         a, b = component(imp.source, known), component(imp.target, known)
@@ -174,8 +182,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def check(root: Path = ROOT) -> tuple[list[str], dict[str, set[str]], list[list[str]]]:
     imports = project_imports(root)
-    graph = component_graph(imports)
-    return violations(imports), graph, cycles(graph)
+    graph = component_graph(imports, root)
+    return violations(imports, root), graph, cycles(graph)
 
 
 def summary(graph: dict[str, set[str]], found_cycles: list[list[str]], bad: list[str]) -> str:

@@ -13,7 +13,7 @@ What runs (every process logs to `workdir/logs/<name>.log`, on loopback addresse
   Expert (`--dev`: none; the real services, and BigQuery when credentials are configured);
 - the six functions, each under functions-framework (`functions/<name>/main.py`), against the
   embedded SQLite store (migrated here) or a real Cassandra keyspace (`store="cassandra"`);
-- the local dispatcher (local/dispatcher.py) delivering the lineage and api-fallback queues with
+- the local dispatcher (local/task_dispatcher.py) delivering the lineage and api-fallback queues with
   Cloud Tasks semantics; the api-fallback queue's rate is derived from the upstream budgets exactly
   as in production (common/queue/rates.py);
 - the local scheduler (local/scheduler.py): hva_recalc hourly and reset_stale every 15 minutes,
@@ -25,188 +25,45 @@ Functions whose folder or handler does not exist yet are reported in `stack.miss
 
 `python -m local.stack [--dev] [--urls-file PATH]` runs it in the foreground and prints the URLs;
 Ctrl-C stops everything.
+
+This module orchestrates; the parts are local/processes.py (supervised processes, ports),
+local/site_server.py (the static site), local/stack_env.py (environments, store, configuration,
+queue limits, the embedded Hubble) and local/stack_cli.py (the command line).
 """
 from __future__ import annotations
 
-import argparse
 import atexit
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import os
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
 from common.config import PIPELINE_CONFIG_DEFAULTS, Settings
-from common.queue.local_dispatcher import TaskDB
-from common.queue.rates import QueueLimits, api_fallback_limits, lineage_limits
+from common.queue.rates import QueueLimits
+from common.queue.sqlite_queue import TaskDB
+from local import stack_env
+from local.processes import LOOPBACK, ROOT, Proc, free_port, functions_framework_argv, port_free, tail, wait_http
+from local.site_server import SiteServer
+from local.stack_env import StackError
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["LocalStack", "StackError", "main"]
+
 FUNCTIONS = ("search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale", "hubble_sync")
 SCHEDULED = {"hva_recalc": 3600.0, "reset_stale": 900.0}  # terraform: hourly, every 15 minutes
 QUEUE_TARGET = {"lineage": "process_account", "api-fallback": "api_fallback", "hubble-sync": "hubble_sync"}
 PORT_ORDER = ("site", "search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale", "hubble_sync")
 SIM_PORT_OFFSET = 20  # base 8080 -> simulator on 8100
-SIMULATED_HUBBLE = "hubble.duckdb"  # in the workdir: the simulator's Hubble tables, loaded once per network
-# Simulator options that change the generated network (the rest are rate limits and faults).
-SIM_DATA_OPTIONS = ("airdrop_children", "retention_days", "now")
-SIMULATED_HUBBLE_SOURCES = ("local/simulator/network.py", "local/simulator/codec.py", "local/simulator/hubble.py",
-                            "local/hubble_load.py", "common/hubble/duckdb_engine.py")
-LOOPBACK = "127.0.0.1"
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # The demo's simulated upstream budgets: generous enough to watch accounts complete, and the
 # queues and in-process limiters are derived from them as they are from the real budgets.
 DEMO_SIM_OPTIONS = {"rate_limits": True, "horizon_rate_per_min": 1200, "expert_rate_per_min": 600}
-
-
-# Every caller of the local stack is one address (loopback): the site, the tests, the benchmarks.
-# stats' per-client limits (common/stats/limits.py) are set far above what they send; extra_env overrides.
-LOCAL_STATS_LIMITS = {
-    "STATS_RATE_PER_MIN": "60000", "STATS_BURST": "10000", "STATS_EXPORT_RATE_PER_MIN": "6000", "STATS_EXPORT_BURST": "1000",
-    "STATS_MAX_CONCURRENT_EXPORTS": "16", "STATS_MAX_CONCURRENT_EXPORTS_PER_CLIENT": "16",
-}
-
-
-class StackError(RuntimeError):
-    """The stack could not start; the message says which part and where its log is."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def port_free(port: int) -> bool:
-    """Nothing listens on the port. The probe binds as the servers do (SO_REUSEADDR), so a port whose
-    last connections still wait in TIME_WAIT (a demo stopped a moment ago) is free; a listener is not."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((LOOPBACK, port))
-            return True
-        except OSError:
-            return False
-
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with _DIRECT.open(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def http_post_json(url: str, body: dict, token: str | None = None, timeout: float = 60.0) -> tuple[int, dict]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
-    try:
-        with _DIRECT.open(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw or b"{}")
-        except ValueError:
-            return exc.code, {"raw": raw[:500].decode("utf-8", "replace")}
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-@dataclasses.dataclass
-class Proc:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    popen: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== {dt.datetime.now(dt.timezone.utc).isoformat()} start: {' '.join(self.argv)}\n".encode())
-            log.flush()
-            self.popen = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    @property
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
-        if self.popen is not None:
-            self.popen.wait(timeout=30)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        if self.popen is None:
-            return
-        self.signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        # Whatever the group still holds (a gunicorn worker) goes too.
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-class _SiteHandler(SimpleHTTPRequestHandler):
-    config_js = b""
-
-    def log_message(self, fmt, *args):  # noqa: D401 - quiet
-        pass
-
-    def end_headers(self):
-        self.send_header("X-Content-Type-Options", "nosniff")
-        super().end_headers()
-
-    def do_GET(self):  # noqa: N802
-        if self.path.split("?", 1)[0] == "/config.js":
-            body = self.config_js
-            self.send_response(200)
-            self.send_header("Content-Type", "text/javascript; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        super().do_GET()
-
-
-_SiteHandler.extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript", ".mjs": "text/javascript", ".svg": "image/svg+xml"}
 
 
 class LocalStack:
@@ -266,7 +123,7 @@ class LocalStack:
         self.queue_limits: dict[str, QueueLimits] = {}
         self.sim_env: dict[str, str] = {}
         self.settings: Settings | None = None
-        self._site: ThreadingHTTPServer | None = None
+        self._site: SiteServer | None = None
         self.hubble_loaded: str | None = None  # the simulated Hubble at start: "loaded" or "reused"
         self._toml_front = None  # local.tls_front.TlsFront: the simulator's stellar.toml files over https
         self._started = False
@@ -343,15 +200,14 @@ class LocalStack:
             if proc is not None:
                 proc.stop()
         if self._site is not None:
-            self._site.shutdown()
-            self._site.server_close()
+            self._site.stop()
             self._site = None
         if self._toml_front is not None:
             self._toml_front.__exit__(None, None, None)
             self._toml_front = None
         if self._drop_keyspace and self.keyspace:
             try:
-                self._cassandra_session(lambda s: s.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}"))
+                stack_env.drop_keyspace(self.keyspace)
             except Exception as exc:  # noqa: BLE001 - Cassandra may be down (chaos); report, never raise on stop
                 self.log(f"could not drop keyspace {self.keyspace}: {exc}")
         try:
@@ -382,30 +238,17 @@ class LocalStack:
             self.urls[n] = f"http://{LOOPBACK}:{self.ports[n]}"
 
     # ------------------------------------------------------------ simulator
-    def _sim_argv(self, urls_file: Path) -> list[str]:
-        argv = [sys.executable, "-m", "local.simulator", "--host", LOOPBACK, "--port", str(self.ports["simulator"]),
-                "--accounts", str(self.accounts), "--seed", str(self.seed), "--urls-file", str(urls_file)]
-        for key, value in self.sim_options.items():
-            if key == "rate_limits":
-                if not value:
-                    argv.append("--no-rate-limits")
-                continue
-            if value is None:
-                continue
-            flag = "--" + key.replace("_", "-")
-            argv += [flag, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
-        return argv
-
     def _start_simulator(self) -> None:
         urls_file = self.workdir / "simulator-urls.json"
         urls_file.unlink(missing_ok=True)
-        proc = Proc("simulator", self._sim_argv(urls_file), self._base_env(), self.logs / "simulator.log")
+        argv = stack_env.simulator_argv(self.ports["simulator"], self.accounts, self.seed, self.sim_options, urls_file)
+        proc = Proc("simulator", argv, stack_env.base_env(self.dev), self.logs / "simulator.log")
         proc.start()
         self.procs["simulator"] = proc
         deadline = time.monotonic() + 180
         while not urls_file.exists():
             if not proc.alive:
-                raise StackError(f"the simulator exited during startup (log {proc.log_path}):\n{_tail(proc.log_path)}")
+                raise StackError(f"the simulator exited during startup (log {proc.log_path}):\n{tail(proc.log_path)}")
             if time.monotonic() > deadline:
                 raise StackError(f"the simulator did not start within 180 s (log {proc.log_path})")
             time.sleep(0.1)
@@ -436,110 +279,27 @@ class LocalStack:
         })
         self.log(f"stellar.toml TLS front on {LOOPBACK}:{front.port}")
 
-    # ------------------------------------------------------------ store
-    def _cassandra_session(self, fn):
-        from cassandra.cluster import Cluster
-
-        points = [p.strip() for p in os.environ.get("CASSANDRA_CONTACT_POINTS", LOOPBACK).split(",") if p.strip()]
-        cluster = Cluster(points, port=int(os.environ.get("CASSANDRA_PORT", "9042")), protocol_version=5, connect_timeout=15)
-        try:
-            return fn(cluster.connect())
-        finally:
-            cluster.shutdown()
-
+    # ------------------------------------------------------------ store, configuration, environment
     def _prepare_store(self) -> None:
-        from common.bootstrap import build_store
-        from common.store import migrations
-
         if self.store_backend == "cassandra":
             if not self.keyspace:
-                self.keyspace = f"stellarmap_stack_{uuid.uuid4().hex[:10]}"
+                self.keyspace = stack_env.new_keyspace()
                 self._drop_keyspace = True
-            ks = self.keyspace
-            self._cassandra_session(lambda s: s.execute(
-                f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"))
-            self.settings = Settings.from_env(
-                env={}, store_backend="cassandra",
-                cassandra_contact_points=tuple(p.strip() for p in os.environ.get("CASSANDRA_CONTACT_POINTS", LOOPBACK).split(",") if p.strip()),
-                cassandra_port=int(os.environ.get("CASSANDRA_PORT", "9042")), cassandra_keyspace=ks,
-            )
-        else:
-            self.settings = Settings.from_env(env={}, store_backend="sqlite", sqlite_path=str(self.workdir / "stellarmap.sqlite3"))
-        store = build_store(self.settings)
-        try:
-            report = migrations.migrate(store)
-            if not report.ok:
-                raise StackError(f"migrating the {self.store_backend} store failed: {report.summary()}")
-            now = dt.datetime.now(dt.timezone.utc)
-            for key, value in self.pipeline_config().items():
-                store.set_config(key, value, now)
-        finally:
-            store.close()
+            stack_env.create_keyspace(self.keyspace)
+        self.settings = stack_env.store_settings(self.store_backend, self.workdir, self.keyspace)
+        stack_env.prepare_store(self.settings, self.pipeline_config())
         self.log(f"store: {self.store_backend} ({self.keyspace or self.settings.sqlite_path}), migrated")
 
     def pipeline_config(self) -> dict[str, Any]:
-        """What the stack writes to the store before start: the upstream budgets the simulator
-        enforces (so the in-process limiters match them), then the caller's overrides."""
-        cfg: dict[str, Any] = {}
-        if not self.dev and self.sim_options.get("rate_limits", True):
-            cfg["horizon_max_per_hour"] = int(float(self.sim_options.get("horizon_rate_per_min", 60)) * 60)
-            cfg["expert_max_per_minute"] = int(float(self.sim_options.get("expert_rate_per_min", 50)))
-        cfg.update(self.pipeline_overrides)
-        return cfg
+        """What the stack writes to the store before start (local/stack_env.py pipeline_config)."""
+        return stack_env.pipeline_config(self.dev, self.sim_options, self.pipeline_overrides)
 
-    # ------------------------------------------------------------ queue limits
     def _derive_limits(self) -> None:
-        cfg = {**PIPELINE_CONFIG_DEFAULTS, **self.pipeline_config()}
-        if not self.dev and not self.sim_options.get("rate_limits", True):
-            api = QueueLimits(max_dispatches_per_second=50.0, max_burst_size=10, max_concurrent_dispatches=4)
-        else:
-            api = api_fallback_limits(float(cfg["horizon_max_per_hour"]), float(cfg["expert_max_per_minute"]), float(cfg["upstream_rate_pct"]))
-        # The sync's ranges run one at a time (its bulk writes are exact one after another).
-        sync = QueueLimits(max_dispatches_per_second=5.0, max_burst_size=1, max_concurrent_dispatches=1)
-        base = {"lineage": lineage_limits(), "api-fallback": api, "hubble-sync": sync}
-        for q, limits in base.items():
-            self.queue_limits[q] = dataclasses.replace(limits, **self.queue_overrides.get(q, {}))
-
-    # ------------------------------------------------------------ functions
-    def _base_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-            if not self.dev:
-                env.pop(k, None)
-        no_proxy = "127.0.0.1,localhost,::1"
-        env["NO_PROXY"] = env["no_proxy"] = ",".join(x for x in (env.get("NO_PROXY"), no_proxy) if x)
-        env["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), env.get("PYTHONPATH")) if x)
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        self.queue_limits = stack_env.queue_limits(self.dev, self.sim_options, self.pipeline_config(), self.queue_overrides)
 
     def function_env(self) -> dict[str, str]:
-        env = self._base_env()
-        s = self.settings
-        site = self.urls["site"]
-        env.update({
-            "STELLARMAP_STORE": s.store_backend,
-            "STELLARMAP_QUEUE": "local",
-            "LOCAL_DISPATCHER_DB": str(self.dispatcher_db),
-            "INTERNAL_TOKEN": self.token,
-            "CORS_ORIGINS": ",".join([site, site.replace(LOOPBACK, "localhost")]),
-            "SEARCH_RATE_PER_MIN": str(self.search_rate[0]),
-            "SEARCH_BURST": str(self.search_rate[1]),
-            **LOCAL_STATS_LIMITS,
-            "PROCESS_ACCOUNT_URL": self.urls["process_account"],
-            "API_FALLBACK_URL": self.urls["api_fallback"],
-            "HUBBLE_SYNC_URL": self.urls["hubble_sync"],
-        })
-        if s.store_backend == "sqlite":
-            env["STELLARMAP_SQLITE_PATH"] = s.sqlite_path
-        else:
-            env["CASSANDRA_CONTACT_POINTS"] = ",".join(s.cassandra_contact_points)
-            env["CASSANDRA_PORT"] = str(s.cassandra_port)
-            env["CASSANDRA_KEYSPACE"] = s.cassandra_keyspace
-        if not self.dev:
-            env.update(self.sim_env)
-        env.update(self._hubble_env())
-        env.update(self.extra_env)
-        return env
+        return stack_env.function_env(stack_env.base_env(self.dev), self.settings, self.urls, self.token, self.dispatcher_db,
+                                      self.search_rate, {} if self.dev else self.sim_env, self._hubble_env(), self.extra_env)
 
     def _hubble_env(self) -> dict[str, str]:
         if self.hubble == "none":
@@ -554,50 +314,16 @@ class LocalStack:
         elif self.dev or not self.simulator_url:
             raise StackError("HUBBLE_ENGINE=duckdb needs HUBBLE_DUCKDB_PATH (a DuckDB Hubble loaded with `python -m local.hubble_load`)")
         else:
-            path = self.workdir / SIMULATED_HUBBLE
-            self._simulated_hubble(path)
-        self.hubble_path = str(path)
+            path = self.workdir / stack_env.SIMULATED_HUBBLE
+            self.hubble_loaded = stack_env.load_simulated_hubble(path, self.simulated_hubble_key(), self.simulator_url,
+                                                                 self.workdir, self.log)
+        self.hubble_path = str(path)  # the stack file names it (`stellarmap hubble sync` reads it)
         return {"HUBBLE_ENGINE": "duckdb", "HUBBLE_DUCKDB_PATH": str(path)}
 
     def simulated_hubble_key(self) -> str:
-        """What the simulated Hubble's tables depend on: the network's parameters and the code that
-        builds, exports and loads them. The same key means the loaded file can be used again."""
-        digest = hashlib.sha256(json.dumps({"accounts": self.accounts, "seed": self.seed, "sim": {
-            k: v for k, v in sorted(self.sim_options.items()) if k in SIM_DATA_OPTIONS}}, sort_keys=True).encode())
-        for source in SIMULATED_HUBBLE_SOURCES:
-            digest.update((ROOT / source).read_bytes())
-        return digest.hexdigest()
+        return stack_env.simulated_hubble_key(self.accounts, self.seed, self.sim_options)
 
-    def _simulated_hubble(self, path: Path) -> None:
-        """The simulator's Hubble tables in DuckDB: reused when they were loaded for this very network
-        (the key beside the file), else exported and loaded (into a temporary file, renamed when whole)."""
-        from local.hubble_load import load_duckdb
-
-        key = self.simulated_hubble_key()
-        key_file = path.with_name(path.name + ".key")
-        if path.exists() and key_file.exists() and key_file.read_text().strip() == key:
-            self.log(f"embedded Hubble: reusing {path} (loaded earlier for this network)")
-            self.hubble_loaded = "reused"
-            return
-        started = time.monotonic()
-        export = self.workdir / "hubble-export"
-        partial_db = path.with_name(path.name + ".loading")
-        for stale in (path, key_file, partial_db, Path(str(partial_db) + ".wal")):
-            stale.unlink(missing_ok=True)
-        self.log("embedded Hubble: exporting the simulator's Hubble tables ...")
-        status, body = http_post_json(f"{self.simulator_url}/_sim/export", {"directory": str(export)}, timeout=1800)
-        if status != 200:
-            raise StackError(f"the simulator could not export its Hubble tables: {status} {body}")
-        try:
-            for network in ("public", "testnet"):
-                load_duckdb(partial_db, export, network, log=self.log)
-        finally:
-            shutil.rmtree(export, ignore_errors=True)  # the DuckDB file is what is kept
-        os.replace(partial_db, path)
-        key_file.write_text(key + "\n")
-        self.hubble_loaded = "loaded"
-        self.log(f"embedded Hubble loaded into {path} in {time.monotonic() - started:.1f} s")
-
+    # ------------------------------------------------------------ functions
     def _why_missing(self, name: str) -> str | None:
         main = ROOT / "functions" / name / "main.py"
         if not main.is_file():
@@ -608,25 +334,11 @@ class LocalStack:
         return None
 
     def _function_proc(self, name: str, env: dict[str, str]) -> Proc:
-        exe = Path(sys.executable).with_name("functions-framework")
-        argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "functions_framework"]
-        argv += ["--target", name, "--source", str(ROOT / "functions" / name / "main.py"), "--host", LOOPBACK, "--port", str(self.ports[name])]
-        return Proc(name, argv, dict(env), self.logs / f"{name}.log")
+        return Proc(name, functions_framework_argv(name, self.ports[name]), dict(env), self.logs / f"{name}.log")
 
     def _wait_function(self, name: str, timeout_s: float = 120.0) -> None:
         proc = self.procs[name]
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if not proc.alive:
-                raise StackError(f"function {name} exited during startup (log {proc.log_path}):\n{_tail(proc.log_path)}")
-            try:
-                http_get(self.urls[name] + "/", timeout=2.0)
-                return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise StackError(f"function {name} did not answer within {timeout_s:.0f} s (log {proc.log_path})")
-            time.sleep(0.1)
+        wait_http(self.urls[name] + "/", proc.popen, proc.log_path, f"function {name}", timeout_s, error=StackError)
 
     def kill_function(self, name: str) -> None:
         """SIGKILL a function's processes (mid-task, for chaos tests), then start it again on its port."""
@@ -656,16 +368,16 @@ class LocalStack:
     def start_dispatcher(self) -> None:
         cfg = self.workdir / "dispatcher.json"
         cfg.write_text(json.dumps(self.dispatcher_config(), indent=2))
-        env = self._base_env()
+        env = stack_env.base_env(self.dev)
         env["INTERNAL_TOKEN"] = self.token
-        proc = self.procs.get("dispatcher") or Proc("dispatcher", [sys.executable, "-m", "local.dispatcher", "--config", str(cfg)], env, self.logs / "dispatcher.log")
+        proc = self.procs.get("dispatcher") or Proc("dispatcher", [sys.executable, "-m", "local.task_dispatcher", "--config", str(cfg)], env, self.logs / "dispatcher.log")
         if proc.alive:
             return
         proc.start()
         self.procs["dispatcher"] = proc
         time.sleep(0.3)
         if not proc.alive:
-            raise StackError(f"the dispatcher exited during startup (log {proc.log_path}):\n{_tail(proc.log_path)}")
+            raise StackError(f"the dispatcher exited during startup (log {proc.log_path}):\n{tail(proc.log_path)}")
         self.log("dispatcher started")
 
     def kill_dispatcher(self) -> None:
@@ -697,7 +409,7 @@ class LocalStack:
             return
         cfg = self.workdir / "scheduler.json"
         cfg.write_text(json.dumps(cfg_data, indent=2))
-        env = self._base_env()
+        env = stack_env.base_env(self.dev)
         env["INTERNAL_TOKEN"] = self.token
         proc = Proc("scheduler", [sys.executable, "-m", "local.scheduler", "--config", str(cfg)], env, self.logs / "scheduler.log")
         proc.start()
@@ -749,14 +461,8 @@ class LocalStack:
         }
 
     def _start_site(self) -> None:
-        site_dir = ROOT / "static_site"
-        config_js = ("// Generated by local/stack.py for this run.\nwindow.STELLARMAP_CONFIG = "
-                     + json.dumps(self.site_config(), indent=2) + ";\n").encode()
-        handler = type("SiteHandler", (_SiteHandler,), {"config_js": config_js})
-        self._site = ThreadingHTTPServer((LOOPBACK, self.ports["site"]), partial(handler, directory=str(site_dir)))
-        self._site.daemon_threads = True
-        threading.Thread(target=self._site.serve_forever, name="site", daemon=True).start()
-        if not (site_dir / "index.html").exists():
+        self._site = SiteServer(lambda base: self.site_config(), port=self.ports["site"], generated_by="local/stack.py").start()
+        if not (self._site.site_dir / "index.html").exists():
             self.missing["site"] = "static_site/index.html does not exist yet"
         self.log(f"site on {self.urls['site']}")
 
@@ -790,87 +496,11 @@ class LocalStack:
 
 
 # ---------------------------------------------------------------------------------- command line
-def _dev_hubble() -> str:
-    """BigQuery for `make dev` when credentials and a project are configured, else none."""
-    creds = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-    adc = Path.home() / ".config" / "gcloud" / "application_default_credentials.json"
-    has_creds = bool(creds and Path(creds).is_file()) or adc.is_file()
-    return "bigquery" if has_creds and os.environ.get("BIGQUERY_PROJECT") else "none"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m local.stack", description="Run the whole StellarMap stack locally (Ctrl-C stops it).")
-    p.add_argument("--dev", action="store_true", help="use the real Horizon and Stellar Expert (and BigQuery when configured) instead of the simulator")
-    p.add_argument("--workdir", type=Path, help="data and logs (default .local-data/demo, or .local-data/dev with --dev)")
-    p.add_argument("--fresh", action="store_true", help="delete the workdir first (store, queued tasks, logs)")
-    p.add_argument("--urls-file", type=Path, help="write the URLs (and the stack's layout) as JSON here")
-    p.add_argument("--store", choices=("sqlite", "cassandra"), default="sqlite")
-    p.add_argument("--base-port", type=int, default=8080, help="site on BASE, search BASE+1, stats BASE+2, ... simulator BASE+20 (0: free ports)")
-    p.add_argument("--accounts", type=int, default=5000, help="simulated accounts per network")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--airdrop-children", type=int, help="children of the simulated airdrop account (simulator default 100,000)")
-    p.add_argument("--hubble", choices=("none", "duckdb", "bigquery"),
-                   help="Hubble path: duckdb (the simulator's Hubble tables, embedded; the demo's default), none (the API path "
-                        "only), bigquery (make dev's default when credentials are configured)")
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    workdir = (args.workdir or ROOT / ".local-data" / ("dev" if args.dev else "demo")).resolve()
-    if args.fresh and workdir.exists():
-        shutil.rmtree(workdir)
-    # The workdir keeps the store and the queued tasks between runs; they belong to one simulated network.
-    params = {"dev": args.dev, "store": args.store} | ({} if args.dev else {"accounts": args.accounts, "seed": args.seed,
-                                                                         "airdrop_children": args.airdrop_children})
-    params_file = workdir / "stack-params.json"
-    if params_file.exists() and json.loads(params_file.read_text()) != params:
-        print(f"stack: {workdir} holds data of another network ({params_file.read_text().strip()}); "
-              "add --fresh to start over, or pass another --workdir", file=sys.stderr)
-        return 1
-    workdir.mkdir(parents=True, exist_ok=True)
-    params_file.write_text(json.dumps(params) + "\n")
-    hubble = args.hubble or (_dev_hubble() if args.dev else "duckdb")
-    sim_options = {"airdrop_children": args.airdrop_children} if args.airdrop_children is not None else {}
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stack = LocalStack(workdir, store=args.store, accounts=args.accounts, seed=args.seed, sim_options=sim_options,
-                       base_port=args.base_port or None, dev=args.dev, hubble=hubble, log=lambda m: print(f"stack: {m}", flush=True))
-    try:
-        stack.start()
-    except (StackError, OSError, ValueError) as exc:
-        stack.stop()
-        print(f"stack: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        stack.stop()
-        return 130
-    # The default workdir's file is the one `stellarmap` reads by default (and `make demo` names).
-    urls_file = stack.write_urls_file(args.urls_file or (workdir / "stack-urls.json" if args.workdir else ROOT / ".local-data" / "stack-urls.json"))
-    u = stack.urls
-    print("\nStellarMap is running" + (" against the real Horizon and Stellar Expert" if args.dev else " on the simulated Stellar network") + ":")
-    print(f"  site             {u['site']}/")
-    print(f"  search           {u['search']}/search?account=G...&network=public")
-    print(f"  stats            {u['stats']}/health")
-    for name in ("process_account", "api_fallback", "hva_recalc", "reset_stale", "hubble_sync"):
-        print(f"  {name:<16} {u[name]}  (internal: Authorization: Bearer <stack.internal_token in the URLs file>)")
-    if not args.dev:
-        print(f"  simulator        {u['simulator']}/_sim/health  (try: {u['simulator']}/_sim/accounts/public?kind=chain&limit=5)")
-    for name, why in stack.missing.items():
-        print(f"  ! {name}: {why}")
-    print(f"URLs for scripts: {urls_file}")
-    print(f"Logs: {stack.logs}/   Data: {workdir}/   Ctrl-C stops everything.", flush=True)
-    try:
-        while not stop.wait(1.0):
-            dead = [n for n, p in stack.procs.items() if not p.alive]
-            if dead:
-                print(f"stack: {', '.join(dead)} stopped unexpectedly; see {stack.logs}/", file=sys.stderr, flush=True)
-                break
-    finally:
-        print("stack: stopping ...", flush=True)
-        stack.stop()
-    return 0 if stop.is_set() else 1
+    """`python -m local.stack`: local/stack_cli.py (imported here, as it imports this module)."""
+    from local.stack_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

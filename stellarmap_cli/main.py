@@ -1,4 +1,4 @@
-"""`stellarmap`: the operators' command line (ARCHITECTURE section 8).
+"""`stellarmap`: the operators' command line (README "The stellarmap command").
 
 Every command exits non-zero with a one-line reason when it fails; long ones show progress.
 It acts on a deployment with the same code the functions run (common/), built by bootstrap.

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from local.processes import ROOT, free_port, port_open  # noqa: F401 - the tests' names for them
+from local.testing.cassandra import CASSANDRA_PORT, ensure_cassandra, quiet_cassandra_store  # noqa: F401
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -22,55 +22,10 @@ def require(available: bool, what: str) -> None:
     pytest.skip(f"skipped: {what}")
 
 
-def quiet_cassandra_store(settings):
-    """A CassandraStore whose driver does not track schema changes, for memory measurements: on
-    the shared test Cassandra other keyspaces come and go all the time, and the driver's metadata
-    of them would be counted (in production the keyspace is ours alone)."""
-    from common.store.cassandra import CassandraStore
-
-    class QuietCassandraStore(CassandraStore):
-        def cluster_kwargs(self):
-            return {**super().cluster_kwargs(), "schema_metadata_enabled": False}
-
-    return QuietCassandraStore(settings)
-
-
 def random_account() -> str:
     from stellar_sdk import StrKey
 
     return StrKey.encode_ed25519_public_key(os.urandom(32))
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-CASSANDRA_PORT = int(os.environ.get("CASSANDRA_PORT", "9042"))
-
-
-def ensure_cassandra() -> tuple[bool, str]:
-    """(available, reason). Starts the project's Cassandra with local/cassandra.sh if it is not up."""
-    if port_open("127.0.0.1", CASSANDRA_PORT):
-        return True, ""
-    script = ROOT / "local" / "cassandra.sh"
-    if not script.exists():
-        return False, "local/cassandra.sh is missing"
-    if shutil.which("java") is None:
-        return False, "Cassandra needs Java 17 (java not on PATH); start it with local/cassandra.sh start"
-    proc = subprocess.run(["bash", str(script), "start"], cwd=ROOT, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        return False, f"local/cassandra.sh start failed: {(proc.stdout + proc.stderr)[-800:]}"
-    return port_open("127.0.0.1", CASSANDRA_PORT), "Cassandra did not open its CQL port"
 
 
 def claim_worker(args: tuple) -> list[str]:

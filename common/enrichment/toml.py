@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import quote, urljoin, urlsplit
 
 from common.enrichment.ip_policy import refusal
+from common.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +128,21 @@ def validate_domain(domain: str) -> str:
 
 
 class _RateLimiter:
+    """Paces the fetches: one at a time, `per_second` a second (a token bucket of one; 0: no pacing)."""
+
     def __init__(self, per_second: float):
-        self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._next = 0.0
+        self._bucket = TokenBucket(per_second, 1, now=0.0) if per_second > 0 else None
         self._lock = threading.Lock()
 
     def wait(self, max_wait_s: float = math.inf) -> None:
+        if self._bucket is None:
+            return
         with self._lock:
             now = time.monotonic()
-            delay = self._next - now
+            delay = self._bucket.wait_s(now)
             if delay > max_wait_s:
                 raise TomlFetchError("rate_limited", f"stellar.toml fetches are paced: next slot in {delay:.1f}s")
-            self._next = max(now, self._next) + self.interval
+            self._bucket.tat = self._bucket.spend_at(self._bucket.tat, now)
         if delay > 0:
             time.sleep(delay)
 

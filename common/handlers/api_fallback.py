@@ -51,13 +51,13 @@ import dataclasses
 import datetime as dt
 import logging
 import math
-from typing import Any
 
 from flask import Request
 
 from common import pipeline
 from common.config import ConfigError
 from common.domain import (
+    NETWORK_START,
     CLAIMABLE,
     GENESIS_ACCOUNT,
     ChildEdge,
@@ -69,17 +69,16 @@ from common.domain import (
     Status,
     as_utc,
     iso,
-    validate_account_id,
-    validate_network,
 )
 from common.enrichment.toml import TomlFetchError, read_stellar_toml, validate_domain
+from common.handlers.worker import WorkerTask, give_back, parse_worker_task
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.handlers import api_hubble
-from common.hubble.sql import NETWORK_START
 from common.ledger_time import sequence_ledger
 from common.upstream.errors import RateLimited, Unavailable, UpstreamError
 from common.upstream.horizon import MAX_LIMIT, HorizonAccount, Operation, OperationsPage
-from common.upstream.transport import tally
+from common.upstream.calls import tally
+from common.deps import ApiFallbackDeps
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,6 @@ BLOCKED_DOMAIN_TAG = "blocked-domain"
 LABEL_MAX_WAIT_S = 0.0  # labels use spare budget only: they never wait for a slot
 
 PURPOSES = ("lineage", "children", "enrich")
-ALLOWED_KEYS = {"network", "account", "purpose", "generation", "cursor"}
 CURSOR_PREFIX = "horizon:v1:"
 DEFAULT_TASK_SECONDS = 120.0
 MAX_INLINE_WAIT_S = 30.0  # the longest a task waits in-process for budget; longer: 429 to the queue
@@ -110,17 +108,8 @@ BATCH_READ = 1000  # Store.get_lineages batch limit
 
 
 # ---------------------------------------------------------------------------------- values
-@dataclasses.dataclass(frozen=True)
-class Task:
-    network: str
-    account: str
-    purpose: str
-    generation: Any
-    cursor: str | None
-
-
 @dataclasses.dataclass
-class Outcome:
+class ApiOutcome:
     """The task's result (the 200 body; also inside 429/503 error details)."""
 
     status: str  # COMPLETE | CONTINUED | INVALID | FAILED | SKIPPED | ENRICHED | NOT_FOUND | RATE_LIMITED | RETRY
@@ -185,22 +174,8 @@ class Deadline:
 
 
 # ---------------------------------------------------------------------------------- HTTP
-def parse_task(params: dict) -> Task:
-    unknown = set(params) - ALLOWED_KEYS
-    if unknown:
-        raise InvalidInput("invalid_request", f"unknown field(s): {', '.join(sorted(unknown))}")
-    network = validate_network(params.get("network"))
-    account = validate_account_id(params.get("account"))
-    purpose = params.get("purpose", "lineage")
-    if purpose not in PURPOSES:
-        raise InvalidInput("invalid_purpose", f"purpose must be one of {', '.join(PURPOSES)}", "purpose")
-    generation = params.get("generation", 0)
-    if isinstance(generation, bool) or not isinstance(generation, (int, str)) or (isinstance(generation, str) and len(generation) > 200):
-        raise InvalidInput("invalid_generation", "generation must be an integer or a short string", "generation")
-    cursor = params.get("cursor")
-    if cursor is not None and (not isinstance(cursor, str) or len(cursor) > 200):
-        raise InvalidInput("invalid_cursor", "cursor must be a short string", "cursor")
-    return Task(network, account, purpose, generation, cursor)
+def parse_task(params: dict) -> WorkerTask:
+    return parse_worker_task(params, PURPOSES)
 
 
 def task_seconds(settings) -> float:
@@ -214,7 +189,7 @@ def task_seconds(settings) -> float:
     return value
 
 
-def handle(request: Request, c) -> object:
+def handle(request: Request, c: ApiFallbackDeps) -> object:
     refused = internal_post_only(request, c.settings.internal_token, 'use POST {"network", "account", "purpose", "generation"}') \
         or schema_gate_response(c.schema_gate, retry_after_s=RETRY_AFTER_S)
     if refused is not None:
@@ -236,7 +211,7 @@ def handle(request: Request, c) -> object:
     return respond(outcome)
 
 
-def respond(outcome: Outcome):
+def respond(outcome: ApiOutcome):
     if outcome.status == "RATE_LIMITED":
         retry = max(1, math.ceil(outcome.retry_after or 1))
         return error_response("upstream_rate_limited", outcome.reason or "upstream budget exhausted", 429,
@@ -248,21 +223,21 @@ def respond(outcome: Outcome):
     return json_response(outcome.to_json())
 
 
-def run_task(c, task: Task, config, deadline: Deadline) -> Outcome:
+def run_task(c: ApiFallbackDeps, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
     """Run one task; never raises. Counts the upstream requests it made into outcome.calls."""
     with tally() as calls:
         if task.purpose == "enrich":
             outcome = enrich(c, task, config, deadline)
         else:
-            outcome = process(c, task, config, deadline)
+            outcome = crawl_lineage(c, task, config, deadline)
     outcome.calls = dict(calls)
     return outcome
 
 
 # ---------------------------------------------------------------------------------- lineage / children
-def process(c, task: Task, config, deadline: Deadline) -> Outcome:
+def crawl_lineage(c: ApiFallbackDeps, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
     network, account, store = task.network, task.account, c.store
-    outcome = Outcome("SKIPPED", network, account, task.purpose)
+    outcome = ApiOutcome("SKIPPED", network, account, task.purpose)
     claimed = False
     try:
         before = store.get_lineage(network, account)
@@ -300,14 +275,9 @@ def process(c, task: Task, config, deadline: Deadline) -> Outcome:
         return outcome
 
 
-def _release(c, outcome: Outcome, count_attempt: bool) -> None:
+def _release(c: ApiFallbackDeps, outcome: ApiOutcome, count_attempt: bool) -> None:
     """Give the claim back for the queue's retry; FAILED (200) once max_retries is reached."""
-    try:
-        retry = pipeline.release_for_retry(c, outcome.network, outcome.account, outcome.reason or "failed", count_attempt=count_attempt,
-                                           claim_token=outcome.claim_token)
-    except Exception:  # noqa: BLE001 - still PROCESSING: reset_stale recovers it
-        log.warning("could not release %s/%s for retry", outcome.network, outcome.account, exc_info=True)
-        retry = True
+    retry = give_back(c, outcome.network, outcome.account, outcome.claim_token, outcome.reason or "failed", count_attempt=count_attempt)
     if outcome.status == "RATE_LIMITED":
         return
     if retry:
@@ -317,7 +287,7 @@ def _release(c, outcome: Outcome, count_attempt: bool) -> None:
     outcome.status = rec.status if rec is not None and rec.status in (Status.FAILED.value, Status.INVALID.value) else "SKIPPED"
 
 
-def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline) -> Outcome:
+def _run(c: ApiFallbackDeps, outcome: ApiOutcome, before: LineageRecord, config, deadline: Deadline) -> ApiOutcome:
     network, account, source, store = outcome.network, outcome.account, outcome.pipeline_source, c.store
     with pipeline.stage(c, network, account, PARENT_LINEAGE, source):
         events = store.get_creation_events(network, account)
@@ -334,7 +304,7 @@ def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline)
         else:
             state = _enrichment(c, network, account, source, deadline)
             if state is None:  # Horizon 404: merged (its history stays), or it never existed
-                _forget_balance(c, network, account)
+                _forget_balance(c, network, account, outcome.claim_token)
                 gone = True
     if refresh_only:
         _skip(c, network, account, source, (CREATOR_DISCOVERY, EXPERT_ENRICHMENT, EXPANSION), "lineage already stored; enrichment refreshed")
@@ -363,7 +333,7 @@ def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline)
     with pipeline.stage(c, network, account, EXPANSION, source):
         if checkpoint is None:
             _request_creator(c, network, creator)
-        finished = _crawl_children(c, outcome, crawl, first_page, config, deadline)
+        finished = _crawl_horizon_children(c, outcome, crawl, first_page, config, deadline)
         if finished:
             gap = api_hubble.fill_children_gap(c, outcome, crawl.whole_history, config, deadline,
                                                lambda edges, before_count: _store_edges(c, network, account, edges, before_count, config))
@@ -386,7 +356,7 @@ def _run(c, outcome: Outcome, before: LineageRecord, config, deadline: Deadline)
     return outcome
 
 
-def _fresh(c, rec: LineageRecord, config) -> bool:
+def _fresh(c: ApiFallbackDeps, rec: LineageRecord, config) -> bool:
     """Enrichment newer than the cache TTL (e.g. from a parent's crawl): no second GET /accounts."""
     if rec.enriched_at is None:
         return False
@@ -394,7 +364,7 @@ def _fresh(c, rec: LineageRecord, config) -> bool:
     return dt.timedelta(0) <= age < dt.timedelta(hours=float(config["cache_ttl_hours"]))
 
 
-def _invalid(c, outcome: Outcome, not_run: tuple) -> Outcome:
+def _invalid(c: ApiFallbackDeps, outcome: ApiOutcome, not_run: tuple) -> ApiOutcome:
     network, account = outcome.network, outcome.account
     reason = (f"not found: no history of this account on {network} in Horizon, Stellar Expert"
               f"{' or Hubble' if api_hubble.configured(c, network) else ' (and no Hubble is configured)'}: it never existed there")
@@ -406,7 +376,7 @@ def _invalid(c, outcome: Outcome, not_run: tuple) -> Outcome:
     return outcome
 
 
-def _skip(c, network: str, account: str, source: str | None, names: tuple, why: str) -> None:
+def _skip(c: ApiFallbackDeps, network: str, account: str, source: str | None, names: tuple, why: str) -> None:
     for name in names:
         with pipeline.stage(c, network, account, name, source) as execution:
             execution.status = "SKIPPED"
@@ -414,7 +384,7 @@ def _skip(c, network: str, account: str, source: str | None, names: tuple, why: 
 
 
 # ---------------------------------------------------------------------------------- enrichment
-def _enrichment(c, network: str, account: str, source: str | None, deadline: Deadline) -> HorizonAccount | None:
+def _enrichment(c: ApiFallbackDeps, network: str, account: str, source: str | None, deadline: Deadline) -> HorizonAccount | None:
     """Stages horizon_data, attributes, assets, flags: one GET /accounts/{id}. None on 404.
     Then the best-effort label stages directory_labels and stellar_toml (never raise for upstream trouble)."""
     store = c.store
@@ -450,7 +420,7 @@ def _host_name(home_domain: str | None) -> str | None:
         return None
 
 
-def _directory_labels(c, network: str, account: str, source: str | None, home_domain: str | None) -> None:
+def _directory_labels(c: ApiFallbackDeps, network: str, account: str, source: str | None, home_domain: str | None) -> None:
     """Stage directory_labels: Expert's directory entry and blocked-domain answer -> tags, directory_name.
 
     Best effort, on spare Expert budget only: no budget leaves the old labels (SKIPPED, deferred);
@@ -494,7 +464,7 @@ def _directory_labels(c, network: str, account: str, source: str | None, home_do
             execution.error_message = "; ".join(notes)[:2000]
 
 
-def _stellar_toml(c, network: str, account: str, source: str | None, home_domain: str | None) -> None:
+def _stellar_toml(c: ApiFallbackDeps, network: str, account: str, source: str | None, home_domain: str | None) -> None:
     """Stage stellar_toml: the home domain's stellar.toml (org name and URL, does it list the account)."""
     with pipeline.stage(c, network, account, STELLAR_TOML, source) as execution:
         if not home_domain:
@@ -527,17 +497,22 @@ def _stellar_toml(c, network: str, account: str, source: str | None, home_domain
             execution.error_message = "the stellar.toml does not list this account"
 
 
-def _forget_balance(c, network: str, account: str) -> None:
-    """The account no longer exists (merged): no balance, out of the balance index, and said to be gone."""
+def _forget_balance(c: ApiFallbackDeps, network: str, account: str, claim_token: str | None = None) -> None:
+    """The account no longer exists (merged): no balance, out of the balance index, and said to be gone.
+    With a claim token the row is written only while the claim is ours (ClaimLost otherwise)."""
     rec = c.store.get_lineage(network, account)
-    c.store.set_balance(network, account, None, rec.xlm_balance if rec else None)
-    c.store.put_lineage(network, account, xlm_balance=None, deleted=True, enriched_at=c.clock.now())
+    c.store.set_balance(network, account, None, rec.xlm_balance if rec else None)  # Horizon's 404 is a fact either way
+    fields = {"xlm_balance": None, "deleted": True, "enriched_at": c.clock.now()}
+    if claim_token is not None:
+        pipeline.checkpoint(c, network, account, claim_token, **fields)
+    else:
+        c.store.put_lineage(network, account, **fields)
 
 
-def enrich(c, task: Task, config, deadline: Deadline) -> Outcome:
+def enrich(c: ApiFallbackDeps, task: WorkerTask, config, deadline: Deadline) -> ApiOutcome:
     """purpose=enrich: refresh the enrichment of a known account; its status never changes."""
     network, account, store = task.network, task.account, c.store
-    outcome = Outcome("SKIPPED", network, account, task.purpose, pipeline_source=PipelineSource.API.value)
+    outcome = ApiOutcome("SKIPPED", network, account, task.purpose, pipeline_source=PipelineSource.API.value)
     try:
         rec = store.get_lineage(network, account)
         if rec is None:
@@ -569,7 +544,7 @@ def _event(network: str, account: str, op: Operation) -> CreationEvent:
                          "HORIZON", op.ledger)
 
 
-def _discover_creator(c, outcome: Outcome, stored: list[CreationEvent], deadline: Deadline, state: HorizonAccount | None,
+def _discover_creator(c: ApiFallbackDeps, outcome: ApiOutcome, stored: list[CreationEvent], deadline: Deadline, state: HorizonAccount | None,
                       gone: bool, before: LineageRecord, config) -> tuple[OperationsPage | None, str | None, bool] | None:
     """Stage creator_discovery (with expert_enrichment inside it): (first page, creator, does Horizon
     show the whole history?), or None when the account never existed (no history in Horizon, Stellar
@@ -668,7 +643,7 @@ def _merge(network: str, account: str, op: Operation) -> MergeEvent:
     return MergeEvent(network, account, as_utc(op.created_at), op.id, op.into, op.ledger, "HORIZON")
 
 
-def _request_creator(c, network: str, creator: str | None) -> None:
+def _request_creator(c: ApiFallbackDeps, network: str, creator: str | None) -> None:
     """Expansion upward: the creator's own lineage, when it is not known yet (genesis ends the chain)."""
     if not creator or creator == GENESIS_ACCOUNT:
         return
@@ -686,7 +661,7 @@ class _Crawl:
     whole_history: bool
 
 
-def _crawl_children(c, outcome: Outcome, crawl: _Crawl, page: OperationsPage | None, config, deadline: Deadline) -> bool:
+def _crawl_horizon_children(c: ApiFallbackDeps, outcome: ApiOutcome, crawl: _Crawl, page: OperationsPage | None, config, deadline: Deadline) -> bool:
     """Page through the operations; True when the last page is done, False when a continuation
     was enqueued (time budget spent, or out of upstream budget after some progress)."""
     network, account, store = outcome.network, outcome.account, c.store
@@ -724,7 +699,7 @@ def _crawl_children(c, outcome: Outcome, crawl: _Crawl, page: OperationsPage | N
         page = None
 
 
-def _continue(c, outcome: Outcome, crawl: _Crawl, delay_s: float) -> bool:
+def _continue(c: ApiFallbackDeps, outcome: ApiOutcome, crawl: _Crawl, delay_s: float) -> bool:
     cursor = Checkpoint(crawl.cursor, crawl.pages, crawl.whole_history).encode()
     try:
         continued = pipeline.continue_later(c, outcome.network, outcome.account, cursor, crawl.pages, delay_s=delay_s,
@@ -740,7 +715,7 @@ def _continue(c, outcome: Outcome, crawl: _Crawl, delay_s: float) -> bool:
     return False
 
 
-def _store_edges(c, network: str, creator: str, edges: list[ChildEdge], before: int, config) -> None:
+def _store_edges(c: ApiFallbackDeps, network: str, creator: str, edges: list[ChildEdge], before: int, config) -> None:
     """Edges, a status-less lineage row per child (its creator + creation date), enrichment tasks
     for the first children_enrichment_cap children of the crawl that are not enriched yet."""
     if not edges:

@@ -19,11 +19,11 @@ from typing import Callable
 
 from common import ledger_time
 from common.config import ConfigError
-from common.domain import PipelineMode, life_fields
+from common.domain import NETWORK_START, PipelineMode, life_fields
 from common.hubble.cost_guard import CostGuard, GuardRefused, Limits
 from common.hubble.lineage import children_before, find_lives
+from common.deps import ApiFallbackDeps
 from common.hubble.port import HubbleError
-from common.hubble.sql import NETWORK_START
 
 log = logging.getLogger(__name__)
 EXPERT_LEDGER_TOLERANCE = dt.timedelta(minutes=10)
@@ -37,7 +37,7 @@ class _Engine:
     message: str | None
 
 
-def _engine(c, network: str, config) -> _Engine:
+def _engine(c: ApiFallbackDeps, network: str, config) -> _Engine:
     if config["pipeline_mode"] == PipelineMode.API_ONLY.value:
         return _Engine(None, None, "history_pruned", "pipeline_mode is API_ONLY")
     try:
@@ -52,29 +52,29 @@ def _engine(c, network: str, config) -> _Engine:
     return _Engine(hubble, tables, None, None)
 
 
-def configured(c, network: str) -> bool:
+def configured(c: ApiFallbackDeps, network: str) -> bool:
     try:
         return c.hubble is not None and c.hubble.tables(network) is not None
     except (ConfigError, HubbleError):
         return False
 
 
-def _guard(c, engine: _Engine, config) -> CostGuard:
+def _guard(c: ApiFallbackDeps, engine: _Engine, config) -> CostGuard:
     return CostGuard(engine.hubble, c.store, c.clock, Limits.from_config(config))
 
 
 # ---------------------------------------------------------------------------------- ledger points
-def remember_root(c, network: str, horizon) -> None:
+def remember_root(c: ApiFallbackDeps, network: str, horizon) -> None:
     point = horizon.latest_point()
     if point is not None:
         ledger_time.remember(c.store, network, [point])
 
 
-def remember_events(c, network: str, events) -> None:
+def remember_events(c: ApiFallbackDeps, network: str, events) -> None:
     ledger_time.remember(c.store, network, [(e.ledger, e.created_at) for e in events if e is not None and e.source != "EXPERT"])
 
 
-def expert_ledger(c, network: str, created: dt.datetime, seq_ledger: int | None) -> int | None:
+def expert_ledger(c: ApiFallbackDeps, network: str, created: dt.datetime, seq_ledger: int | None) -> int | None:
     """The ledger of Stellar Expert's (first) creation: the sequence's ledger when its estimated close
     time matches the creation (no re-creation, no bump since), else unknown."""
     if seq_ledger is None:
@@ -94,7 +94,7 @@ class HubbleAnswer:
     reason: str
 
 
-def lives_from_hubble(c, network: str, account: str, seq_ledger: int | None, first_seen: dt.datetime | None, config) -> HubbleAnswer:
+def lives_from_hubble(c: ApiFallbackDeps, network: str, account: str, seq_ledger: int | None, first_seen: dt.datetime | None, config) -> HubbleAnswer:
     engine = _engine(c, network, config)
     if engine.hubble is None:
         return HubbleAnswer([], [], engine.code == "history_pruned",
@@ -109,7 +109,7 @@ def lives_from_hubble(c, network: str, account: str, seq_ledger: int | None, fir
     return HubbleAnswer(lives.events, lives.merges, True, "Hubble has no creation of this account either")
 
 
-def lives_fields(c, network: str, account: str, seq_ledger: int | None, gone: bool) -> dict:
+def lives_fields(c: ApiFallbackDeps, network: str, account: str, seq_ledger: int | None, gone: bool) -> dict:
     """The lineage row's lives columns from what is stored (every creation and merge), plus the
     sequence's ledger when the current life's creating operation was not seen."""
     events = c.store.get_creation_events(network, account)
@@ -132,7 +132,7 @@ class Gap:
     added: int
 
 
-def fill_children_gap(c, outcome, whole_history: bool, config, deadline,
+def fill_children_gap(c: ApiFallbackDeps, outcome, whole_history: bool, config, deadline,
                       store_edges: Callable[[list, int], None]) -> Gap:
     """After Horizon's crawl: the children created before Horizon's elder ledger, from Hubble."""
     if whole_history:

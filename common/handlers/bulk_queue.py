@@ -12,11 +12,12 @@ from flask import Request
 from common.bulk import bulk_enqueue
 from common.domain import InvalidInput, validate_network
 from common.http import BodyTooLarge, error_response, internal_post_only, invalid_input_response, json_response, read_body, schema_gate_response
+from common.deps import BulkQueueDeps
 
 MAX_BODY_BYTES = 12 * 1024 * 1024  # 100,000 lines of 56-character ids, with room to spare
 
 
-def handle(request: Request, c) -> object:
+def handle(request: Request, c: BulkQueueDeps) -> object:
     refused = internal_post_only(request, c.settings.internal_token, "use POST with one account per line, or JSON {network, accounts}") \
         or schema_gate_response(c.schema_gate)
     if refused is not None:

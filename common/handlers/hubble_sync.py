@@ -33,6 +33,7 @@ from decimal import Decimal
 from flask import Request
 
 from common.config import ConfigError, bounded_number
+from common.deps import HubbleSyncDeps
 from common.domain import InvalidInput, MergeEvent, iso, life_fields, parse_iso, validate_network
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.hubble import sync as plan_sql
@@ -77,7 +78,7 @@ class SyncSettings:
 
 
 # ---------------------------------------------------------------------------------- HTTP
-def handle(request: Request, c) -> object:
+def handle(request: Request, c: HubbleSyncDeps) -> object:
     refused = internal_post_only(request, c.settings.internal_token,
                                  'use POST {"network", "mode"} (plan), {"network", "sync_id", "start", "end"} (range) '
                                  'or {"network", "sync_id", "accounts_current": true} (accounts)') \
@@ -182,7 +183,7 @@ def parse_accounts(body: dict) -> tuple[str, str, str | None]:
 
 
 # ---------------------------------------------------------------------------------- the guard
-def sync_guard(c) -> CostGuard:
+def sync_guard(c: HubbleSyncDeps) -> CostGuard:
     """A cost guard with the sync's limits: one query may cost the whole sync budget, and the month
     may go that far past the per-account budget."""
     hubble = c.hubble
@@ -195,7 +196,7 @@ def sync_guard(c) -> CostGuard:
     return CostGuard(hubble, c.store, c.clock, limits)
 
 
-def _tables(c, network: str):
+def _tables(c: HubbleSyncDeps, network: str):
     hubble = c.hubble
     if hubble is None:
         raise SyncRefused("hubble_disabled", "HUBBLE_ENGINE is none: there is no Hubble to sync from", 409)
@@ -209,7 +210,7 @@ def _tables(c, network: str):
 
 
 # ---------------------------------------------------------------------------------- plan
-def plan(c, network: str, mode: str = "full", since: dt.date | None = None, dry_run: bool = False) -> dict:
+def plan(c: HubbleSyncDeps, network: str, mode: str = "full", since: dt.date | None = None, dry_run: bool = False) -> dict:
     """Dry-run every query of the sync; unless dry_run (or over budget), record and enqueue its ranges."""
     store, now = c.store, c.clock.now()
     settings = SyncSettings.from_settings(c.settings)
@@ -267,20 +268,20 @@ def plan(c, network: str, mode: str = "full", since: dt.date | None = None, dry_
     return answer
 
 
-def enqueue_range(c, network: str, sync_id: str, start: dt.datetime, end: dt.datetime, retry_tag: str | None = None) -> bool:
+def enqueue_range(c: HubbleSyncDeps, network: str, sync_id: str, start: dt.datetime, end: dt.datetime, retry_tag: str | None = None) -> bool:
     payload = {"network": network, "sync_id": sync_id, "start": iso(start), "end": iso(end)}
     generation = plan_sql.range_generation(sync_id, start) + (f"-retry-{retry_tag}" if retry_tag else "")
     return c.queue.enqueue(SYNC_QUEUE, payload, purpose="sync", generation=generation)
 
 
-def enqueue_accounts(c, network: str, sync_id: str, after: str | None) -> bool:
+def enqueue_accounts(c: HubbleSyncDeps, network: str, sync_id: str, after: str | None) -> bool:
     payload = {"network": network, "sync_id": sync_id, "accounts_current": True}
     if after:
         payload["after"] = after
     return c.queue.enqueue(SYNC_QUEUE, payload, purpose="sync", generation=f"{sync_id}-accounts-{after or 'first'}")
 
 
-def _after_last_range(c, network: str, sync_id: str, mode: str) -> None:
+def _after_last_range(c: HubbleSyncDeps, network: str, sync_id: str, mode: str) -> None:
     """Every range is done: a full sync loads accounts_current next; a daily one is finished."""
     if mode == "full":
         enqueue_accounts(c, network, sync_id, c.store.get_sync_state(network).accounts_after)
@@ -289,9 +290,11 @@ def _after_last_range(c, network: str, sync_id: str, mode: str) -> None:
 
 
 # ---------------------------------------------------------------------------------- a range
-def run_range(c, network: str, sync_id: str, start: dt.datetime, end: dt.datetime) -> dict:
+def run_range(c: HubbleSyncDeps, network: str, sync_id: str, start: dt.datetime, end: dt.datetime) -> dict:
     store = c.store
     state = store.get_sync_state(network)
+    if state is None or state.sync_id != sync_id:  # a later plan replaced this sync: its ranges stop here
+        return {"status": "SKIPPED", "reason": f"{network}'s current sync is not {sync_id}", "sync_id": sync_id, "start": iso(start)}
     rng = store.mark_sync_range_started(network, sync_id, start, c.clock.now())
     if rng is None or rng.range_end != end:
         raise SyncRefused("unknown_range", f"sync {sync_id} of {network} has no range [{iso(start)}, {iso(end)})", 404)
@@ -325,7 +328,7 @@ def run_range(c, network: str, sync_id: str, start: dt.datetime, end: dt.datetim
     stats = guard.stats
     after = store.mark_sync_range_done(network, sync_id, start, rows=rows, edges=edges, merges=merges,
                                        bytes_billed=stats.bytes_billed, spent_micro_usd=stats.cost_micro_usd, now=c.clock.now())
-    if after.ranges_done == after.ranges_total and state is not None:
+    if after.ranges_done == after.ranges_total:
         _after_last_range(c, network, sync_id, state.mode or "full")
     return {**answer, "rows": rows, "edges": edges, "merges": merges, "bytes_billed": stats.bytes_billed,
             "cost_usd": f"{Decimal(stats.cost_micro_usd) / MICRO:.6f}", "synced_through": iso(after.synced_through)}
@@ -348,7 +351,7 @@ def _settle_lives(store, network: str, edges: list, merges: list[MergeEvent]) ->
 
 
 # ---------------------------------------------------------------------------------- accounts_current
-def load_accounts(c, network: str, sync_id: str, after: str | None, task_seconds: float = TASK_SECONDS) -> dict:
+def load_accounts(c: HubbleSyncDeps, network: str, sync_id: str, after: str | None, task_seconds: float = TASK_SECONDS) -> dict:
     store = c.store
     state = store.get_sync_state(network)
     if state is None or state.sync_id != sync_id:

@@ -4,7 +4,7 @@ POST JSON `{"network"?: "public"|"testnet"}` (both networks when absent). For ea
 configured threshold it ranks from the balance index, writes the standing-change events and the
 new snapshot, and keeps `is_hva` right (common/hva.py). Then, as the hourly maintenance of the
 stats read models: the pipeline counters' reconciliation (common/stats/counters.py) and the
-refresh of stale fan-out summaries (common/stats/fanout.py), each in a bounded amount of work.
+refresh of stale fan-out summaries (common/lineage_view/fanout.py), each in a bounded amount of work.
 
 Every run records a cron health row (SUCCESS or FAILED). 200 when done; 503 when the run failed,
 so the scheduler retries; 401/403 for callers that are not the scheduler.
@@ -19,16 +19,18 @@ from flask import Request
 
 from common.domain import NETWORKS, CronRun, InvalidInput, as_utc, iso, validate_network
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
+from common.deps import ScheduledDeps
 
 log = logging.getLogger(__name__)
 JOB = "hva_recalc"
 SUMMARY_BUDGET_S = 20.0
 
 
-def run(c, networks: list[str], now: dt.datetime) -> dict:
+def run(c: ScheduledDeps, networks: list[str], now: dt.datetime) -> dict:
     """One recalculation (the handler's work, callable from the CLI and benchmarks)."""
     from common.hva import recalc_network
-    from common.stats import counters, fanout
+    from common.lineage_view import fanout
+    from common.stats import counters
 
     config = c.pipeline_config()
     thresholds = [int(t) for t in config.hva_thresholds]
@@ -39,7 +41,7 @@ def run(c, networks: list[str], now: dt.datetime) -> dict:
     return {"networks": results, "events_written": sum(r["events_written"] for r in results), "reconcile": reconcile, "summaries": summaries}
 
 
-def handle(request: Request, c) -> object:
+def handle(request: Request, c: ScheduledDeps) -> object:
     refused = internal_post_only(request, c.settings.internal_token, 'use POST with JSON {"network"?: "public"|"testnet"}')
     if refused is not None:
         return refused

@@ -39,7 +39,8 @@ from flask import Request
 
 from common import pipeline
 from common.config import ConfigError
-from common.domain import GENESIS_ACCOUNT, InvalidInput, life_fields, PipelineMode, PipelineSource, Status, validate_account_id, validate_network
+from common.domain import GENESIS_ACCOUNT, InvalidInput, life_fields, PipelineMode, PipelineSource, Status
+from common.handlers.worker import WorkerTask, give_back, parse_worker_task
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.hubble.cost_guard import CostGuard, GuardRefused, Limits
 from common.hubble.lineage import find_lives, parse_rows
@@ -55,25 +56,18 @@ from common.hubble.sql import (
     parse_state,
     state_query,
 )
+from common.deps import ProcessAccountDeps
 
 log = logging.getLogger(__name__)
 
 STAGE_HUBBLE = "hubble_lineage"
 STAGE_EXPANSION = "expansion"
 BATCH_READ = 1000  # Store.get_lineages batch limit
-ALLOWED_KEYS = {"network", "account", "purpose", "generation", "cursor"}
 YEAR = dt.timedelta(days=365.25)
 
 
-@dataclasses.dataclass(frozen=True)
-class Task:
-    network: str
-    account: str
-    generation: Any
-
-
 @dataclasses.dataclass
-class Outcome:
+class HubbleOutcome:
     status: str  # COMPLETE | HANDED_TO_API | SKIPPED | RETRY
     network: str
     account: str
@@ -104,22 +98,11 @@ class _Fallback(Exception):
 
 
 # ---------------------------------------------------------------------------------- HTTP
-def parse_task(params: dict) -> Task:
-    unknown = set(params) - ALLOWED_KEYS
-    if unknown:
-        raise InvalidInput("invalid_request", f"unknown field(s): {', '.join(sorted(unknown))}")
-    network = validate_network(params.get("network"))
-    account = validate_account_id(params.get("account"))
-    purpose = params.get("purpose", "lineage")
-    if purpose != "lineage":
-        raise InvalidInput("invalid_purpose", "process_account runs lineage tasks; enrich and children tasks go to api_fallback", "purpose")
-    generation = params.get("generation", 0)
-    if isinstance(generation, bool) or not isinstance(generation, (int, str)) or (isinstance(generation, str) and len(generation) > 200):
-        raise InvalidInput("invalid_generation", "generation must be an integer or a short string", "generation")
-    return Task(network, account, generation)
+def parse_task(params: dict) -> WorkerTask:
+    return parse_worker_task(params, ("lineage",), "process_account runs lineage tasks; enrich and children tasks go to api_fallback")
 
 
-def handle(request: Request, c) -> object:
+def handle(request: Request, c: ProcessAccountDeps) -> object:
     refused = internal_post_only(request, c.settings.internal_token, 'use POST {"network", "account", "purpose", "generation"}') \
         or schema_gate_response(c.schema_gate)
     if refused is not None:
@@ -135,9 +118,9 @@ def handle(request: Request, c) -> object:
 
 
 # ---------------------------------------------------------------------------------- the flow
-def process(c, network: str, account: str) -> Outcome:
+def process(c: ProcessAccountDeps, network: str, account: str) -> HubbleOutcome:
     """Claim and process one account. Never raises for Hubble or guard trouble; RETRY on our own."""
-    outcome = Outcome("SKIPPED", network, account)
+    outcome = HubbleOutcome("SKIPPED", network, account)
     claimed = False
     try:
         store = c.store
@@ -164,14 +147,11 @@ def process(c, network: str, account: str) -> Outcome:
         outcome.status = "RETRY"
         outcome.reason = f"{type(exc).__name__}: {exc}"[:500]
         if claimed:
-            try:
-                pipeline.release_for_retry(c, network, account, outcome.reason, claim_token=outcome.claim_token)
-            except Exception:  # noqa: BLE001 - still PROCESSING: reset_stale recovers it
-                log.warning("could not release %s/%s for retry", network, account, exc_info=True)
+            give_back(c, network, account, outcome.claim_token, outcome.reason)
         return outcome
 
 
-def _record_guard(outcome: Outcome, guard: CostGuard | None) -> None:
+def _record_guard(outcome: HubbleOutcome, guard: CostGuard | None) -> None:
     if guard is not None:
         outcome.queries = guard.stats.queries
         outcome.dry_runs = guard.stats.dry_runs
@@ -180,7 +160,7 @@ def _record_guard(outcome: Outcome, guard: CostGuard | None) -> None:
         outcome.cost_micro_usd = guard.stats.cost_micro_usd
 
 
-def _hand_over(c, outcome: Outcome, source: str, reason: str) -> Outcome:
+def _hand_over(c: ProcessAccountDeps, outcome: HubbleOutcome, source: str, reason: str) -> HubbleOutcome:
     rec = c.store.get_lineage(outcome.network, outcome.account)
     # The API path pages children its own way; our checkpoint would mean nothing to it.
     clear = {"children_cursor": None} if rec is not None and ChildCursor.is_hubble(rec.children_cursor) else {}
@@ -194,7 +174,7 @@ def _hand_over(c, outcome: Outcome, source: str, reason: str) -> Outcome:
     return outcome
 
 
-def _hubble_or_fallback(c, network: str):
+def _hubble_or_fallback(c: ProcessAccountDeps, network: str):
     """(hubble, tables) or raise _Fallback when this deployment has no Hubble for the network."""
     try:
         hubble = c.hubble
@@ -218,12 +198,12 @@ def _too_old(created: dt.datetime | None, now: dt.datetime, years: int) -> bool:
     return bool(years) and created is not None and now - created > years * YEAR
 
 
-def _enqueue_enrich(c, network: str, account: str, generation: Any) -> bool:
+def _enqueue_enrich(c: ProcessAccountDeps, network: str, account: str, generation: Any) -> bool:
     payload = pipeline.task_payload(network, account, "enrich", generation)
     return c.queue.enqueue(pipeline.API_QUEUE, payload, purpose="enrich", generation=generation)
 
 
-def _state_fields(c, network: str, account: str, state, now: dt.datetime) -> dict:
+def _state_fields(c: ProcessAccountDeps, network: str, account: str, state, now: dt.datetime) -> dict:
     """Lineage fields from an accounts_current row, keeping the balance index in step."""
     rec = c.store.get_lineage(network, account)
     old = rec.xlm_balance if rec else None
@@ -231,7 +211,7 @@ def _state_fields(c, network: str, account: str, state, now: dt.datetime) -> dic
     return {**state.lineage_fields(), "enriched_at": state.as_of or now}
 
 
-def _hubble_path(c, outcome: Outcome, config, mode: str) -> Outcome:
+def _hubble_path(c: ProcessAccountDeps, outcome: HubbleOutcome, config, mode: str) -> HubbleOutcome:
     network, account, store = outcome.network, outcome.account, c.store
     now = c.clock.now()
     guard = None
@@ -295,7 +275,7 @@ def _hubble_path(c, outcome: Outcome, config, mode: str) -> Outcome:
     return outcome
 
 
-def _lineage_and_children(c, guard: CostGuard, tables, rec, config, now: dt.datetime) -> dict:
+def _lineage_and_children(c: ProcessAccountDeps, guard: CostGuard, tables, rec, config, now: dt.datetime) -> dict:
     network, account, store = rec.network_name, rec.stellar_account, c.store
     state = None
     if account == GENESIS_ACCOUNT:
@@ -320,14 +300,14 @@ def _lineage_and_children(c, guard: CostGuard, tables, rec, config, now: dt.date
                   "creation_ledger": events[-1].ledger}
         if _too_old(first_created, now, int(config["api_age_filter_years"])):
             raise _Fallback("age_filter", f"created {first_created:%Y-%m-%d}, older than {config['api_age_filter_years']} years")
-    crawl = _crawl_children(c, guard, tables, rec, first_created, config, now)
+    crawl = _crawl_hubble_children(c, guard, tables, rec, first_created, config, now)
     fields.update(num_child_accounts=crawl["total"], children_complete=crawl["complete"], children_cursor=None,
                   children_gap=None if crawl["complete"] else "children_cap", children_visible_from=None)
     return {"fields": fields, "state": state, "enrich": crawl["enrich"]}
 
 
-def _crawl_children(c, guard: CostGuard, tables, rec, first_created: dt.datetime, config, now: dt.datetime) -> dict:
-    network, account, store = rec.network_name, rec.stellar_account, c.store
+def _crawl_hubble_children(c: ProcessAccountDeps, guard: CostGuard, tables, rec, first_created: dt.datetime, config, now: dt.datetime) -> dict:
+    network, account = rec.network_name, rec.stellar_account
     page_size = max(1, min(int(config["children_page_size_bq"]), MAX_PAGE_SIZE))
     cap = int(config["children_max"])
     enrich_cap = int(config["children_enrichment_cap"])
@@ -343,7 +323,7 @@ def _crawl_children(c, guard: CostGuard, tables, rec, first_created: dt.datetime
         size = min(page_size, cap - fetched)
         rows = guard.run(children_query(tables, network, account, cursor, now, size)).result.rows
         page = parse_rows(parse_children, network, account, rows, size)
-        _store_children(c, network, account, page.children, enrich, enrich_cap)
+        _store_hubble_children(c, network, account, page.children, enrich, enrich_cap)
         fetched += len(page.children)
         more = page.next_cursor is not None
         if more:
@@ -358,7 +338,7 @@ def _crawl_children(c, guard: CostGuard, tables, rec, first_created: dt.datetime
     return {"total": max(total, fetched), "complete": not more, "enrich": enrich}
 
 
-def _store_children(c, network: str, creator: str, children: list, enrich: list, enrich_cap: int) -> None:
+def _store_hubble_children(c: ProcessAccountDeps, network: str, creator: str, children: list, enrich: list, enrich_cap: int) -> None:
     """Edges, and a status-less lineage row per child with its (earliest known) creator."""
     store = c.store
     if not children:
@@ -384,7 +364,7 @@ def _store_children(c, network: str, creator: str, children: list, enrich: list,
             enrich.append(edge.child)
 
 
-def _refresh(c, outcome: Outcome, config, mode: str) -> Outcome:
+def _refresh(c: ProcessAccountDeps, outcome: HubbleOutcome, config, mode: str) -> HubbleOutcome:
     """RE_INQUIRY: lineage and children are stored; refresh the enrichment only."""
     network, account, store = outcome.network, outcome.account, c.store
     rec = store.get_lineage(network, account)

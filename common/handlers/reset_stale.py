@@ -38,6 +38,7 @@ from common import pipeline
 from common.domain import NETWORKS, CronRun, InvalidInput, PipelineSource, Status, as_utc, iso, validate_network
 from common.http import error_response, internal_post_only, invalid_input_response, json_response, request_params, schema_gate_response
 from common.queue.port import QUEUES, task_name
+from common.deps import ScheduledDeps
 
 log = logging.getLogger(__name__)
 JOB = "reset_stale"
@@ -113,7 +114,7 @@ def _owner_queue(rec) -> str:
     return pipeline.API_QUEUE if rec.pipeline_source in API_SOURCES else pipeline.LINEAGE_QUEUE
 
 
-def _enqueue(c, rec, now: dt.datetime, generation: Any = None) -> bool:
+def _enqueue(c: ScheduledDeps, rec, now: dt.datetime, generation: Any = None) -> bool:
     """Enqueue the row's work again on the queue that owns it (the row is PENDING or RE_INQUIRY).
     The generation defaults to the row's retry_count. True when this call created the task."""
     if _owner_queue(rec) == pipeline.LINEAGE_QUEUE:
@@ -128,7 +129,7 @@ def _minutes(delta: dt.timedelta) -> int:
 
 
 class Run:
-    def __init__(self, c, networks: list[str], now: dt.datetime, dry_run: bool):
+    def __init__(self, c: ScheduledDeps, networks: list[str], now: dt.datetime, dry_run: bool):
         self.c = c
         self.networks = networks
         self.now = now
@@ -271,7 +272,7 @@ class Run:
         }
 
 
-def run(c, networks: list[str], now: dt.datetime, dry_run: bool = False) -> dict[str, Any]:
+def run(c: ScheduledDeps, networks: list[str], now: dt.datetime, dry_run: bool = False) -> dict[str, Any]:
     """One pass (the handler's work; also callable from the CLI and tests)."""
     r = Run(c, networks, now, dry_run)
     r.lineage()
@@ -289,7 +290,7 @@ def _dry_run(raw: Any) -> bool:
     raise InvalidInput("invalid_dry_run", "dry_run must be true or false", "dry_run")
 
 
-def handle(request: Request, c) -> object:
+def handle(request: Request, c: ScheduledDeps) -> object:
     refused = internal_post_only(request, c.settings.internal_token, 'use POST with JSON {"network"?: "public"|"testnet", "dry_run"?: bool}')
     if refused is not None:
         return refused
@@ -326,7 +327,7 @@ def handle(request: Request, c) -> object:
     return json_response(body)
 
 
-def _record(c, run: CronRun) -> None:
+def _record(c: ScheduledDeps, run: CronRun) -> None:
     try:
         c.store.record_cron_run(run)
     except Exception:  # noqa: BLE001 - the store itself may be what failed

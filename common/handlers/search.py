@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sqlite3
 from typing import Any
 
 from flask import Request, Response
@@ -36,7 +35,9 @@ from common.addresses import normalize_account_input
 from common.config import ConfigError, ascii_number_text
 from common.domain import InvalidInput, Status, as_utc, iso, validate_network
 from common.http import JSON_TYPE, cors_headers, error_response, invalid_input_response, json_response, request_params, schema_unavailable, with_headers
-from common.ratelimit_clients import ClientRateLimiter, client_id, trusted_hops
+from common.ratelimit_clients import client_id, trusted_hops
+from common.store.port import StoreUnavailable
+from common.deps import SearchDeps
 
 log = logging.getLogger(__name__)
 
@@ -56,34 +57,25 @@ class _Unavailable(Exception):
         self.message = message
 
 
-def _options(c) -> dict[str, Any]:
-    def build() -> dict[str, Any]:
-        s = c.settings
-        out = {}
-        for name, default in (("SEARCH_POLL_AFTER_S", DEFAULT_POLL_AFTER_S), ("SEARCH_RENDER_MAX_AGE_S", DEFAULT_RENDER_MAX_AGE_S)):
-            raw = s.optional(name, default)
-            try:
-                out[name] = max(0, int(ascii_number_text(raw)))
-            except (TypeError, ValueError):
-                raise ConfigError(name, f"must be a whole number of seconds, got {raw!r}") from None
-        out["hops"] = trusted_hops(s)
-        return out
-
-    return c.extra("search_options", build)
-
-
-def limiter(c) -> ClientRateLimiter:
-    return c.extra("search_rate_limiter", lambda: ClientRateLimiter.from_settings(c.settings))
+def options_from_settings(settings) -> dict[str, Any]:
+    """SEARCH_POLL_AFTER_S, SEARCH_RENDER_MAX_AGE_S and the trusted proxy hops (built once, in bootstrap)."""
+    out = {}
+    for name, default in (("SEARCH_POLL_AFTER_S", DEFAULT_POLL_AFTER_S), ("SEARCH_RENDER_MAX_AGE_S", DEFAULT_RENDER_MAX_AGE_S)):
+        raw = settings.optional(name, default)
+        try:
+            out[name] = max(0, int(ascii_number_text(raw)))
+        except (TypeError, ValueError):
+            raise ConfigError(name, f"must be a whole number of seconds, got {raw!r}") from None
+    out["hops"] = trusted_hops(settings)
+    return out
 
 
 def _is_store_error(exc: BaseException) -> bool:
-    if isinstance(exc, (ConnectionError, TimeoutError, sqlite3.OperationalError)):
-        return True
-    return type(exc).__module__.split(".")[0] == "cassandra"
+    return isinstance(exc, (StoreUnavailable, ConnectionError, TimeoutError))
 
 
 # ---------------------------------------------------------------------------------- HTTP
-def handle(request: Request, c) -> Response:
+def handle(request: Request, c: SearchDeps) -> Response:
     cors = cors_headers(request, c.settings.cors_origins)
     try:
         resp = _handle(request, c)
@@ -101,14 +93,14 @@ def handle(request: Request, c) -> Response:
     return with_headers(resp, cors)
 
 
-def _handle(request: Request, c) -> Response:
+def _handle(request: Request, c: SearchDeps) -> Response:
     if request.method == "OPTIONS":
         resp = Response(status=204)
         resp.headers["Allow"] = ALLOWED_METHODS
         return resp
-    opts = _options(c)
+    opts = c.search_options
     who = client_id(request.remote_addr, request.headers.get("X-Forwarded-For"), opts["hops"])
-    allowed, retry_after = limiter(c).check(who, c.clock.monotonic())
+    allowed, retry_after = c.search_rate_limiter.check(who, c.clock.monotonic())
     if not allowed:
         return error_response(
             "rate_limited",
@@ -130,8 +122,8 @@ def _handle(request: Request, c) -> Response:
 
 
 # ---------------------------------------------------------------------------------- the flow
-def search(c, network: str, account: str, opts: dict[str, Any] | None = None) -> Response:
-    opts = opts or _options(c)
+def search(c: SearchDeps, network: str, account: str, opts: dict[str, Any] | None = None) -> Response:
+    opts = opts or c.search_options
     store = c.store
     now = as_utc(c.clock.now())
     ttl = dt.timedelta(hours=float(c.pipeline_config()["cache_ttl_hours"]))
@@ -191,7 +183,7 @@ def _raw_json(text: str, status: int = 200) -> Response:
     return resp
 
 
-def _complete(c, network: str, account: str, rec, entry, now: dt.datetime) -> Response:
+def _complete(c: SearchDeps, network: str, account: str, rec, entry, now: dt.datetime) -> Response:
     from common.lineage_view import lineage_view
 
     store = c.store
@@ -207,7 +199,7 @@ def _complete(c, network: str, account: str, rec, entry, now: dt.datetime) -> Re
     return _raw_json(text)
 
 
-def _terminal(c, network: str, account: str, rec, entry, now: dt.datetime) -> Response:
+def _terminal(c: SearchDeps, network: str, account: str, rec, entry, now: dt.datetime) -> Response:
     """INVALID: 404 account_not_found. FAILED: 409 lineage_failed with the last error."""
     if entry is None or entry.status != rec.status:
         c.store.put_search(network, account, status=rec.status, last_error=rec.last_error, updated_at=now, cached_json=None)

@@ -19,6 +19,7 @@ from flask import Request, Response, stream_with_context
 from common.config import ConfigError
 from common.domain import NETWORKS, InvalidInput, as_utc, iso, validate_account_id, validate_network
 from common.http import cors_headers, error_response, invalid_input_response, json_response, schema_unavailable, with_headers
+from common.deps import StatsDeps
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def parse_since(text: str) -> dt.datetime:
 
 
 # ------------------------------------------------------------------ routes
-def pipeline_stats(c, params: dict, now: dt.datetime) -> Response:
+def pipeline_stats(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     from common.stats.counters import pipeline_stats as stats_body
 
     networks = [_network(params)] if "network" in params else list(NETWORKS)
@@ -120,7 +121,7 @@ def pipeline_stats(c, params: dict, now: dt.datetime) -> Response:
     return json_response(body)
 
 
-def pending_accounts(c, params: dict, now: dt.datetime) -> Response:
+def pending_accounts(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     """PENDING, PROCESSING and RE_INQUIRY across the cache and the lineage: exactly 2 partition reads."""
     network = _network(params) if "network" in params else None
     limit = _int(params, "limit", 1000, 1, 10_000)
@@ -161,7 +162,7 @@ def _stage_json(s) -> dict[str, Any]:
     }
 
 
-def stage_executions(c, params: dict, now: dt.datetime) -> Response:
+def stage_executions(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     network, account = _network(params), _account(params)
     limit = _int(params, "limit", 100, 1, MAX_PAGE)
     stages = c.store.get_stage_executions(network, account, limit)
@@ -175,7 +176,7 @@ def stage_executions(c, params: dict, now: dt.datetime) -> Response:
     return json_response({"account": account, "network": network, "status": status, "stages": [_stage_json(s) for s in stages]})
 
 
-def account_lineage(c, params: dict, now: dt.datetime) -> Response:
+def account_lineage(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     from common.export import FORMATS, ExportNotFound, export_lineage
     from common.lineage_view import lineage_view
 
@@ -208,7 +209,7 @@ def account_lineage(c, params: dict, now: dt.datetime) -> Response:
     return json_response(body)
 
 
-def hva_leaderboard(c, params: dict, now: dt.datetime) -> Response:
+def hva_leaderboard(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     from common.hva import badges
 
     config = c.pipeline_config()
@@ -242,7 +243,7 @@ def hva_leaderboard(c, params: dict, now: dt.datetime) -> Response:
     )
 
 
-def hva_changes(c, params: dict, now: dt.datetime) -> Response:
+def hva_changes(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     config = c.pipeline_config()
     network = _network(params)
     threshold = _threshold(params, config)
@@ -276,7 +277,7 @@ def hva_changes(c, params: dict, now: dt.datetime) -> Response:
     )
 
 
-def query(c, params: dict, now: dt.datetime) -> Response:
+def query(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     from common.stats import query as qb
 
     if "table" not in params and "preset" not in params:
@@ -293,13 +294,13 @@ def query(c, params: dict, now: dt.datetime) -> Response:
     return json_response(qb.run_custom(c.store, network, params))
 
 
-def health(c, params: dict, now: dt.datetime) -> Response:
+def health(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     from common.stats.health import health as health_body
 
     return json_response(health_body(c, now))
 
 
-def config(c, params: dict, now: dt.datetime) -> Response:
+def config(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     from common.stats.query import LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN
 
     cfg = c.pipeline_config()
@@ -316,7 +317,7 @@ def config(c, params: dict, now: dt.datetime) -> Response:
     )
 
 
-def sync(c, params: dict, now: dt.datetime) -> Response:
+def sync(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     """The network's Hubble sync (one single-row read); NEVER_SYNCED when it never ran."""
     from common.stats.sync import sync_body
 
@@ -346,15 +347,13 @@ def route_of(path: str) -> str:
     return path
 
 
-def handle(request: Request, c) -> Response:
+def handle(request: Request, c: StatsDeps) -> Response:
     cors = cors_headers(request, tuple(c.settings.cors_origins))
     return with_headers(_dispatch(request, c), cors)
 
 
-def client_limits(c):
-    from common.stats.limits import StatsLimits
-
-    return c.extra("stats_client_limits", lambda: StatsLimits.from_settings(c.settings))
+def client_limits(c: StatsDeps):
+    return c.stats_limits
 
 
 def _limited(refusal) -> Response:
@@ -362,7 +361,7 @@ def _limited(refusal) -> Response:
                           details={"limit": refusal.limit})
 
 
-def _dispatch(request: Request, c) -> Response:
+def _dispatch(request: Request, c: StatsDeps) -> Response:
     path = route_of(request.path)
     if request.method == "OPTIONS":
         return Response(status=204)
@@ -379,7 +378,7 @@ def _dispatch(request: Request, c) -> Response:
     return _route(request, c, path)
 
 
-def _export(request: Request, c, limits, who: str) -> Response:
+def _export(request: Request, c: StatsDeps, limits, who: str) -> Response:
     """An export holds one of the client's and the instance's export slots until its stream ends."""
     started = limits.start_export(who, c.clock.monotonic())
     if not callable(started):
@@ -396,7 +395,7 @@ def _export(request: Request, c, limits, who: str) -> Response:
     return resp
 
 
-def _route(request: Request, c, path: str) -> Response:
+def _route(request: Request, c: StatsDeps, path: str) -> Response:
     fn = ROUTES.get(path)
     if fn is None:
         return error_response("not_found", f"no such route {path[:100]!r}; routes: {', '.join(ROUTES)}", 404)

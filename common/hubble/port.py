@@ -1,6 +1,6 @@
 """The Hubble port: Stellar's public BigQuery warehouse, or an embedded copy of its tables.
 
-One small interface for every engine (ARCHITECTURE section 3):
+One small interface for every engine (docs/architecture.md, "Ports and their adapters"):
 - `BigQueryHubble` (common/hubble/bigquery.py): google-cloud-bigquery, against BigQuery itself or
   the goccy BigQuery emulator (the same code path);
 - `DuckDBHubble` (common/hubble/duckdb_engine.py): DuckDB over Hubble-shaped tables loaded from

@@ -29,13 +29,10 @@ import re
 from decimal import Decimal
 from typing import Iterable
 
-from common.domain import ChildEdge, CreationEvent, InvalidInput, MergeEvent, as_utc, validate_account_id, validate_network
+from common.domain import NETWORK_START, ChildEdge, CreationEvent, InvalidInput, MergeEvent, as_utc, validate_account_id, validate_network
 from common.hubble.port import HubbleQuery, HubbleTables, QueryParam
 
 UTC = dt.timezone.utc
-# The public network's first ledger closed at 2015-09-30T16:46:54Z; no operation is older.
-# (Testnet is younger and reset from time to time, so the same bound is safe for it too.)
-NETWORK_START = {"public": dt.datetime(2015, 9, 30, 16, 46, 54, tzinfo=UTC), "testnet": dt.datetime(2015, 9, 30, 16, 46, 54, tzinfo=UTC)}
 # The upper bound is "now" plus a margin for clock skew between us and the ledger's close times.
 UPPER_MARGIN = dt.timedelta(minutes=10)
 CURSOR_PREFIX = "hubble:v1:"

@@ -19,9 +19,9 @@ import dataclasses
 import datetime as dt
 from typing import Iterable
 
-from common.domain import InvalidInput, MergeEvent, as_utc, is_valid_account_id, validate_network
+from common.domain import NETWORK_START, InvalidInput, MergeEvent, as_utc, is_valid_account_id, validate_network
 from common.hubble.port import HubbleQuery, HubbleTables, QueryParam
-from common.hubble.sql import NETWORK_START, amount, parse_state
+from common.hubble.sql import amount, parse_state
 from common.store.bulk import AccountStateRow, CreationEdge
 
 UTC = dt.timezone.utc

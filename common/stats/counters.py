@@ -14,7 +14,7 @@ The choice, and why:
   version (a Cassandra lightweight transaction), one transaction on SQLite. Applying a state that
   is already counted changes nothing, so retries, duplicate deliveries and concurrent syncs of
   the same account stay exact.
-* Hook: every status write goes through the Store port (`put_lineage`, `transition_lineage`,
+* Hook (part of the Store contract, common/store/counted_state.py): every status write goes through the Store port (`put_lineage`, `transition_lineage`,
   hence `claim` and everything in common/pipeline.py). The port marks the account dirty in an
   hour bucket *before* the write and syncs it *after*. A sync re-reads the lineage row after
   applying and repeats when the row changed meanwhile, so interleaved transitions converge on the
@@ -29,113 +29,30 @@ pipeline_source; `d:<YYYY-MM-DDTHH>:<SOURCE>` accounts currently COMPLETE whose 
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import time
-import zlib
 from typing import Any, Iterable
 
-from common.domain import NETWORKS, CronRun, Status, as_utc, iso
+from common.domain import NETWORKS, CronRun, as_utc, iso
+from common.store.counted_state import (  # noqa: F401 - the model, re-exported for readers of the totals
+    DIRTY_TTL_HOURS,
+    HOUR_FMT,
+    NO_SOURCE,
+    RETAIN_HOURS,
+    CountedState,
+    apply_delta,
+    hour_bucket,
+    merge,
+    parse_hour,
+    state_of,
+)
 
 log = logging.getLogger(__name__)
 
-SHARDS = 16  # fixed: changing it needs a rebuild of pipeline_state
-COUNTS_KEY = "~counts"  # sorts after every G... account id
-HOUR_FMT = "%Y-%m-%dT%H"
-RETAIN_HOURS = 48  # completion-hour buckets kept in the totals
-WINDOW_HOURS = 24
-SYNC_ROUNDS = 8
 RECONCILE_JOB = "pipeline_stats_reconcile"
-DIRTY_TTL_HOURS = 72  # markers expire after this (Cassandra TTL; SQLite prunes)
 RECONCILE_MAX_ACCOUNTS = 100_000
-NO_SOURCE = "-"
-
-
-def shard_of(account: str) -> int:
-    return zlib.crc32(account.encode("ascii")) % SHARDS
-
-
-def hour_bucket(when: dt.datetime) -> str:
-    return as_utc(when).strftime(HOUR_FMT)
-
-
-def parse_hour(bucket: str) -> dt.datetime:
-    return dt.datetime.strptime(bucket, HOUR_FMT).replace(tzinfo=dt.timezone.utc)
-
-
-@dataclasses.dataclass(frozen=True)
-class CountedState:
-    status: str
-    pipeline_source: str | None
-    completed_hour: str | None
-
-    def as_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def state_of(rec) -> CountedState | None:
-    """What is counted for one lineage row (None: not counted: absent, or known but never searched)."""
-    if rec is None or rec.status is None:
-        return None
-    completed = None
-    if rec.status == Status.COMPLETE.value:
-        when = rec.last_pipeline_attempt or rec.updated_at
-        completed = hour_bucket(when) if when else None
-    return CountedState(rec.status, rec.pipeline_source, completed)
-
-
-def state_from_row(row: dict | None) -> CountedState | None:
-    if not row or row.get("status") is None:
-        return None
-    return CountedState(row["status"], row.get("pipeline_source"), row.get("completed_hour"))
-
-
-def _contributions(state: CountedState | None) -> list[str]:
-    if state is None:
-        return []
-    keys = [f"s:{state.status}"]
-    if state.pipeline_source:
-        keys.append(f"p:{state.pipeline_source}")
-    if state.completed_hour:
-        keys.append(f"d:{state.completed_hour}:{state.pipeline_source or NO_SOURCE}")
-    return keys
-
-
-def apply_delta(counts: dict[str, int], old: CountedState | None, new: CountedState | None) -> dict[str, int]:
-    """New totals after one account's counted state goes from `old` to `new` (pure)."""
-    out = dict(counts)
-    for key in _contributions(old):
-        if key in out:  # a completion hour older than RETAIN_HOURS may have been pruned already
-            out[key] -= 1
-            if out[key] <= 0:
-                del out[key]
-    for key in _contributions(new):
-        out[key] = out.get(key, 0) + 1
-    hours = [k[2:15] for k in out if k.startswith("d:")]
-    if hours:
-        oldest = hour_bucket(parse_hour(max(hours)) - dt.timedelta(hours=RETAIN_HOURS))
-        for key in [k for k in out if k.startswith("d:") and k[2:15] < oldest]:
-            del out[key]
-    return out
-
-
-def sync(store, network: str, account: str) -> bool:
-    """Make the counted state of one account equal its lineage row. True when it converged."""
-    for _ in range(SYNC_ROUNDS):
-        target = state_of(store._get_lineage(network, account))
-        store._apply_pipeline_state(network, shard_of(account), account, target, apply_delta)
-        if state_of(store._get_lineage(network, account)) == target:
-            return True
-    return False  # still moving: the dirty marker stays and the reconciler finishes the job
-
-
-def merge(rows: Iterable[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for counts in rows:
-        for k, v in counts.items():
-            total[k] = total.get(k, 0) + int(v)
-    return total
+WINDOW_HOURS = 24
 
 
 def window_hours(now: dt.datetime, hours: int = WINDOW_HOURS) -> list[str]:
@@ -216,7 +133,7 @@ def reconcile(store, now: dt.datetime, networks: Iterable[str] = NETWORKS, max_a
                 complete = False
                 break
             for account in accounts:
-                if not sync(store, network, account):
+                if not store.sync_pipeline_state(network, account):
                     unconverged += 1
                 synced += 1
             reached = hour

@@ -12,12 +12,13 @@ from typing import Any
 from common.domain import iso
 from common.queue.rates import EXPERT_CALLS_PER_TASK, HORIZON_CALLS_PER_TASK, api_fallback_limits
 from common.stats.counters import RECONCILE_JOB
+from common.deps import StatsDeps
 
 # Scheduled jobs and how long each may go without a successful run before /health degrades.
 CRON_JOBS = {"hva_recalc": dt.timedelta(hours=3), "reset_stale": dt.timedelta(hours=1), RECONCILE_JOB: dt.timedelta(hours=3)}
 
 
-def _schema(c) -> dict[str, Any]:
+def _schema(c: StatsDeps) -> dict[str, Any]:
     from common.store.migrations import verify
 
     r = verify(c.store)
@@ -30,7 +31,7 @@ def _schema(c) -> dict[str, Any]:
     }
 
 
-def _cron(c, now: dt.datetime) -> tuple[dict[str, Any], bool]:
+def _cron(c: StatsDeps, now: dt.datetime) -> tuple[dict[str, Any], bool]:
     out, ok = {}, True
     for job, max_gap in CRON_JOBS.items():
         runs = c.store.get_cron_runs(job, 1)
@@ -50,7 +51,7 @@ def _rate_limiters(config) -> dict[str, Any]:
 
     These are the configured figures: each function instance has its own in-process limiter, so
     the stats function cannot observe another process's counters; the queue's dispatch rate is
-    the global guard (ARCHITECTURE section 1)."""
+    the global guard (docs/architecture.md)."""
     pct = float(config["upstream_rate_pct"])
     horizon = float(config["horizon_max_per_hour"])
     expert = float(config["expert_max_per_minute"])
@@ -75,7 +76,7 @@ def _rate_limiters(config) -> dict[str, Any]:
     }
 
 
-def _bigquery(c, config, now: dt.datetime) -> tuple[dict[str, Any], bool]:
+def _bigquery(c: StatsDeps, config, now: dt.datetime) -> tuple[dict[str, Any], bool]:
     month = now.strftime("%Y-%m")
     spent = Decimal(c.store.month_spend_micro_usd(month)) / Decimal(1_000_000)
     budget = config.decimal("monthly_budget_usd")
@@ -91,7 +92,7 @@ def _bigquery(c, config, now: dt.datetime) -> tuple[dict[str, Any], bool]:
     )
 
 
-def health(c, now: dt.datetime) -> dict[str, Any]:
+def health(c: StatsDeps, now: dt.datetime) -> dict[str, Any]:
     from common.config import PipelineConfig
 
     reachable = False

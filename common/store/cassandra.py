@@ -40,7 +40,7 @@ from common.domain import (
     as_utc,
 )
 from common.store import bulk, codec
-from common.store.port import SPEND_TOTAL_ROW, Store
+from common.store.port import SPEND_TOTAL_ROW, Store, StoreUnavailable
 from common.store.schema import alter_add
 
 MIGRATIONS_TABLE = "schema_migrations"
@@ -59,7 +59,7 @@ BULK_PARTITIONS_PER_BATCH = 10  # partitions per unlogged batch (Cassandra warns
 BULK_KEYS_PER_READ = 20  # partition keys per IN read (Astra refuses long IN lists)
 
 
-class CassandraUnavailable(ConnectionError):
+class CassandraUnavailable(StoreUnavailable):
     """The cluster (or the keyspace) cannot be reached; the message says which and where."""
 
 
@@ -69,6 +69,14 @@ def _now_utc() -> dt.datetime:
 
 class CassandraStore(Store):
     backend = "cassandra"
+
+    @property
+    def unavailable_errors(self) -> tuple[type[BaseException], ...]:
+        # the driver is imported on first use (clients are created lazily)
+        from cassandra import OperationTimedOut, RequestExecutionException
+        from cassandra.cluster import NoHostAvailable
+
+        return (RequestExecutionException, OperationTimedOut, NoHostAvailable)
 
     def __init__(self, settings: Settings, request_timeout_s: float = 30.0, connect_timeout_s: float = 15.0):
         self.settings = settings
@@ -709,11 +717,11 @@ class CassandraStore(Store):
 
         return gen()
 
-    # ------------------------------------------------------------ exact pipeline counters (common/stats/counters.py)
+    # ------------------------------------------------------------ exact pipeline counters (common/store/counted_state.py)
     def _apply_pipeline_state(self, network: str, shard: int, account: str, state: Any, delta) -> None:
         """One single-partition conditional batch: the account's counted state and the shard's
         totals row change together, conditional on the totals' version (a lost race re-reads)."""
-        from common.stats.counters import COUNTS_KEY, state_from_row
+        from common.store.counted_state import COUNTS_KEY, state_from_row
 
         key = [network, shard]
         for _ in range(10_000):
@@ -786,7 +794,7 @@ class CassandraStore(Store):
         return self._sess().execute(batch)
 
     def _read_pipeline_counts(self, network: str, shards: list[int]) -> list[dict[str, int]]:
-        from common.stats.counters import COUNTS_KEY
+        from common.store.counted_state import COUNTS_KEY
 
         results = self._run_many(
             "SELECT counts FROM pipeline_state WHERE network_name = ? AND shard = ? AND stellar_account = ?",
@@ -795,7 +803,7 @@ class CassandraStore(Store):
         return [json.loads(r["counts"]) for rows in results for r in rows if r["counts"]]
 
     def _mark_stats_dirty(self, network: str, bucket: str, account: str, marked_at: dt.datetime) -> None:
-        from common.stats.counters import DIRTY_TTL_HOURS
+        from common.store.counted_state import DIRTY_TTL_HOURS
 
         self._run(
             "INSERT INTO pipeline_state_dirty (network_name, bucket, stellar_account, marked_at) VALUES (?, ?, ?, ?) USING TTL ?",

@@ -9,9 +9,12 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import functools
+import inspect
 import json
 import logging
 import re
+import threading
 import uuid
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -43,7 +46,7 @@ from common.domain import (
     validate_network,
     validate_page_size,
 )
-from common.store import bulk
+from common.store import bulk, counted_state
 
 KINDS = ("cache", "lineage")
 LEDGER_ANCHOR_BUCKET = 1 << 17  # about a week of ledgers
@@ -92,12 +95,58 @@ class SchemaBehind(RuntimeError):
         self.missing_columns = missing_columns
 
 
-class Store(abc.ABC):
-    """Persistence for lineage, pipeline state, HVA data, configuration and spend."""
+class StoreUnavailable(ConnectionError):
+    """The store did not answer (down, timed out, overloaded): the caller retries later.
 
-    backend: str = "abstract"
+    Adapters name their driver's errors of that kind in `unavailable_errors`; every public store
+    method raises this instead, so handlers never see a driver's exception types."""
 
-    # ------------------------------------------------------------ lifecycle / schema
+
+_CALL_DEPTH = threading.local()
+
+
+def _translating(func: Callable, errors: Callable[[Any], tuple]) -> Callable:
+    """Wrap a public store method: the outermost call turns the adapter's unavailable errors into
+    StoreUnavailable (inner calls pass them through, so an adapter can still catch its own)."""
+    if inspect.isgeneratorfunction(func):
+        @functools.wraps(func)
+        def gen_wrapper(self, *args, **kwargs):
+            it = func(self, *args, **kwargs)
+            while True:
+                try:
+                    with _outermost(self, errors):
+                        item = next(it)
+                except StopIteration:
+                    return
+                yield item
+        wrapper = gen_wrapper
+    else:
+        @functools.wraps(func)
+        def wrapper(self, *args, **kwargs):
+            with _outermost(self, errors):
+                return func(self, *args, **kwargs)
+    wrapper.__store_translated__ = True
+    return wrapper
+
+
+class _outermost:
+    def __init__(self, store, errors):
+        self.store, self.errors = store, errors
+
+    def __enter__(self):
+        _CALL_DEPTH.n = getattr(_CALL_DEPTH, "n", 0) + 1
+
+    def __exit__(self, kind, exc, tb):
+        _CALL_DEPTH.n -= 1
+        if exc is None or _CALL_DEPTH.n or isinstance(exc, StoreUnavailable):
+            return False
+        if isinstance(exc, self.errors(self.store)):
+            raise StoreUnavailable(f"{self.store.backend} store unavailable: {type(exc).__name__}: {exc}") from exc
+        return False
+
+class SchemaPort(abc.ABC):
+    """The schema's bookkeeping: migrations applied, columns present, liveness."""
+
     @abc.abstractmethod
     def close(self) -> None: ...
 
@@ -120,7 +169,47 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def record_migration(self, version: str, name: str, checksum: str) -> None: ...
 
-    # ------------------------------------------------------------ search cache
+
+class StatusRowsPort(abc.ABC):
+    """Rows that carry a pipeline status (search cache, lineage) and the index of active ones."""
+
+    def list_active(self, kind: str, limit: int = 1000) -> list[dict]:
+        """Rows in PENDING/PROCESSING/RE_INQUIRY for kind 'cache' or 'lineage': one partition read."""
+        if kind not in KINDS:
+            raise InvalidInput("invalid_kind", f"kind must be one of {', '.join(KINDS)}", "kind")
+        validate_page_size(limit, 10_000)
+        return self._list_active(kind, limit)
+
+    def _sync_active(self, kind: str, network: str, account: str, fields: dict) -> None:
+        status = fields.get("status")
+        if status is None:
+            return
+        if status in ACTIVE_STATUSES:
+            self._put_active(kind, network, account, status, fields.get("updated_at"))
+        else:
+            self._delete_active(kind, network, account)
+
+    @abc.abstractmethod
+    def _put_row(self, table: str, network: str, account: str, fields: dict) -> None: ...
+
+    @abc.abstractmethod
+    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict,
+                         fence: str | None = None) -> bool:
+        """Write `fields` iff the status is in `expected` (and, with a fence, claim_token == fence)."""
+
+    @abc.abstractmethod
+    def _put_active(self, kind: str, network: str, account: str, status: str, updated_at: dt.datetime | None) -> None: ...
+
+    @abc.abstractmethod
+    def _delete_active(self, kind: str, network: str, account: str) -> None: ...
+
+    @abc.abstractmethod
+    def _list_active(self, kind: str, limit: int) -> list[dict]: ...
+
+
+class SearchCachePort(StatusRowsPort, abc.ABC):
+    """The search cache: one row per searched account and its status."""
+
     def get_search(self, network: str, account: str) -> SearchCacheEntry | None:
         return self._get_search(validate_network(network), validate_account_id(account))
 
@@ -150,7 +239,79 @@ class Store(abc.ABC):
             self._sync_active("cache", network, account, fields)
         return won
 
-    # ------------------------------------------------------------ lineage
+    @abc.abstractmethod
+    def _get_search(self, network: str, account: str) -> SearchCacheEntry | None: ...
+
+
+class PipelineCountersPort(abc.ABC):
+    """Exact pipeline counters (common/store/counted_state.py): totals per status and source.
+
+    The lineage writes of LineagePort keep them exact; this port reads them and repairs them."""
+
+    def _sync_counted(self, network: str, account: str) -> None:
+        """After a status write: bring the counted state in line. A failure here never fails the
+        write that succeeded; the dirty marker written before it lets the reconciler finish."""
+        try:
+            self._converge_counted_state(network, account)
+        except Exception:  # noqa: BLE001 - logged; repaired by common.stats.counters.reconcile
+            logging.getLogger(__name__).warning("pipeline counter sync failed for %s/%s", network, account, exc_info=True)
+
+    def _converge_counted_state(self, network: str, account: str) -> bool:
+        """Apply the lineage row's counted state; re-read and repeat while the row moves meanwhile."""
+        for _ in range(counted_state.SYNC_ROUNDS):
+            target = counted_state.state_of(self._get_lineage(network, account))
+            self._apply_pipeline_state(network, counted_state.shard_of(account), account, target, counted_state.apply_delta)
+            if counted_state.state_of(self._get_lineage(network, account)) == target:
+                return True
+        return False  # still moving: the dirty marker stays and the reconciler finishes the job
+
+    def sync_pipeline_state(self, network: str, account: str) -> bool:
+        """Make one account's counted state equal its lineage row (idempotent). True when converged."""
+        return self._converge_counted_state(validate_network(network), validate_account_id(account))
+
+    def get_pipeline_counts(self, network: str) -> dict[str, int]:
+        """The network's exact totals (sum of every shard's counts row): SHARDS single-row reads."""
+        validate_network(network)
+        return counted_state.merge(self._read_pipeline_counts(network, list(range(counted_state.SHARDS))))
+
+    def stats_dirty_accounts(self, network: str, bucket: str, limit: int = 1_000_000) -> list[str]:
+        """Accounts whose lineage status was written in hour `bucket` (YYYY-MM-DDTHH): one partition."""
+        validate_network(network)
+        _check_hour_bucket(bucket)
+        validate_page_size(limit, 1_000_000)
+        return self._read_stats_dirty(network, bucket, limit)
+
+    def prune_stats_dirty(self, network: str, before_bucket: str) -> None:
+        """Forget dirty markers of hours before `before_bucket` (Cassandra: their TTL does it)."""
+        self._prune_stats_dirty(validate_network(network), _check_hour_bucket(before_bucket))
+
+    @abc.abstractmethod
+    def _get_lineage(self, network: str, account: str) -> LineageRecord | None: ...
+
+    @abc.abstractmethod
+    def _apply_pipeline_state(self, network: str, shard: int, account: str, state: Any, delta: Callable) -> None:
+        """Atomically (one partition: conditional batch / transaction): read the shard's counts row
+        and the account's counted state `old`; unless old == state, write state and
+        delta(counts, old, state) together. Retry on a lost race; states are CountedState|None."""
+
+    @abc.abstractmethod
+    def _read_pipeline_counts(self, network: str, shards: list[int]) -> list[dict[str, int]]: ...
+
+    @abc.abstractmethod
+    def _mark_stats_dirty(self, network: str, bucket: str, account: str, marked_at: dt.datetime) -> None: ...
+
+    @abc.abstractmethod
+    def _read_stats_dirty(self, network: str, bucket: str, limit: int) -> list[str]: ...
+
+    @abc.abstractmethod
+    def _prune_stats_dirty(self, network: str, before_bucket: str) -> None: ...
+
+
+class LineagePort(StatusRowsPort, PipelineCountersPort, abc.ABC):
+    """Lineage rows and their pipeline state: claims, fenced writes, transitions.
+
+    Every status write here also marks and syncs the account's counted state (PipelineCountersPort)."""
+
     def get_lineage(self, network: str, account: str) -> LineageRecord | None:
         return self._get_lineage(validate_network(network), validate_account_id(account))
 
@@ -229,7 +390,13 @@ class Store(abc.ABC):
             self._sync_counted(network, account)
         return won
 
-    # ------------------------------------------------------------ creation events and children
+    @abc.abstractmethod
+    def _get_lineages(self, network: str, accounts: list[str]) -> dict[str, LineageRecord]: ...
+
+
+class CreationEventsPort(abc.ABC):
+    """Creation events, merge events and ledger anchors (ledger -> close time points)."""
+
     def add_creation_event(self, event: CreationEvent) -> None:
         validate_network(event.network_name)
         validate_account_id(event.stellar_account)
@@ -268,6 +435,28 @@ class Store(abc.ABC):
         rows = self._get_ledger_anchors(validate_network(network))
         return sorted((int(r["ledger"]), as_utc(r["closed_at"])) for r in rows)
 
+    @abc.abstractmethod
+    def _add_creation_event(self, event: CreationEvent) -> None: ...
+
+    @abc.abstractmethod
+    def _get_creation_events(self, network: str, account: str) -> list[CreationEvent]: ...
+
+    @abc.abstractmethod
+    def _add_merge_event(self, event: MergeEvent) -> None: ...
+
+    @abc.abstractmethod
+    def _get_merge_events(self, network: str, account: str) -> list[MergeEvent]: ...
+
+    @abc.abstractmethod
+    def _put_ledger_anchors(self, network: str, rows: list[dict]) -> None: ...
+
+    @abc.abstractmethod
+    def _get_ledger_anchors(self, network: str) -> list[dict]: ...
+
+
+class ChildrenPort(abc.ABC):
+    """The children of a creator, one partition per creator, in pages."""
+
     def add_children(self, network: str, creator: str, children: Sequence[ChildEdge]) -> None:
         """Idempotent: a child already stored is overwritten, never duplicated."""
         validate_network(network)
@@ -297,50 +486,16 @@ class Store(abc.ABC):
                 return
             cursor = page.next_cursor
 
-    # ------------------------------------------------------------ active work (pending accounts)
-    def list_active(self, kind: str, limit: int = 1000) -> list[dict]:
-        """Rows in PENDING/PROCESSING/RE_INQUIRY for kind 'cache' or 'lineage': one partition read."""
-        if kind not in KINDS:
-            raise InvalidInput("invalid_kind", f"kind must be one of {', '.join(KINDS)}", "kind")
-        validate_page_size(limit, 10_000)
-        return self._list_active(kind, limit)
+    @abc.abstractmethod
+    def _add_children(self, network: str, creator: str, children: list[ChildEdge]) -> None: ...
 
-    # ------------------------------------------------------------ exact pipeline counters (common/stats/counters.py)
-    def _sync_counted(self, network: str, account: str) -> None:
-        """After a status write: bring the counted state in line. A failure here never fails the
-        write that succeeded; the dirty marker written before it lets the reconciler finish."""
-        from common.stats import counters
+    @abc.abstractmethod
+    def _get_children_page(self, network: str, creator: str, after: str | None, limit: int) -> Page: ...
 
-        try:
-            counters.sync(self, network, account)
-        except Exception:  # noqa: BLE001 - logged; repaired by counters.reconcile
-            logging.getLogger(__name__).warning("pipeline counter sync failed for %s/%s", network, account, exc_info=True)
 
-    def sync_pipeline_state(self, network: str, account: str) -> bool:
-        """Make one account's counted state equal its lineage row (idempotent). True when converged."""
-        from common.stats import counters
+class ChildrenSummaryPort(abc.ABC):
+    """The precomputed landing views of huge fan-outs (common/lineage_view/fanout.py)."""
 
-        return counters.sync(self, validate_network(network), validate_account_id(account))
-
-    def get_pipeline_counts(self, network: str) -> dict[str, int]:
-        """The network's exact totals (sum of every shard's counts row): SHARDS single-row reads."""
-        from common.stats import counters
-
-        validate_network(network)
-        return counters.merge(self._read_pipeline_counts(network, list(range(counters.SHARDS))))
-
-    def stats_dirty_accounts(self, network: str, bucket: str, limit: int = 1_000_000) -> list[str]:
-        """Accounts whose lineage status was written in hour `bucket` (YYYY-MM-DDTHH): one partition."""
-        validate_network(network)
-        _check_hour_bucket(bucket)
-        validate_page_size(limit, 1_000_000)
-        return self._read_stats_dirty(network, bucket, limit)
-
-    def prune_stats_dirty(self, network: str, before_bucket: str) -> None:
-        """Forget dirty markers of hours before `before_bucket` (Cassandra: their TTL does it)."""
-        self._prune_stats_dirty(validate_network(network), _check_hour_bucket(before_bucket))
-
-    # ------------------------------------------------------------ children summaries (common/stats/fanout.py)
     def put_children_summary(self, network: str, creator: str, summary: dict, computed_at: dt.datetime) -> None:
         """Store the precomputed landing view of a creator's children (one row) and index it:
         count, histogram, top-N, and (optional keys) first_page, first_page_next, ancestors, landing_at."""
@@ -389,12 +544,18 @@ class Store(abc.ABC):
         validate_page_size(limit, 100_000)
         return self._list_children_summaries(network, limit)
 
-    # ------------------------------------------------------------ bounded leaderboard read, bulk balances
-    def get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
-        """The first `limit` ranks of one leaderboard snapshot (a bounded partition read)."""
-        validate_network(network)
-        validate_page_size(limit, 10_000)
-        return self._get_leaderboard_top(network, int(threshold), limit)
+    @abc.abstractmethod
+    def _put_children_summary(self, network: str, creator: str, row: dict) -> None: ...
+
+    @abc.abstractmethod
+    def _get_children_summary(self, network: str, creator: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def _list_children_summaries(self, network: str, limit: int) -> list[dict]: ...
+
+
+class BalanceIndexPort(abc.ABC):
+    """The XLM balance index by order of magnitude (hva_recalc reads it, never the lineage table)."""
 
     def put_balances(self, network: str, rows: Sequence[tuple[str, Decimal]]) -> None:
         """Bulk path for the balance index (backfill, benchmarks): accounts not indexed before."""
@@ -408,38 +569,6 @@ class Store(abc.ABC):
         if batch:
             self._put_balances(network, batch)
 
-    def _sync_active(self, kind: str, network: str, account: str, fields: dict) -> None:
-        status = fields.get("status")
-        if status is None:
-            return
-        if status in ACTIVE_STATUSES:
-            self._put_active(kind, network, account, status, fields.get("updated_at"))
-        else:
-            self._delete_active(kind, network, account)
-
-    # ------------------------------------------------------------ stage executions
-    def record_stage(self, execution: StageExecution) -> None:
-        validate_network(execution.network_name)
-        validate_account_id(execution.stellar_account)
-        self._record_stage(execution)
-
-    def get_stage_executions(self, network: str, account: str, limit: int = 100) -> list[StageExecution]:
-        validate_network(network)
-        validate_account_id(account)
-        validate_page_size(limit)
-        return self._get_stage_executions(network, account, limit)
-
-    # ------------------------------------------------------------ cron health
-    def record_cron_run(self, run: CronRun) -> None:
-        if not run.job_name or not isinstance(run.job_name, str):
-            raise InvalidInput("invalid_job", "job_name is required", "job_name")
-        self._record_cron_run(run)
-
-    def get_cron_runs(self, job_name: str, limit: int = 20) -> list[CronRun]:
-        validate_page_size(limit)
-        return self._get_cron_runs(job_name, limit)
-
-    # ------------------------------------------------------------ balance index and HVA
     def set_balance(self, network: str, account: str, new: Decimal | None, old: Decimal | None) -> None:
         """Keep the balance index in step with an account's XLM balance (old is the stored one)."""
         validate_network(network)
@@ -463,6 +592,31 @@ class Store(abc.ABC):
                     out.append((account, bal))
         out.sort(key=lambda ab: (-ab[1], ab[0]))
         return out
+
+    @abc.abstractmethod
+    def _put_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
+
+    @abc.abstractmethod
+    def _delete_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
+
+    @abc.abstractmethod
+    def _read_balance_bucket(self, network: str, magnitude: int) -> Iterable[tuple[str, Decimal]]: ...
+
+    @abc.abstractmethod
+    def _put_balances(self, network: str, rows: list[tuple[int, Decimal, str]]) -> None: ...
+
+
+_COUNTED_FIELDS = ("status", "pipeline_source", "last_pipeline_attempt")
+
+
+class HvaPort(abc.ABC):
+    """HVA leaderboards and their rank-change events."""
+
+    def get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
+        """The first `limit` ranks of one leaderboard snapshot (a bounded partition read)."""
+        validate_network(network)
+        validate_page_size(limit, 10_000)
+        return self._get_leaderboard_top(network, int(threshold), limit)
 
     def get_leaderboard(self, network: str, threshold: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]:
         validate_network(network)
@@ -490,7 +644,68 @@ class Store(abc.ABC):
     def get_hva_events_for_account(self, network: str, account: str, day: dt.date) -> list[HvaEvent]:
         return self._get_hva_events_for_account(validate_network(network), validate_account_id(account), day)
 
-    # ------------------------------------------------------------ configuration
+    @abc.abstractmethod
+    def _get_leaderboard(self, network: str, threshold: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]: ...
+
+    @abc.abstractmethod
+    def _put_leaderboard(self, network: str, threshold: int, entries: list[LeaderboardEntry], snapshot_at: dt.datetime) -> None: ...
+
+    @abc.abstractmethod
+    def _add_hva_events(self, events: list[HvaEvent]) -> None: ...
+
+    @abc.abstractmethod
+    def _get_hva_events(self, network: str, threshold: int, since: dt.datetime, until: dt.datetime, limit: int) -> list[HvaEvent]: ...
+
+    @abc.abstractmethod
+    def _get_hva_events_for_account(self, network: str, account: str, day: dt.date) -> list[HvaEvent]: ...
+
+    @abc.abstractmethod
+    def _get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]: ...
+
+
+class StageExecutionsPort(abc.ABC):
+    """What each pipeline stage did for an account."""
+
+    def record_stage(self, execution: StageExecution) -> None:
+        validate_network(execution.network_name)
+        validate_account_id(execution.stellar_account)
+        self._record_stage(execution)
+
+    def get_stage_executions(self, network: str, account: str, limit: int = 100) -> list[StageExecution]:
+        validate_network(network)
+        validate_account_id(account)
+        validate_page_size(limit)
+        return self._get_stage_executions(network, account, limit)
+
+    @abc.abstractmethod
+    def _record_stage(self, execution: StageExecution) -> None: ...
+
+    @abc.abstractmethod
+    def _get_stage_executions(self, network: str, account: str, limit: int) -> list[StageExecution]: ...
+
+
+class CronHealthPort(abc.ABC):
+    """Runs of the scheduled jobs."""
+
+    def record_cron_run(self, run: CronRun) -> None:
+        if not run.job_name or not isinstance(run.job_name, str):
+            raise InvalidInput("invalid_job", "job_name is required", "job_name")
+        self._record_cron_run(run)
+
+    def get_cron_runs(self, job_name: str, limit: int = 20) -> list[CronRun]:
+        validate_page_size(limit)
+        return self._get_cron_runs(job_name, limit)
+
+    @abc.abstractmethod
+    def _record_cron_run(self, run: CronRun) -> None: ...
+
+    @abc.abstractmethod
+    def _get_cron_runs(self, job_name: str, limit: int) -> list[CronRun]: ...
+
+
+class ConfigPort(abc.ABC):
+    """Run-time configuration (pipeline_config)."""
+
     def get_config(self) -> dict[str, Any]:
         return self._get_config()
 
@@ -500,7 +715,16 @@ class Store(abc.ABC):
         parsed = parse_config_value(key, value)  # ValueError for unknown keys / bad values
         self._set_config(key, parsed, as_utc(now))
 
-    # ------------------------------------------------------------ BigQuery spend
+    @abc.abstractmethod
+    def _get_config(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def _set_config(self, key: str, value: Any, now: dt.datetime) -> None: ...
+
+
+class SpendLedgerPort(abc.ABC):
+    """The BigQuery spend ledger: monthly totals, reservations, billed jobs."""
+
     # The month's total and its reservations live in one partition (bigquery_spend_reservations):
     # a reservation is a row with its own id, written together with the total (one transaction /
     # one conditional batch), so a write whose outcome was unknown is resolved by reading that id.
@@ -605,7 +829,42 @@ class Store(abc.ABC):
         validate_page_size(limit)
         return self._get_spend_ledger(_check_month(month), limit)
 
-    # ------------------------------------------------------------ bounded scans (query builder, stats)
+    @abc.abstractmethod
+    def _get_spend_total(self, month: str) -> dict | None:
+        """The month's total row (spent_micro_usd, version, open_reservations), or None."""
+
+    @abc.abstractmethod
+    def _legacy_month_spend(self, month: str) -> int:
+        """The month's total as kept before reservations (bigquery_budget), 0 when absent."""
+
+    @abc.abstractmethod
+    def _get_spend_reservation(self, month: str, reservation_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def _reserve_spend(self, month: str, row: dict, budget_micro_usd: int) -> bool:
+        """Atomically: unless the reservation row exists already (then True), add its charge to the
+        month's total (seeded from _legacy_month_spend) iff the total stays within budget, insert
+        the row and list its id as open. A write with an unknown outcome is resolved by reading
+        the row back (its `last_op`)."""
+
+    @abc.abstractmethod
+    def _update_spend_reservation(
+        self, month: str, reservation_id: str, expect_state: str, expect_charged: int, fields: dict, delta: int, close: bool
+    ) -> bool:
+        """Atomically: iff the reservation still has expect_state and expect_charged, write `fields`,
+        move the total by delta and (close) drop the id from the open ones. False when it had changed."""
+
+    @abc.abstractmethod
+    def _insert_spend_row(self, row: dict) -> None:
+        """One bigquery_spend_ledger row (columns as named in cql/)."""
+
+    @abc.abstractmethod
+    def _get_spend_ledger(self, month: str, limit: int) -> list[dict]: ...
+
+
+class ScanPort(abc.ABC):
+    """Bounded scans of whole tables (the read-only query builder)."""
+
     def scan(self, table: str, network: str | None, max_rows: int) -> Iterator[dict]:
         """Read at most max_rows rows of a whitelisted table (optionally one network). Read-only."""
         if table not in SCANNABLE_TABLES:
@@ -615,7 +874,13 @@ class Store(abc.ABC):
         validate_page_size(max_rows, 1_000_000)
         return self._scan(table, network, max_rows)
 
-    # ------------------------------------------------------------ bulk writes (the network-wide sync; common/store/bulk.py)
+    @abc.abstractmethod
+    def _scan(self, table: str, network: str | None, max_rows: int) -> Iterator[dict]: ...
+
+
+class BulkWritePort(abc.ABC):
+    """The bulk write path of the network-wide sync (common/store/bulk.py)."""
+
     def bulk_add_creations(
         self, network: str, edges: Iterable[bulk.CreationEdge], *, now: dt.datetime, source: str = "BIGQUERY",
         chunk_size: int | None = None,
@@ -655,7 +920,10 @@ class Store(abc.ABC):
     def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
         """Read the stored balances, `bulk.plan_states(...)`, write the plan."""
 
-    # ------------------------------------------------------------ the network-wide Hubble sync (0012)
+
+class HubbleSyncPort(abc.ABC):
+    """The network-wide Hubble sync's ranges and state (0012; common/handlers/hubble_sync.py)."""
+
     def get_sync_state(self, network: str) -> SyncState | None:
         """The network's latest sync, or None when it never synced (one single-row read)."""
         rows = self._sync_select("sync_state", {"network": validate_network(network)})
@@ -790,130 +1058,37 @@ class Store(abc.ABC):
         rows = self._sync_select("sync_ranges", {"network": network, "sync_id": sync_id, "range_start": as_utc(range_start)})
         return _sync_range(rows[0]) if rows else None
 
-    # ------------------------------------------------------------ primitives (adapters)
-    @abc.abstractmethod
-    def _get_search(self, network: str, account: str) -> SearchCacheEntry | None: ...
-    @abc.abstractmethod
-    def _get_lineage(self, network: str, account: str) -> LineageRecord | None: ...
-    @abc.abstractmethod
-    def _get_lineages(self, network: str, accounts: list[str]) -> dict[str, LineageRecord]: ...
-    @abc.abstractmethod
-    def _put_row(self, table: str, network: str, account: str, fields: dict) -> None: ...
-    @abc.abstractmethod
-    def _compare_and_set(self, table: str, network: str, account: str, expected: tuple | None, fields: dict,
-                         fence: str | None = None) -> bool:
-        """Write `fields` iff the status is in `expected` (and, with a fence, claim_token == fence)."""
-    @abc.abstractmethod
-    def _put_active(self, kind: str, network: str, account: str, status: str, updated_at: dt.datetime | None) -> None: ...
-    @abc.abstractmethod
-    def _delete_active(self, kind: str, network: str, account: str) -> None: ...
-    @abc.abstractmethod
-    def _list_active(self, kind: str, limit: int) -> list[dict]: ...
-    @abc.abstractmethod
-    def _add_creation_event(self, event: CreationEvent) -> None: ...
-    @abc.abstractmethod
-    def _get_creation_events(self, network: str, account: str) -> list[CreationEvent]: ...
-    @abc.abstractmethod
-    def _add_merge_event(self, event: MergeEvent) -> None: ...
-    @abc.abstractmethod
-    def _get_merge_events(self, network: str, account: str) -> list[MergeEvent]: ...
-    @abc.abstractmethod
-    def _put_ledger_anchors(self, network: str, rows: list[dict]) -> None: ...
-    @abc.abstractmethod
-    def _get_ledger_anchors(self, network: str) -> list[dict]: ...
-    @abc.abstractmethod
-    def _add_children(self, network: str, creator: str, children: list[ChildEdge]) -> None: ...
-    @abc.abstractmethod
-    def _get_children_page(self, network: str, creator: str, after: str | None, limit: int) -> Page: ...
-    @abc.abstractmethod
-    def _record_stage(self, execution: StageExecution) -> None: ...
-    @abc.abstractmethod
-    def _get_stage_executions(self, network: str, account: str, limit: int) -> list[StageExecution]: ...
-    @abc.abstractmethod
-    def _record_cron_run(self, run: CronRun) -> None: ...
-    @abc.abstractmethod
-    def _get_cron_runs(self, job_name: str, limit: int) -> list[CronRun]: ...
-    @abc.abstractmethod
-    def _put_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
-    @abc.abstractmethod
-    def _delete_balance(self, network: str, magnitude: int, balance: Decimal, account: str) -> None: ...
-    @abc.abstractmethod
-    def _read_balance_bucket(self, network: str, magnitude: int) -> Iterable[tuple[str, Decimal]]: ...
-    @abc.abstractmethod
-    def _get_leaderboard(self, network: str, threshold: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]: ...
-    @abc.abstractmethod
-    def _put_leaderboard(self, network: str, threshold: int, entries: list[LeaderboardEntry], snapshot_at: dt.datetime) -> None: ...
-    @abc.abstractmethod
-    def _add_hva_events(self, events: list[HvaEvent]) -> None: ...
-    @abc.abstractmethod
-    def _get_hva_events(self, network: str, threshold: int, since: dt.datetime, until: dt.datetime, limit: int) -> list[HvaEvent]: ...
-    @abc.abstractmethod
-    def _get_hva_events_for_account(self, network: str, account: str, day: dt.date) -> list[HvaEvent]: ...
-    @abc.abstractmethod
-    def _get_config(self) -> dict[str, Any]: ...
-    @abc.abstractmethod
-    def _set_config(self, key: str, value: Any, now: dt.datetime) -> None: ...
-    @abc.abstractmethod
-    def _get_spend_total(self, month: str) -> dict | None:
-        """The month's total row (spent_micro_usd, version, open_reservations), or None."""
-    @abc.abstractmethod
-    def _legacy_month_spend(self, month: str) -> int:
-        """The month's total as kept before reservations (bigquery_budget), 0 when absent."""
-    @abc.abstractmethod
-    def _get_spend_reservation(self, month: str, reservation_id: str) -> dict | None: ...
-    @abc.abstractmethod
-    def _reserve_spend(self, month: str, row: dict, budget_micro_usd: int) -> bool:
-        """Atomically: unless the reservation row exists already (then True), add its charge to the
-        month's total (seeded from _legacy_month_spend) iff the total stays within budget, insert
-        the row and list its id as open. A write with an unknown outcome is resolved by reading
-        the row back (its `last_op`)."""
-    @abc.abstractmethod
-    def _update_spend_reservation(
-        self, month: str, reservation_id: str, expect_state: str, expect_charged: int, fields: dict, delta: int, close: bool
-    ) -> bool:
-        """Atomically: iff the reservation still has expect_state and expect_charged, write `fields`,
-        move the total by delta and (close) drop the id from the open ones. False when it had changed."""
-    @abc.abstractmethod
-    def _insert_spend_row(self, row: dict) -> None:
-        """One bigquery_spend_ledger row (columns as named in cql/)."""
-    @abc.abstractmethod
-    def _get_spend_ledger(self, month: str, limit: int) -> list[dict]: ...
-    @abc.abstractmethod
-    def _scan(self, table: str, network: str | None, max_rows: int) -> Iterator[dict]: ...
-    @abc.abstractmethod
-    def _apply_pipeline_state(self, network: str, shard: int, account: str, state: Any, delta: Callable) -> None:
-        """Atomically (one partition: conditional batch / transaction): read the shard's counts row
-        and the account's counted state `old`; unless old == state, write state and
-        delta(counts, old, state) together. Retry on a lost race; states are CountedState|None."""
-    @abc.abstractmethod
-    def _read_pipeline_counts(self, network: str, shards: list[int]) -> list[dict[str, int]]: ...
-    @abc.abstractmethod
-    def _mark_stats_dirty(self, network: str, bucket: str, account: str, marked_at: dt.datetime) -> None: ...
-    @abc.abstractmethod
-    def _read_stats_dirty(self, network: str, bucket: str, limit: int) -> list[str]: ...
-    @abc.abstractmethod
-    def _prune_stats_dirty(self, network: str, before_bucket: str) -> None: ...
-    @abc.abstractmethod
-    def _put_children_summary(self, network: str, creator: str, row: dict) -> None: ...
-    @abc.abstractmethod
-    def _get_children_summary(self, network: str, creator: str) -> dict | None: ...
-    @abc.abstractmethod
-    def _list_children_summaries(self, network: str, limit: int) -> list[dict]: ...
-    @abc.abstractmethod
-    def _get_leaderboard_top(self, network: str, threshold: int, limit: int) -> tuple[dt.datetime | None, list[LeaderboardEntry]]: ...
-    @abc.abstractmethod
-    def _put_balances(self, network: str, rows: list[tuple[int, Decimal, str]]) -> None: ...
     @abc.abstractmethod
     def _sync_upsert(self, table: str, rows: list[dict]) -> None:
         """Upsert rows of sync_ranges / sync_state (the columns given; others left as they are)."""
-    @abc.abstractmethod
-    def _gone_accounts(self, network: str, accounts: list[str]) -> set[str]: ...
+
     @abc.abstractmethod
     def _sync_select(self, table: str, where: dict) -> list[dict]:
         """Rows of sync_ranges / sync_state matching the key columns in `where`."""
 
+    @abc.abstractmethod
+    def _gone_accounts(self, network: str, accounts: list[str]) -> set[str]: ...
 
-_COUNTED_FIELDS = ("status", "pipeline_source", "last_pipeline_attempt")
+
+class Store(
+    SchemaPort, SearchCachePort, LineagePort, CreationEventsPort, ChildrenPort, ChildrenSummaryPort, BalanceIndexPort, HvaPort, StageExecutionsPort, CronHealthPort, ConfigPort, SpendLedgerPort, ScanPort, BulkWritePort,
+    HubbleSyncPort,
+):
+    """Every port in one object, for wiring: an adapter implements them all; a handler receives
+    only the ports it uses (common/bootstrap.py)."""
+
+    backend: str = "abstract"
+    # the driver's "did not answer" errors, raised by every public method as StoreUnavailable
+    unavailable_errors: tuple[type[BaseException], ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        names = {name for klass in cls.__mro__ for name in vars(klass) if not name.startswith("_")}
+        for name in names:
+            value = inspect.getattr_static(cls, name)
+            if inspect.isfunction(value) and not getattr(value, "__store_translated__", False) \
+                    and not getattr(value, "__isabstractmethod__", False):
+                setattr(cls, name, _translating(value, lambda store: store.unavailable_errors))
 
 
 def _mark_counted_change(store: "Store", network: str, account: str, fields: dict) -> bool:
@@ -921,10 +1096,8 @@ def _mark_counted_change(store: "Store", network: str, account: str, fields: dic
     (hour bucket of the write) so a writer dying before its counter sync is repaired."""
     if not any(f in fields for f in _COUNTED_FIELDS):
         return False
-    from common.stats import counters
-
     when = as_utc(fields.get("updated_at") or fields.get("last_pipeline_attempt") or dt.datetime.now(dt.timezone.utc))
-    store._mark_stats_dirty(network, counters.hour_bucket(when), account, when)
+    store._mark_stats_dirty(network, counted_state.hour_bucket(when), account, when)
     return True
 
 

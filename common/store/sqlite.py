@@ -32,6 +32,7 @@ from common.sqlite_writer import writer_lock
 
 class SQLiteStore(Store):
     backend = "sqlite"
+    unavailable_errors = (sqlite3.OperationalError,)
 
     def __init__(self, path: str | os.PathLike, timeout_s: float = 60.0):
         self.path = str(path)
@@ -413,9 +414,9 @@ class SQLiteStore(Store):
         return iter(self._select(table, where, limit=max_rows))
 
 
-    # ------------------------------------------------------------ exact pipeline counters (common/stats/counters.py)
+    # ------------------------------------------------------------ exact pipeline counters (common/store/counted_state.py)
     def _apply_pipeline_state(self, network: str, shard: int, account: str, state, delta) -> None:
-        from common.stats.counters import COUNTS_KEY, state_from_row
+        from common.store.counted_state import COUNTS_KEY, state_from_row
 
         with self._tx() as conn:  # BEGIN IMMEDIATE: the read-modify-write is serialised
             key = (network, shard)
@@ -443,7 +444,7 @@ class SQLiteStore(Store):
                 self._upsert(conn, "pipeline_state", {"network_name": network, "shard": shard, "stellar_account": account, **state.as_row()})
 
     def _read_pipeline_counts(self, network: str, shards: list[int]) -> list[dict[str, int]]:
-        from common.stats.counters import COUNTS_KEY
+        from common.store.counted_state import COUNTS_KEY
 
         rows = self._conn().execute(
             f"SELECT counts FROM pipeline_state WHERE network_name=? AND shard IN ({', '.join('?' * len(shards))}) AND stellar_account=?",

@@ -1,7 +1,7 @@
 """The in-process limiter: each upstream gets a share (`upstream_rate_pct`) of its maximum.
 
-GCRA (the generic cell rate algorithm, as Horizon itself limits): a request may go when the
-theoretical arrival time minus the burst tolerance has passed. `acquire()` reserves the next slot
+A token bucket (common/ratelimit.py, in GCRA form, as Horizon itself limits): a request may go when
+the theoretical arrival time minus the burst tolerance has passed. `acquire()` reserves the next slot
 and sleeps until it (through the Clock, so tests and benchmarks never block on real time), or
 raises NoBudget when that wait is longer than the caller may afford. `penalize()` honours an
 upstream's Retry-After: nobody in this process calls that upstream again before it has passed,
@@ -18,6 +18,7 @@ import math
 import threading
 
 from common.clock import Clock
+from common.ratelimit import TokenBucket
 from common.upstream.errors import NoBudget
 
 PAUSED_RETRY_AFTER_S = 300.0  # a paused upstream (budget 0): ask the queue to come back later
@@ -69,6 +70,9 @@ class RateLimiter:
     def budget(self) -> Budget:
         return self._budget
 
+    def _bucket(self) -> TokenBucket:
+        return TokenBucket(self._budget.rate_per_s, self._budget.burst)
+
     def configure(self, budget: Budget) -> None:
         with self._lock:
             if budget != self._budget:
@@ -84,17 +88,13 @@ class RateLimiter:
             if self._budget.paused:
                 self.no_budget += 1
                 raise NoBudget(self.name, PAUSED_RETRY_AFTER_S)
+            bucket = self._bucket()
             now = self._clock.monotonic()
-            interval = 1.0 / self._budget.rate_per_s
-            tolerance = interval * (self._budget.burst - 1)
-            tat = max(self._tat, now)
-            spare = min(max(0, reserve), self._budget.burst - 1)  # a burst of 1 keeps no reserve
-            go_at = max(tat + interval * spare - tolerance, self._blocked_until, now)
-            wait = go_at - now
+            wait = max(bucket.wait_at(self._tat, now, reserve), self._blocked_until - now)
             if wait > max_wait_s:
                 self.no_budget += 1
                 raise NoBudget(self.name, wait)
-            self._tat = max(tat, go_at) + interval
+            self._tat = bucket.spend_at(self._tat, now + wait)
             self.acquired += 1
             if wait > 0:
                 self.waits += 1
@@ -112,8 +112,7 @@ class RateLimiter:
             self._blocked_until = max(self._blocked_until, until)
             if self._budget.paused:
                 return
-            interval = 1.0 / self._budget.rate_per_s
-            self._tat = max(self._tat, until + interval * (self._budget.burst - 1))
+            self._tat = max(self._tat, self._bucket().emptied_until(until))
 
     def metrics(self) -> dict:
         with self._lock:

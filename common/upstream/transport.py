@@ -13,14 +13,12 @@ validated account ids and numeric cursors, so a hostile upstream cannot point us
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import email.utils
 import json
 import math
 import threading
 from collections import Counter
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -34,33 +32,13 @@ from common.upstream.errors import (
     ServerError,
     TransportError,
 )
+from common.upstream.calls import count as _count
 from common.upstream.ratelimit import RateLimiter
 
 USER_AGENT = "stellarmap-serverless/0.1 (+https://github.com/stellarmap)"
 MAX_BODY_BYTES = 8 * 1024 * 1024  # an operations page of 200 records is ~250 KB
 DEFAULT_RETRY_AFTER_S = 5.0
 MAX_RETRY_AFTER_S = 3600.0
-
-# Per-call tally (the handler reports the calls one task made): a context variable per thread.
-_TALLY: contextvars.ContextVar[Counter | None] = contextvars.ContextVar("upstream_tally", default=None)
-
-
-@contextlib.contextmanager
-def tally() -> Iterator[Counter]:
-    """Count the upstream requests made inside the block (this thread only): {"horizon": n, "expert": n}."""
-    counter: Counter = Counter()
-    token = _TALLY.set(counter)
-    try:
-        yield counter
-    finally:
-        _TALLY.reset(token)
-
-
-def _count(upstream: str) -> None:
-    counter = _TALLY.get()
-    if counter is not None:
-        counter[upstream] += 1
-
 
 def retry_after_seconds(headers: Mapping[str, str], now_epoch: float | None = None) -> float:
     """Seconds to wait after a 429: Retry-After (seconds or an HTTP date), else Horizon's

@@ -1,4 +1,5 @@
-"""Per-client rate limits like Horizon's (GCRA, as in the throttled library Horizon uses).
+"""Per-client rate limits like Horizon's: a token bucket per client (common/ratelimit.py, in GCRA
+form, as in the throttled library Horizon uses).
 
 A client may spend `burst` requests at once and then `rate_per_min` per minute. Every answer
 carries X-RateLimit-Limit / -Remaining / -Reset (seconds until the budget is full again); a
@@ -12,7 +13,10 @@ import threading
 import time
 from typing import Any, Callable
 
+from common.ratelimit import TokenBucket
+
 UPSTREAMS = ("horizon", "expert")
+FLOAT_NOISE_S = 1e-9  # a wait this short is rounding, not a refusal
 DEFAULT_RATE_PER_MIN = {"horizon": 60.0, "expert": 50.0}  # Horizon: 3,600/hour per IP; Expert: ~50/min
 
 
@@ -91,13 +95,11 @@ class RateLimiter:
             config = self._config
             if not config.enabled:
                 return None
-            interval = 60.0 / config.rate_per_min
-            capacity = interval * config.burst
+            bucket = TokenBucket.per_minute(config.rate_per_min, config.burst)
             now = self._monotonic()
-            tat = max(self._tat.get(client, now), now)
-            new_tat = tat + interval
-            if new_tat - now > capacity + 1e-9:
-                return Decision(False, config.burst, 0, tat - now, new_tat - now - capacity)
-            self._tat[client] = new_tat
-            remaining = int((capacity - (new_tat - now)) / interval + 1e-9)
-            return Decision(True, config.burst, remaining, new_tat - now, 0.0)
+            tat = self._tat.get(client, now)
+            wait = bucket.wait_at(tat, now)
+            if wait > FLOAT_NOISE_S:
+                return Decision(False, config.burst, 0, max(tat, now) - now, wait)
+            self._tat[client] = new_tat = bucket.spend_at(tat, now)
+            return Decision(True, config.burst, bucket.remaining_at(new_tat, now), new_tat - now, 0.0)

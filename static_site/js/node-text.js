@@ -43,6 +43,14 @@ export function nodeName(n) {
   return `${role} ${n.account}${domain}${tags}${merged}.${action}${kids}`;
 }
 
+/** Who created the account, never a silent blank: a finished account whose creator nobody could tell says so. */
+export function creatorText(data) {
+  if (data.creator) return data.creator;
+  if (data.account === GENESIS) return "none (genesis)";
+  if (data.status === "COMPLETE") return "unknown: beyond Horizon's history, unknown to Stellar Expert, not read from Hubble";
+  return "—";
+}
+
 /**
  * The facts of an account as [label, text] rows (a merge is told apart, as a sentence: mergedText). `full` adds what the account card shows beyond
  * the tooltip (assets, status). Fields an older answer lacks are left out, never shown as codes.
@@ -51,7 +59,7 @@ export function nodeFacts(d, { account = null, full = false } = {}) {
   const data = d && typeof d === "object" ? d : {};
   const rows = [
     ["Account", data.account ?? account ?? "—"],
-    ["Creator", data.creator ?? "—"],
+    ["Creator", creatorText(data)],
     ["Created", formatDate(data.created_at)],
   ];
   if (data.creation_ledger !== undefined && data.creation_ledger !== null) rows.push(["Creation ledger", ledgerText(data.creation_ledger)]);

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { formatTimestamp, isIsoDateTime } from "../js/format.js";
 import { layout } from "../js/layout.js";
 import { attachChildren, awaitingEnrichment, fromLineage, refreshFacts } from "../js/lineage-model.js";
-import { childrenNote, nodeFacts, nodeName } from "../js/node-text.js";
+import { GENESIS, childrenNote, nodeFacts, nodeName } from "../js/node-text.js";
 import { GAP_WORDS, PIPELINE_WORDS, STAGE_WORDS, completenessText, ledgerText, livesText, mergedText, pipelineWords, stageWords, syncFacts, syncSourceText } from "../js/words.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -126,6 +126,14 @@ describe("node facts and notes", () => {
     assert.equal(facts.Pipeline, "Horizon + Stellar Expert");
     assert.equal(facts.Children, "30,000 found (incomplete)");
     for (const value of Object.values(facts)) assert.doesNotMatch(String(value), /\bAPI\b|BIGQUERY/);
+  });
+
+  test("the creator is never a silent blank: genesis, unknown after the crawl, not yet known", () => {
+    const creator = (d) => Object.fromEntries(nodeFacts(d)).Creator;
+    assert.equal(creator({ account: "GB", creator: "GA", status: "COMPLETE" }), "GA");
+    assert.equal(creator({ account: GENESIS, creator: null, status: "COMPLETE" }), "none (genesis)");
+    assert.match(creator({ account: "GB", creator: null, status: "COMPLETE" }), /^unknown: /);
+    assert.equal(creator({ account: "GB", creator: null, status: "PENDING" }), "—");
   });
 
   test("an older answer: no creation ledger row, no merge, children as a count", () => {

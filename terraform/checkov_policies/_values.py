@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-# Functions that may be public (docs/design.md "Function entry points", ARCHITECTURE.md §6).
+# Functions that may be public (docs/design.md "Function entry points").
 # tests/unit/test_terraform_consistency.py checks that terraform/locals.tf agrees.
 PUBLIC_FUNCTIONS = frozenset({"search", "stats"})
 

@@ -20,19 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from local.testing import chromium
 from tests.support import ROOT, require
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 # The site's words for each pipeline_source (static_site/js/words.js): the pages never show the code.
 PIPELINE_WORDS = {
@@ -124,7 +114,7 @@ def processed(stats_url: str, account: str) -> bool:
 # ------------------------------------------------------------------ infrastructure
 @pytest.fixture(scope="session")
 def playwright_api():
-    require(os.path.exists(CHROMIUM), f"Debian's Chromium at {CHROMIUM} (apt-get install chromium)")
+    require(chromium.available(), chromium.MISSING)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
@@ -135,8 +125,7 @@ def playwright_api():
 
 @pytest.fixture(scope="session")
 def browser(playwright_api):
-    # launch() runs the browser with a fresh temporary user data dir of its own.
-    b = playwright_api.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    b = chromium.launch(playwright_api)
     yield b
     b.close()
 

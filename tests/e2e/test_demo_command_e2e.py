@@ -139,7 +139,8 @@ def test_a_taken_port_is_a_clear_one_line_error(tmp_path):
 
 def _free_base_port() -> int:
     """A base port whose demo ports (BASE..BASE+6 and the simulator's BASE+20) are all free."""
-    from local.stack import PORT_ORDER, SIM_PORT_OFFSET, port_free
+    from local.processes import port_free
+    from local.stack import PORT_ORDER, SIM_PORT_OFFSET
 
     for _ in range(200):
         base = random.randrange(20_000, 60_000)

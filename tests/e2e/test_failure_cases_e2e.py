@@ -88,7 +88,7 @@ def test_an_account_that_does_not_exist_ends_as_a_404(local_stack):
 
 
 def test_the_site_is_served_with_its_generated_config_and_cors(local_stack):
-    from local.stack import http_get
+    from local.processes import http_get
 
     status, page = http_get(local_stack.urls["site"] + "/")
     assert status == 200 and b"<html" in page.lower()

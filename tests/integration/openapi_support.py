@@ -6,17 +6,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
 import yaml
 
-from tests.support import free_port, port_open
+from local.processes import serve_function
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENAPI = ROOT / "openapi.yaml"
@@ -111,7 +106,7 @@ def seed(store) -> dict:
     from common.config import Settings
     from common.domain import GENESIS_ACCOUNT, ChildEdge, CronRun, StageExecution
     from common.handlers.hva_recalc import run as hva_run
-    from tests.fakes import RecordingQueue
+    from local.testing.fakes import RecordingQueue
     from tests.support import random_account
 
     clock = SettableClock(T0)
@@ -151,28 +146,5 @@ def seed(store) -> dict:
 @contextlib.contextmanager
 def function_server(name: str, env: dict[str, str], log_path: Path):
     """Run functions/<name>/main.py (its real entry point) with functions-framework on a free port."""
-    port = free_port()
-    cmd = [str(Path(sys.executable).with_name("functions-framework")), "--source", str(ROOT / "functions" / name / "main.py"),
-           "--target", name, "--host", "127.0.0.1", "--port", str(port)]
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while not port_open("127.0.0.1", port):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"functions-framework {name} did not start: {log_path.read_text()[-2000:]}")
-                time.sleep(0.1)
-            url = f"http://127.0.0.1:{port}"
-            try:
-                urllib.request.urlopen(url + "/health", timeout=30).close()  # first request: imports done
-            except urllib.error.HTTPError:
-                pass  # any HTTP answer means the function is serving
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with serve_function(name, {**os.environ, "PYTHONPATH": str(ROOT), **env}, log_path) as url:
+        yield url

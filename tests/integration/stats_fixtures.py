@@ -93,7 +93,7 @@ def recording(store: Store, fail: dict | None = None) -> Store:
 def container(store, clock=None, limits: dict | None = None, **overrides) -> Container:
     """Route tests send many requests from one address on a frozen clock: stats' per-client
     limits are set far above that (tests/integration/test_stats_limits.py tests the limits)."""
-    from local.stack import LOCAL_STATS_LIMITS
+    from local.stack_env import LOCAL_STATS_LIMITS
 
     settings = Settings.from_env(env={}, cors_origins=(SITE,), internal_token=INTERNAL, extra=dict(limits or LOCAL_STATS_LIMITS))
     return Container(settings, clock or SettableClock(), store=store, **overrides)

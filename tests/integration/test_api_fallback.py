@@ -21,7 +21,7 @@ from decimal import Decimal
 
 import pytest
 
-from bench.truth import history_window
+from local.testing.truth import history_window
 
 from common import pipeline
 from common.bootstrap import Container
@@ -34,7 +34,7 @@ from common.lineage_view import lineage_view
 from common.store.port import balance_magnitude
 from local.simulator import Simulator
 from local.simulator.network import ledger_close_time
-from tests.fakes import TaskRunner, call_handler, http_answer
+from local.testing.fakes import TaskRunner, call_handler, http_answer
 from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
@@ -337,7 +337,7 @@ import json, sys
 from common.bootstrap import Container
 from common.config import Settings
 from common.handlers.api_fallback import handle
-from tests.fakes import RecordingQueue, call_handler
+from local.testing.fakes import RecordingQueue, call_handler
 
 c = Container(Settings.from_env(env=json.loads(sys.argv[1])), queue=RecordingQueue())
 print(call_handler(handle, c, json.loads(sys.argv[2])).status_code, flush=True)

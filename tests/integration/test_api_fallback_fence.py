@@ -18,7 +18,7 @@ from common.handlers.api_fallback import Checkpoint
 from common.queue.port import task_name
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from tests.fakes import StealsClaims, TaskRunner
+from local.testing.fakes import StealsClaims, TaskRunner
 from tests.integration.test_api_fallback import Harness, make_sim, stored_children, truth  # noqa: F401 - make_sim is a fixture
 
 pytestmark = pytest.mark.integration

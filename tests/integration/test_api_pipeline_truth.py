@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.truth import compare_lineage
+from local.testing.truth import compare_lineage
 from common import pipeline
 from common.bootstrap import Container
 from common.clock import SettableClock
@@ -26,7 +26,7 @@ from common.handlers import api_fallback, process_account
 from common.lineage_view import ancestors
 from local.simulator import Simulator
 from local.simulator.network import ledger_close_time
-from tests.fakes import TaskRunner, call_handler, http_answer
+from local.testing.fakes import TaskRunner, call_handler, http_answer
 
 pytestmark = pytest.mark.integration
 

@@ -516,10 +516,12 @@ def test_bulk_write_with_a_request_never_answered_times_out(keyspace, store):
     from cassandra import OperationTimedOut
 
     from common.store.bulk import CreationEdge
+    from common.store.port import StoreUnavailable
 
     stuck = ObservedBulkStore(settings(cassandra_keyspace=keyspace), hang_at=2, request_timeout_s=1.0)
     try:
-        with pytest.raises(OperationTimedOut, match="no request finished"):
+        with pytest.raises(StoreUnavailable, match="no request finished") as info:
             stuck.bulk_add_creations("public", [CreationEdge("public", random_account(), random_account(), T0, "1")], now=T0)
+        assert isinstance(info.value.__cause__, OperationTimedOut)  # the port's error, the driver's as its cause
     finally:
         stuck.close()

@@ -15,7 +15,7 @@ import urllib.parse
 import pytest
 
 from common.handlers.bulk_queue import MAX_BODY_BYTES
-from common.queue.local_dispatcher import TaskDB
+from common.queue.sqlite_queue import TaskDB
 from tests.integration.test_search_http import search_function
 from tests.support import random_account
 

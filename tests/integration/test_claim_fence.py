@@ -18,7 +18,7 @@ from common.bootstrap import Container
 from common.clock import SettableClock
 from common.config import Settings
 from common.domain import ChildEdge, InvalidInput
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.support import random_account
 
 pytestmark = pytest.mark.integration

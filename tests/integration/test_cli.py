@@ -13,7 +13,7 @@ import pytest
 
 from common.domain import GENESIS_ACCOUNT, ChildEdge
 from common.store import migrations
-from common.queue.local_dispatcher import TaskDB
+from common.queue.sqlite_queue import TaskDB
 from common.store.sqlite import SQLiteStore
 from tests.support import CASSANDRA_PORT, operator_cli, random_account
 

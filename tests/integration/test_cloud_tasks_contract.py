@@ -21,12 +21,12 @@ def adapter(request, tmp_path):
     target = Target()
     urls = {"lineage": target.url + "process_account", "api-fallback": target.url + "api_fallback"}
     if request.param == "local":
-        from common.queue.local_dispatcher import LocalDispatcherQueue
-        from local.dispatcher import Dispatcher, QueueSpec
+        from common.queue.sqlite_queue import SQLiteTaskQueue
+        from local.task_dispatcher import Dispatcher, QueueSpec
 
         limits = QueueLimits(50.0, 10, 4, max_attempts=10, min_backoff_s=0.3, max_backoff_s=1.0, max_doublings=1)
         db = tmp_path / "tasks.sqlite3"
-        queue = LocalDispatcherQueue(db)
+        queue = SQLiteTaskQueue(db)
         dispatcher = Dispatcher(db, [QueueSpec(q, u, limits) for q, u in urls.items()]).start()
         yield queue, target
         dispatcher.stop()

@@ -29,7 +29,7 @@ from common.store.sqlite import SQLiteStore
 from local.hubble_load import EMULATOR_CHUNK_BYTES, LoadError, load_bigquery, load_duckdb
 from local.simulator.hubble import export
 from local.simulator.network import Network, NetworkConfig
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.support import free_port, require
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulator]

@@ -17,7 +17,7 @@ from common.store.sqlite import SQLiteStore
 from local.hubble_load import EMULATOR_CHUNK_BYTES, load_bigquery
 from local.simulator.hubble import export
 from local.simulator.network import Network, NetworkConfig
-from tests.fakes import TaskRunner, call_handler, http_answer
+from local.testing.fakes import TaskRunner, call_handler, http_answer
 from tests.integration.test_hubble_emulator import PROJECT, emulator_class
 from tests.sync_truth import compare_sync_with_truth
 

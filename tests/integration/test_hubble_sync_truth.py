@@ -29,7 +29,7 @@ from common.store.sqlite import SQLiteStore
 from local.hubble_load import load_duckdb
 from local.simulator.hubble import export
 from local.simulator.network import Network, NetworkConfig
-from tests.fakes import TaskRunner, call_handler, http_answer
+from local.testing.fakes import TaskRunner, call_handler, http_answer
 from tests.sync_truth import compare_sync_with_truth
 
 pytestmark = pytest.mark.integration
@@ -172,3 +172,24 @@ def test_a_small_network_agrees_on_both_stores_and_newer_accounts_take_the_pipel
     problems, figures = compare_sync_with_truth(store, "public", net)
     assert problems == [], problems[:20]
     assert figures["accounts"] == net.total
+
+
+def test_a_replaced_plan_stops_its_ranges_and_a_replan_resumes(small_world, tmp_path):
+    net, db = small_world
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    assert migrations.migrate(store).ok
+    c = _container(store, db, SettableClock(net.now))
+    since = lambda days: (net.now - dt.timedelta(days=days)).strftime("%Y-%m-%d")  # noqa: E731
+    status, first = _post(c, {"network": "public", "since": since(60)})
+    assert status == 200 and first["enqueued"] == first["ranges"] >= 2
+    status, again = _post(c, {"network": "public", "since": since(60)})
+    assert status == 200 and again["sync_id"] == first["sync_id"] and again["enqueued"] == 0, "a re-plan resumes, never doubles"
+    c.clock.advance(5)
+    status, second = _post(c, {"network": "public", "since": since(90)})
+    assert status == 200 and second["sync_id"] != first["sync_id"]
+    _drain_sync(c)
+    answers = [t for t in c.queue.tasks if t["payload"].get("sync_id") == first["sync_id"]]
+    assert len(answers) == first["ranges"]
+    assert all(r.status == "PENDING" for r in store.list_sync_ranges("public", first["sync_id"])), "the replaced sync wrote nothing"
+    state = store.get_sync_state("public")
+    assert state.sync_id == second["sync_id"] and state.status == "DONE" and state.ranges_done == second["ranges"]

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from common.clock import SettableClock
 from common.handlers import stats
-from local.stack import LOCAL_STATS_LIMITS
+from local.stack_env import LOCAL_STATS_LIMITS
 from tests.integration.openapi_support import OPENAPI, ROOT, T0, ResponseValidator, function_server, load_spec, schemathesis_schema, seed
 from tests.integration.stats_fixtures import SITE, app_for, container, iso_store  # noqa: F401 (fixture)
 from tests.support import random_account, require

@@ -24,10 +24,8 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -37,6 +35,7 @@ import hcl2
 import pytest
 
 from local import package
+from local.processes import free_port, serve_function
 
 pytestmark = pytest.mark.integration
 
@@ -99,12 +98,6 @@ def venv_for(requirements: Path) -> Path:
     return venv
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(workdir: Path, venv: Path, entry_point: str, data_dir: Path):
     port = free_port()
@@ -124,30 +117,10 @@ def serve(workdir: Path, venv: Path, entry_point: str, data_dir: Path):
         "EXPERT_URL": "http://127.0.0.1:9/expert",
     }
     log_path = data_dir / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [str(venv / "bin" / "functions-framework"), "--target", entry_point, "--source", "main.py",
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"functions-framework exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"functions-framework did not listen on {port}:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
+    argv = [str(venv / "bin" / "functions-framework"), "--target", entry_point, "--source", "main.py",
+            "--host", "127.0.0.1", "--port", str(port)]
+    with serve_function(entry_point, env, log_path, argv=argv, cwd=workdir, port=port, timeout_s=120) as url:
+        yield url, log_path
 
 
 def request(url: str, method: str = "GET", body: dict | None = None, headers: dict | None = None) -> tuple[int, dict]:

@@ -50,7 +50,7 @@ def spend_worker(args: tuple) -> list[tuple[str, str, str | None, str | None]]:
     from common.clock import SettableClock
     from common.handlers.process_account import process
     from common.hubble.duckdb_engine import DuckDBHubble
-    from tests.fakes import RecordingQueue
+    from local.testing.fakes import RecordingQueue
 
     store = open_store(backend, location)
     store.ping()

@@ -24,7 +24,7 @@ from common.store.sqlite import SQLiteStore
 from local.hubble_load import load_duckdb
 from local.simulator.hubble import export
 from local.simulator.network import Network, NetworkConfig
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from common.bootstrap import Container
 from common.clock import SettableClock
 from common.config import Settings
 from common.handlers.reset_stale import run
-from common.queue.local_dispatcher import LocalDispatcherQueue
+from common.queue.sqlite_queue import SQLiteTaskQueue
 from common.queue.port import task_name
 from tests.support import random_account
 
@@ -23,7 +23,7 @@ T0 = dt.datetime(2026, 5, 1, 8, tzinfo=dt.timezone.utc)
 
 def container(store, db_path, when):
     clock = SettableClock(when)
-    return Container(Settings.from_env(env={}), clock, store=store, queue=LocalDispatcherQueue(db_path, clock))
+    return Container(Settings.from_env(env={}), clock, store=store, queue=SQLiteTaskQueue(db_path, clock))
 
 
 def test_two_concurrent_runs_do_no_harm(store, tmp_path):

@@ -17,7 +17,7 @@ from common.domain import GENESIS_ACCOUNT
 from common.store import migrations
 from common.store.schema import load_migrations
 from common.store.sqlite import SQLiteStore
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.support import ROOT, random_account
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,8 +25,9 @@ from stellar_sdk import Keypair
 from common.bootstrap import Container
 from common.clock import SystemClock
 from common.domain import GENESIS_ACCOUNT
-from common.queue.local_dispatcher import TaskDB
-from tests.support import ROOT, free_port, random_account
+from common.queue.sqlite_queue import TaskDB
+from local.processes import serve_function
+from tests.support import ROOT, random_account
 
 pytestmark = pytest.mark.integration
 SITE = "http://127.0.0.1:8080"
@@ -48,35 +46,12 @@ def call(url: str, method: str = "GET", body: bytes | None = None, headers: dict
 @contextlib.contextmanager
 def search_function(env: dict, tmp_path: Path, target: str = "search"):
     """functions/<target>/main.py under functions-framework (search unless told), on a free port."""
-    port = free_port()
     log_path = tmp_path / f"{target}.log"
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "INTERNAL_TOKEN": "t", "CORS_ORIGINS": SITE,
                 "SEARCH_RATE_PER_MIN": "1000000", "SEARCH_BURST": "100000", "LOCAL_DISPATCHER_DB": str(tmp_path / "tasks.sqlite3"),
                 "STELLARMAP_QUEUE": "local", "HUBBLE_ENGINE": "none", "NO_PROXY": "127.0.0.1,localhost"}
-    exe = Path(sys.executable).with_name("functions-framework")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(exe), "--target", target, "--source", str(ROOT / f"functions/{target}/main.py"),
-                                 "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=full_env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                call(base + "/")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the {target} function did not start:\n" + log_path.read_text())
-                time.sleep(0.1)
+    with serve_function(target, full_env, log_path) as base:
         yield base, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture
@@ -152,7 +127,7 @@ def test_in_process_concurrency_on_the_store_enqueues_once(store, tmp_path):
     """The same race without HTTP: 50 threads, each with its own container (connections), one task."""
     from common.config import Settings
     from common.handlers.search import search
-    from common.queue.local_dispatcher import LocalDispatcherQueue
+    from common.queue.sqlite_queue import SQLiteTaskQueue
 
     account = random_account()
     settings = Settings.from_env(env={}, extra={"SEARCH_RATE_PER_MIN": "100000"})
@@ -162,7 +137,7 @@ def test_in_process_concurrency_on_the_store_enqueues_once(store, tmp_path):
     def one(_):
         from flask import Flask
 
-        queue = LocalDispatcherQueue(tmp_path / "tasks.sqlite3")
+        queue = SQLiteTaskQueue(tmp_path / "tasks.sqlite3")
         c = Container(settings, SystemClock(), store=store, queue=queue)
         with Flask("x").app_context():
             barrier.wait()

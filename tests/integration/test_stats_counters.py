@@ -14,7 +14,7 @@ from common.domain import LineageRecord
 from common.stats import counters
 from common.stats.counters import CountedState, apply_delta, summarize
 from common.store import codec
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.integration.stats_fixtures import container, iso_store, recording  # noqa: F401 (fixture)
 from tests.support import random_account
 

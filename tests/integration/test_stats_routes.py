@@ -13,8 +13,8 @@ from common import pipeline
 from common.clock import SettableClock
 from common.domain import GENESIS_ACCOUNT, ChildEdge, StageExecution
 from common.handlers import hva_recalc, stats
-from common.stats import fanout
-from tests.fakes import RecordingQueue
+from common.lineage_view import fanout
+from local.testing.fakes import RecordingQueue
 from tests.integration.stats_fixtures import SITE, app_for, container, iso_store, recording  # noqa: F401 (fixture)
 from tests.support import random_account
 

@@ -6,7 +6,7 @@ run three ways from a search (pipeline.request_lineage) until no task is left:
 - the API path alone: Horizon (365-day history) + Stellar Expert over HTTP, HUBBLE_ENGINE=none;
 - the Hubble path: process_account on the embedded DuckDB loaded from the simulator's export;
 - the API path with Hubble filling what Horizon cannot see (creators, children before its elder ledger).
-Each account's stored lineage is compared with `/_sim/truth` (bench/truth.compare_lineage: status,
+Each account's stored lineage is compared with `/_sim/truth` (local/testing/truth.compare_lineage: status,
 creator, creation date, creation events, merges, creation ledgers, children): 100% agreement,
 within what each path can see; where the API path alone cannot see, the answer must say so
 (children_gap, a completeness message). Never-existing accounts are INVALID on every path.
@@ -17,7 +17,7 @@ import datetime as dt
 
 import pytest
 
-from bench.truth import compare_lineage
+from local.testing.truth import compare_lineage
 from common import pipeline
 from common.bootstrap import Container
 from common.clock import SettableClock
@@ -30,7 +30,7 @@ from common.store.sqlite import SQLiteStore
 from local.hubble_load import load_duckdb
 from local.simulator import Simulator
 from local.simulator.network import ledger_close_time
-from tests.fakes import TaskRunner, call_handler, http_answer
+from local.testing.fakes import TaskRunner, call_handler, http_answer
 
 pytestmark = pytest.mark.integration
 

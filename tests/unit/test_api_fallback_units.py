@@ -10,13 +10,13 @@ from common.clock import SettableClock
 from common.config import ConfigError, PipelineConfig, Settings
 from common.domain import InvalidInput
 from common.handlers import api_fallback
-from common.handlers.api_fallback import Checkpoint, Deadline, Outcome, handle, parse_task, respond, task_seconds
+from common.handlers.api_fallback import Checkpoint, Deadline, ApiOutcome, handle, parse_task, respond, task_seconds
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
 from common.upstream.clients import Upstream
 from common.upstream.ratelimit import Budget, RateLimiter
 from common.upstream.transport import JsonTransport
-from tests.fakes import RecordingQueue, call_handler
+from local.testing.fakes import RecordingQueue, call_handler
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit
@@ -151,13 +151,13 @@ def test_checkpoint_round_trip_and_foreign_cursors():
 
 
 def test_responses_tell_cloud_tasks_when_to_retry():
-    limited = respond(Outcome("RATE_LIMITED", "public", ACCOUNT, "lineage", retry_after=12.2, reason="429"))
+    limited = respond(ApiOutcome("RATE_LIMITED", "public", ACCOUNT, "lineage", retry_after=12.2, reason="429"))
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "13"
     assert limited.get_json()["error"]["details"]["status"] == "RATE_LIMITED"
-    retry = respond(Outcome("RETRY", "public", ACCOUNT, "lineage", reason="503"))
+    retry = respond(ApiOutcome("RETRY", "public", ACCOUNT, "lineage", reason="503"))
     assert retry.status_code == 503 and retry.headers["Retry-After"] == str(api_fallback.RETRY_AFTER_S)
     for status in ("COMPLETE", "CONTINUED", "INVALID", "FAILED", "SKIPPED", "ENRICHED", "NOT_FOUND"):
-        assert respond(Outcome(status, "public", ACCOUNT, "lineage")).status_code == 200
+        assert respond(ApiOutcome(status, "public", ACCOUNT, "lineage")).status_code == 200
 
 
 def test_task_seconds_rule():

@@ -16,7 +16,7 @@ from common.domain import GENESIS_ACCOUNT, ChildEdge, InvalidInput
 from common.export import ExportNotFound, export_lineage
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit

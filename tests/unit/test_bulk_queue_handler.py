@@ -12,7 +12,7 @@ from common.config import Settings
 from common.handlers.bulk_queue import MAX_BODY_BYTES, handle
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit

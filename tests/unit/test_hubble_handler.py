@@ -26,7 +26,7 @@ NETWORK_START = STARTS["public"]
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
 from local.hubble_load import load_duckdb, write_export
-from tests.fakes import RecordingQueue, StealsClaims
+from local.testing.fakes import RecordingQueue, StealsClaims
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ from common.config import Settings
 from common import pipeline
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit

@@ -10,11 +10,12 @@ import pytest
 from common.clock import SettableClock
 from common.config import ConfigError, Settings
 from common.queue.cloud_tasks import CloudTasksQueue
-from common.queue.local_dispatcher import LocalDispatcherQueue, TaskDB
+from common.queue.sqlite_queue import SQLiteTaskQueue, TaskDB
 from common.queue.port import task_name
 from common.queue import rates
 from common.queue.rates import QueueLimits
-from local.dispatcher import TokenBucket, retry_delay
+from common.ratelimit import TokenBucket
+from local.task_dispatcher import retry_delay
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit
@@ -26,7 +27,7 @@ def payload(account, network="public", purpose="lineage", gen=0):
 
 @pytest.fixture
 def local_queue(tmp_path):
-    q = LocalDispatcherQueue(tmp_path / "tasks.sqlite3", SettableClock())
+    q = SQLiteTaskQueue(tmp_path / "tasks.sqlite3", SettableClock())
     yield q
     q.close()
 
@@ -50,7 +51,7 @@ def test_concurrent_identical_enqueues_from_many_threads_create_one_task(tmp_pat
     results = []
 
     def worker():
-        q = LocalDispatcherQueue(path)  # its own connection, as a separate function process would have
+        q = SQLiteTaskQueue(path)  # its own connection, as a separate function process would have
         barrier.wait()
         results.append(q.enqueue("lineage", payload(a), purpose="lineage", generation=0))
         q.close()
@@ -66,7 +67,7 @@ def test_concurrent_identical_enqueues_from_many_threads_create_one_task(tmp_pat
 
 def test_a_finished_name_stays_reserved_for_the_tombstone_period(tmp_path):
     clock = SettableClock()
-    q = LocalDispatcherQueue(tmp_path / "t.sqlite3", clock, tombstone_s=3600)
+    q = SQLiteTaskQueue(tmp_path / "t.sqlite3", clock, tombstone_s=3600)
     a = random_account()
     name = task_name("public", a, "lineage", 0)
     assert q.enqueue("lineage", payload(a), purpose="lineage")
@@ -84,7 +85,7 @@ def test_a_finished_name_stays_reserved_for_the_tombstone_period(tmp_path):
 
 def test_delay_sets_the_schedule_time_and_the_task_is_not_due_before_it(tmp_path):
     clock = SettableClock()
-    q = LocalDispatcherQueue(tmp_path / "t.sqlite3", clock)
+    q = SQLiteTaskQueue(tmp_path / "t.sqlite3", clock)
     a = random_account()
     q.enqueue("api-fallback", payload(a, purpose="children", gen="p3"), purpose="children", generation="p3", delay_s=30)
     now = clock.now().timestamp()
@@ -123,12 +124,12 @@ def test_unknown_queue_is_refused_before_anything_is_written(local_queue):
 
 def test_local_queue_requires_its_database_setting():
     with pytest.raises(ConfigError, match="LOCAL_DISPATCHER_DB"):
-        LocalDispatcherQueue.from_settings(Settings.from_env(env={}), SettableClock())
+        SQLiteTaskQueue.from_settings(Settings.from_env(env={}), SettableClock())
 
 
 def test_local_queue_refuses_an_in_memory_database():
     with pytest.raises(ValueError, match="LOCAL_DISPATCHER_DB"):
-        LocalDispatcherQueue(":memory:")
+        SQLiteTaskQueue(":memory:")
 
 
 # ---------------------------------------------------------------------------------- dispatcher rules

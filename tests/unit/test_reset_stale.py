@@ -12,11 +12,11 @@ from common.bootstrap import Container
 from common.clock import SettableClock
 from common.config import Settings
 from common.handlers.reset_stale import handle, run
-from common.queue.local_dispatcher import LocalDispatcherQueue
+from common.queue.sqlite_queue import SQLiteTaskQueue
 from common.queue.port import task_name
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit
@@ -29,7 +29,7 @@ def c(request, tmp_path):
     store = SQLiteStore(tmp_path / "s.db")
     migrations.migrate(store)
     clock = SettableClock(T0)
-    queue = LocalDispatcherQueue(tmp_path / "tasks.db", clock) if request.param == "local" else RecordingQueue()
+    queue = SQLiteTaskQueue(tmp_path / "tasks.db", clock) if request.param == "local" else RecordingQueue()
     cont = Container(Settings.from_env(env={}, internal_token=TOKEN), clock, store=store, queue=queue)
     yield cont
     store.close()

@@ -65,6 +65,20 @@ def test_changed_applied_file_is_an_error(tmp_path, cql_copy):
         migrations.migrate(store, migrations=load_migrations(cql_copy))
 
 
+def test_a_known_comment_only_edit_of_an_applied_file_is_accepted(tmp_path):
+    """0001 was applied, then its comment changed: the checksum it was applied with is still accepted."""
+    store = SQLiteStore(tmp_path / "s.db")
+    migrations.migrate(store)
+    (earlier,) = migrations.COMMENT_ONLY_EDITS["0001"]
+    rec = store.applied_migrations()["0001"]
+    store.record_migration("0001", rec["name"], earlier)  # as a deployment migrated before the edit has it
+    assert store.applied_migrations()["0001"]["checksum"] == earlier != load_migrations()[0].checksum
+    assert migrations.migrate(store).ok
+    store.record_migration("0001", rec["name"], "0" * 64)  # any other checksum is still an error
+    with pytest.raises(migrations.ChecksumMismatch, match="0001"):
+        migrations.migrate(store)
+
+
 def test_partial_failure_reports_exactly_what_was_applied(tmp_path, cql_copy):
     (cql_copy / "0090_good.cql").write_text("CREATE TABLE IF NOT EXISTS extra_a (k text, PRIMARY KEY ((k)));")
     (cql_copy / "0091_broken.cql").write_text(

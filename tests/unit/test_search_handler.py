@@ -17,7 +17,7 @@ from common.handlers.search import handle
 from common.queue.port import TaskQueue
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from tests.fakes import RecordingQueue
+from local.testing.fakes import RecordingQueue
 from tests.support import random_account
 
 pytestmark = pytest.mark.unit

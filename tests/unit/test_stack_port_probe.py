@@ -1,10 +1,10 @@
-"""The demo's port probe (local/stack.py port_free) answers as the servers bind: a port whose last
+"""The demo's port probe (local/processes.py port_free) answers as the servers bind: a port whose last
 connections wait in TIME_WAIT (a demo stopped a moment ago) is free, a listening port is not."""
 import socket
 
 import pytest
 
-from local.stack import LOOPBACK, port_free
+from local.processes import LOOPBACK, port_free
 
 pytestmark = pytest.mark.unit
 

@@ -1,5 +1,5 @@
 """The pure part of the bulk write path (common/store/bulk.py): chunks, validation, the plan.
-The adapters carry the plan out; tests/integration/test_store_contract.py runs them both."""
+The adapters carry the plan out; tests/integration/test_store_bulk_write.py runs them both."""
 from __future__ import annotations
 
 import datetime as dt

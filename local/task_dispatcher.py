@@ -1,5 +1,5 @@
-"""The local dispatcher: delivers the tasks of common/queue/local_dispatcher.py with Cloud Tasks'
-semantics, so the demo behaves like the deployment.
+"""The local task dispatcher, Cloud Tasks' stand-in: the process that delivers the tasks
+common/queue/sqlite_queue.py wrote, with Cloud Tasks' semantics, so the demo behaves like the deployment.
 
 Per queue (the same knobs as a Cloud Tasks queue, common/queue/rates.py:QueueLimits):
 - a token bucket of `max_burst_size` tokens refilled at `max_dispatches_per_second`: every
@@ -15,7 +15,7 @@ Per queue (the same knobs as a Cloud Tasks queue, common/queue/rates.py:QueueLim
 
 Only one dispatcher may serve a task file at a time (an exclusive lock beside it).
 
-Run it: `python -m local.dispatcher --config dispatcher.json` (written by local/stack.py), with the
+Run it: `python -m local.task_dispatcher --config dispatcher.json` (written by local/stack.py), with the
 bearer token in the INTERNAL_TOKEN environment variable.
 """
 from __future__ import annotations
@@ -39,11 +39,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from common.clock import Clock, SystemClock
-from common.queue.local_dispatcher import TOMBSTONE_S, TaskDB, epoch
+from common.ratelimit import TokenBucket
+from common.queue.sqlite_queue import TOMBSTONE_S, TaskDB, epoch
 from common.queue.port import ALL_QUEUES
 from common.queue.rates import QueueLimits
 
-log = logging.getLogger("local.dispatcher")
+log = logging.getLogger("local.task_dispatcher")
 PURGE_EVERY_S = 60.0
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback targets: never via a proxy
 
@@ -66,37 +67,6 @@ def retry_delay(dispatch_count: int, limits: QueueLimits) -> float:
     else:
         delay = lo * (2**d) * (k - d)
     return min(float(limits.max_backoff_s), delay)
-
-
-class TokenBucket:
-    """`burst` tokens, refilled at `rate` per second (time is passed in: testable without sleeping)."""
-
-    def __init__(self, rate: float, burst: int, now: float):
-        if rate <= 0:
-            raise ValueError("max_dispatches_per_second must be > 0")
-        if burst < 1:
-            raise ValueError("max_burst_size must be >= 1")
-        self.rate = float(rate)
-        self.burst = int(burst)
-        self.tokens = float(burst)
-        self.at = now
-
-    def _refill(self, now: float) -> None:
-        if now > self.at:
-            self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.rate)
-            self.at = now
-
-    def take(self, now: float) -> bool:
-        self._refill(now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-    def wait_s(self, now: float) -> float:
-        """Seconds until a token is available."""
-        self._refill(now)
-        return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +102,10 @@ class Dispatcher:
         if not queues:
             raise ValueError("the dispatcher needs at least one queue")
         for q in queues:
-            TokenBucket(q.limits.max_dispatches_per_second, q.limits.max_burst_size, 0.0)  # validates
+            if not q.limits.max_dispatches_per_second > 0:
+                raise ValueError(f"queue {q.name}: max_dispatches_per_second must be > 0")
+            if q.limits.max_burst_size < 1:
+                raise ValueError(f"queue {q.name}: max_burst_size must be >= 1")
             if q.limits.max_concurrent_dispatches < 1:
                 raise ValueError(f"queue {q.name}: max_concurrent_dispatches must be >= 1")
         self.db_path = str(db_path)
@@ -320,7 +293,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m local.dispatcher", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m local.task_dispatcher", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help='JSON: {"db", "queues": [{"name", "url", "limits"}], "dispatch_deadline_s"?}')
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,4 +1,4 @@
-"""The local dispatcher end to end: tasks written by LocalDispatcherQueue, delivered over real HTTP
+"""The local dispatcher end to end: tasks written by SQLiteTaskQueue, delivered over real HTTP
 to a target server, with Cloud Tasks semantics (rate, burst, concurrency, retries with backoff, max
 attempts), and no task lost when the dispatcher process is SIGKILLed and started again."""
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from common.queue.local_dispatcher import LocalDispatcherQueue, TaskDB
+from common.queue.sqlite_queue import SQLiteTaskQueue, TaskDB
 from common.queue.rates import QueueLimits
-from local.dispatcher import Dispatcher, DispatcherBusy, QueueSpec
+from local.task_dispatcher import Dispatcher, DispatcherBusy, QueueSpec
 from tests.support import ROOT, free_port, random_account
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,7 @@ def limits(**kw) -> QueueLimits:
 
 
 def enqueue(db_path, n: int, queue: str = "lineage", delay_s: float = 0.0) -> list[str]:
-    q = LocalDispatcherQueue(db_path)
+    q = SQLiteTaskQueue(db_path)
     accounts = [random_account() for _ in range(n)]
     for a in accounts:
         assert q.enqueue(queue, {"network": "public", "account": a, "purpose": "lineage", "generation": 0}, purpose="lineage", delay_s=delay_s)
@@ -159,7 +159,7 @@ def test_after_max_attempts_the_task_is_dropped(tmp_path, target):
         wait_for(lambda: states(db)[name] == "dropped", what="the drop")
         time.sleep(0.3)  # no further attempt follows the drop
     assert target.names() == [name] * 3
-    assert LocalDispatcherQueue(db).has_live_task("lineage", name) is False
+    assert SQLiteTaskQueue(db).has_live_task("lineage", name) is False
 
 
 def test_an_unreachable_target_is_retried_until_it_answers(tmp_path):
@@ -247,7 +247,7 @@ def _dispatcher_proc(tmp_path: Path, db: Path, url: str) -> subprocess.Popen:
     cfg = tmp_path / "dispatcher.json"
     cfg.write_text(json.dumps({"db": str(db), "queues": [QueueSpec("lineage", url, limits(max_concurrent_dispatches=1, max_dispatches_per_second=20)).to_json()]}))
     log = open(tmp_path / "dispatcher.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "local.dispatcher", "--config", str(cfg)], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "local.task_dispatcher", "--config", str(cfg)], cwd=ROOT,
                             env={**os.environ, "INTERNAL_TOKEN": TOKEN}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -288,5 +288,5 @@ def test_the_dispatcher_command_stops_cleanly_on_sigterm(tmp_path, target):
 def test_the_dispatcher_command_reports_a_bad_config(tmp_path):
     cfg = tmp_path / "bad.json"
     cfg.write_text(json.dumps({"queues": []}))
-    out = subprocess.run([sys.executable, "-m", "local.dispatcher", "--config", str(cfg)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "local.task_dispatcher", "--config", str(cfg)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and out.stderr.startswith("dispatcher: ")

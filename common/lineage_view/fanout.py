@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from common.domain import GENESIS_ACCOUNT, ChildEdge, as_utc, iso
-from common.lineage_view import ancestors, node
+from common.lineage_view.nodes import ancestors, node
 
 log = logging.getLogger(__name__)
 

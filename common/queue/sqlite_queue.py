@@ -1,6 +1,6 @@
-"""The local TaskQueue adapter: tasks persisted in SQLite (LOCAL_DISPATCHER_DB), with Cloud Tasks'
+"""The SQLite TaskQueue adapter (the local stack's queue): tasks persisted in SQLite (LOCAL_DISPATCHER_DB), with Cloud Tasks'
 naming semantics. The dispatch loop that delivers them (rate, burst, concurrency, retries with
-backoff, max attempts) is local/dispatcher.py; both share the table defined here.
+backoff, max attempts) is local/task_dispatcher.py; both share the table defined here.
 
 - A task is one row keyed by (queue, name). Creating a name that exists, or that finished less
   than `tombstone_s` ago, is refused (enqueue returns False), as Cloud Tasks refuses a name it has
@@ -199,8 +199,8 @@ class TaskDB:
         return cur.rowcount
 
 
-class LocalDispatcherQueue(TaskQueue):
-    """TaskQueue over the local SQLite task table; local/dispatcher.py delivers the tasks."""
+class SQLiteTaskQueue(TaskQueue):
+    """TaskQueue over the local SQLite task table; local/task_dispatcher.py delivers the tasks."""
 
     def __init__(self, db_path: str | os.PathLike, clock: Clock | None = None, tombstone_s: float = TOMBSTONE_S):
         self.db = TaskDB(db_path)
@@ -208,7 +208,7 @@ class LocalDispatcherQueue(TaskQueue):
         self.tombstone_s = float(tombstone_s)
 
     @classmethod
-    def from_settings(cls, settings, clock: Clock | None = None) -> "LocalDispatcherQueue":
+    def from_settings(cls, settings, clock: Clock | None = None) -> "SQLiteTaskQueue":
         # Required (no default): a task written to a file no dispatcher reads would be lost.
         return cls(settings.require("LOCAL_DISPATCHER_DB"), clock)
 
