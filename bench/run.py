@@ -26,6 +26,7 @@ BENCH_MODULES = (
     "bench.bench_export",
     "bench.bench_stats_limits",
     "bench.bench_bulk_write",
+    "bench.bench_hubble_sync",
 )
 RESULTS = Path(__file__).with_name("results.md")
 

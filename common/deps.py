@@ -47,6 +47,11 @@ class ApiFallbackDeps(WorkerDeps, Protocol):
     hubble: Hubble | None
 
 
+class HubbleSyncDeps(WorkerDeps, Protocol):
+    """hubble_sync: the network-wide sync (HubbleSyncPort, BulkWritePort, SpendLedgerPort; the hubble-sync queue)."""
+    hubble: Hubble | None
+
+
 class SearchDeps(PipelineDeps, Protocol):
     """search: the cache, the flow, and its per-client limiter."""
     schema_gate: SchemaGate

@@ -38,6 +38,7 @@ class PipelineSource(str, Enum):
     BIGQUERY = "BIGQUERY"
     BIGQUERY_WITH_API_FALLBACK = "BIGQUERY_WITH_API_FALLBACK"
     API = "API"
+    HUBBLE_SYNC = "HUBBLE_SYNC"  # the network-wide sync answered (common/handlers/hubble_sync.py)
 
 
 class PipelineMode(str, Enum):
@@ -283,6 +284,51 @@ class LeaderboardEntry:
     rank: int
     stellar_account: str
     xlm_balance: Decimal
+
+
+SYNC_STATUSES = ("RUNNING", "DONE", "FAILED")
+SYNC_RANGE_STATUSES = ("PENDING", "RUNNING", "DONE", "FAILED")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncRange:
+    """One closed_at range [range_start, range_end) of a network-wide Hubble sync (sync_ranges)."""
+
+    network: str
+    sync_id: str
+    range_start: dt.datetime
+    range_end: dt.datetime
+    status: str = "PENDING"
+    rows: int = 0
+    edges: int = 0
+    merges: int = 0
+    bytes_billed: int = 0
+    spent_micro_usd: int = 0
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    last_error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncState:
+    """A network's latest Hubble sync (sync_state). synced_through: every range before it is done."""
+
+    network: str
+    sync_id: str
+    status: str  # RUNNING | DONE | FAILED
+    synced_through: dt.datetime | None = None
+    ranges_total: int = 0
+    ranges_done: int = 0
+    accounts: int = 0
+    edges: int = 0
+    merges: int = 0
+    bytes_billed: int = 0
+    spent_micro_usd: int = 0
+    last_error: str | None = None
+    updated_at: dt.datetime | None = None
+    mode: str | None = None  # full | daily
+    started_at: dt.datetime | None = None
+    accounts_after: str | None = None  # the accounts_current load's last account (its resume point)
 
 
 @dataclasses.dataclass(frozen=True)

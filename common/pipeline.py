@@ -55,6 +55,8 @@ def request_lineage(c: PipelineDeps, network: str, account: str, now: dt.datetim
     now = _now(c, now)
     store = c.store
     rec = store.get_lineage(network, account)
+    if complete_from_sync(c, network, account, rec, now):
+        return False
     if rec is None:
         store.transition_lineage(network, account, None, Status.PENDING.value, created_at=now, updated_at=now, retry_count=0)
         gen = 0
@@ -76,6 +78,31 @@ def request_lineage(c: PipelineDeps, network: str, account: str, now: dt.datetim
     if generation is not None:
         gen = generation
     return c.queue.enqueue(LINEAGE_QUEUE, task_payload(network, account, "lineage", gen), purpose="lineage", generation=gen)
+
+
+def complete_from_sync(c: PipelineDeps, network: str, account: str, rec, now: dt.datetime) -> bool:
+    """An account the network-wide Hubble sync stored, created before its `synced_through`: COMPLETE
+    at once from the store (pipeline_source HUBBLE_SYNC), no task. The sync wrote its earliest
+    creation (a stored BIGQUERY event at its creation date), so every creation edge from then to
+    synced_through is stored: its lives and its children. Anything else: False, the pipelines run."""
+    if rec is None or rec.status is not None or not rec.stellar_creator_account or rec.account_creation_date is None:
+        return False
+    store = c.store
+    state = store.get_sync_state(network)
+    if state is None or state.synced_through is None or rec.account_creation_date >= state.synced_through:
+        return False
+    events = store.get_creation_events(network, account)
+    if not events or events[0].source != "BIGQUERY" or events[0].created_at != rec.account_creation_date:
+        return False
+    children = sum(1 for _ in store.iter_children(network, account))
+    won = store.transition_lineage(
+        network, account, (None,), Status.COMPLETE.value, pipeline_source="HUBBLE_SYNC", children_complete=True,
+        num_child_accounts=children, children_gap=None, children_cursor=None, last_error=None, retry_count=0,
+        updated_at=now, last_pipeline_attempt=now,
+    )
+    if won:
+        _mirror_search(c, network, account, Status.COMPLETE.value, now, None)
+    return won
 
 
 def checkpoint(c: PipelineDeps, network: str, account: str, claim_token: str, /, **fields: Any) -> None:

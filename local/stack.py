@@ -55,10 +55,10 @@ from local.stack_env import StackError
 
 __all__ = ["LocalStack", "StackError", "main"]
 
-FUNCTIONS = ("search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale")
+FUNCTIONS = ("search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale", "hubble_sync")
 SCHEDULED = {"hva_recalc": 3600.0, "reset_stale": 900.0}  # terraform: hourly, every 15 minutes
-QUEUE_TARGET = {"lineage": "process_account", "api-fallback": "api_fallback"}
-PORT_ORDER = ("site", "search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale")
+QUEUE_TARGET = {"lineage": "process_account", "api-fallback": "api_fallback", "hubble-sync": "hubble_sync"}
+PORT_ORDER = ("site", "search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale", "hubble_sync")
 SIM_PORT_OFFSET = 20  # base 8080 -> simulator on 8100
 
 # The demo's simulated upstream budgets: generous enough to watch accounts complete, and the
@@ -317,6 +317,7 @@ class LocalStack:
             path = self.workdir / stack_env.SIMULATED_HUBBLE
             self.hubble_loaded = stack_env.load_simulated_hubble(path, self.simulated_hubble_key(), self.simulator_url,
                                                                  self.workdir, self.log)
+        self.hubble_path = str(path)  # the stack file names it (`stellarmap hubble sync` reads it)
         return {"HUBBLE_ENGINE": "duckdb", "HUBBLE_DUCKDB_PATH": str(path)}
 
     def simulated_hubble_key(self) -> str:
@@ -359,7 +360,7 @@ class LocalStack:
             "db": str(self.dispatcher_db),
             "queues": [
                 {"name": q, "url": self.urls[QUEUE_TARGET[q]], "limits": dataclasses.asdict(self.queue_limits[q])}
-                for q in ("lineage", "api-fallback")
+                for q in ("lineage", "api-fallback", "hubble-sync")
             ],
             "dispatch_deadline_s": 600,
         }
@@ -479,7 +480,7 @@ class LocalStack:
             "schedules_s": self.schedule,
             "missing": self.missing,
             "dev": self.dev,
-            "hubble": {"engine": self.hubble, "simulated": self.hubble_loaded},
+            "hubble": {"engine": self.hubble, "simulated": self.hubble_loaded, "duckdb_path": getattr(self, "hubble_path", None)},
             "internal_token": self.token,  # the bearer the internal functions accept in this run
         }
 

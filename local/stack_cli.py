@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  site             {u['site']}/")
     print(f"  search           {u['search']}/search?account=G...&network=public")
     print(f"  stats            {u['stats']}/health")
-    for name in ("process_account", "api_fallback", "hva_recalc", "reset_stale"):
+    for name in ("process_account", "api_fallback", "hva_recalc", "reset_stale", "hubble_sync"):
         print(f"  {name:<16} {u[name]}  (internal: Authorization: Bearer <stack.internal_token in the URLs file>)")
     if not args.dev:
         print(f"  simulator        {u['simulator']}/_sim/health  (try: {u['simulator']}/_sim/accounts/public?kind=chain&limit=5)")

@@ -82,6 +82,7 @@ def function_env(base: dict[str, str], settings: Settings, urls: dict[str, str],
         **LOCAL_STATS_LIMITS,
         "PROCESS_ACCOUNT_URL": urls["process_account"],
         "API_FALLBACK_URL": urls["api_fallback"],
+        "HUBBLE_SYNC_URL": urls["hubble_sync"],
     })
     env.update(store_env(settings))
     env.update(upstream_env)
@@ -120,13 +121,15 @@ def pipeline_config(dev: bool, sim_options: dict[str, Any], overrides: dict[str,
 
 def queue_limits(dev: bool, sim_options: dict[str, Any], config: dict[str, Any],
                  overrides: dict[str, dict[str, Any]]) -> dict[str, QueueLimits]:
-    """The two queues' limits, derived from the upstream budgets as in production (common/queue/rates.py)."""
+    """The queues' limits, derived from the upstream budgets as in production (common/queue/rates.py)."""
     cfg = {**PIPELINE_CONFIG_DEFAULTS, **config}
     if not dev and not sim_options.get("rate_limits", True):
         api = QueueLimits(max_dispatches_per_second=50.0, max_burst_size=10, max_concurrent_dispatches=4)
     else:
         api = api_fallback_limits(float(cfg["horizon_max_per_hour"]), float(cfg["expert_max_per_minute"]), float(cfg["upstream_rate_pct"]))
-    base = {"lineage": lineage_limits(), "api-fallback": api}
+    # The sync's ranges run one at a time (its bulk writes are exact one after another).
+    sync = QueueLimits(max_dispatches_per_second=5.0, max_burst_size=1, max_concurrent_dispatches=1)
+    base = {"lineage": lineage_limits(), "api-fallback": api, "hubble-sync": sync}
     return {q: dataclasses.replace(limits, **overrides.get(q, {})) for q, limits in base.items()}
 
 

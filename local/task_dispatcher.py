@@ -41,7 +41,7 @@ from typing import Any, Callable
 from common.clock import Clock, SystemClock
 from common.ratelimit import TokenBucket
 from common.queue.sqlite_queue import TOMBSTONE_S, TaskDB, epoch
-from common.queue.port import QUEUES
+from common.queue.port import ALL_QUEUES
 from common.queue.rates import QueueLimits
 
 log = logging.getLogger("local.task_dispatcher")
@@ -80,8 +80,8 @@ class QueueSpec:
 
     @classmethod
     def from_json(cls, raw: dict) -> "QueueSpec":
-        if raw.get("name") not in QUEUES:
-            raise ValueError(f"queue name must be one of {', '.join(QUEUES)}, got {raw.get('name')!r}")
+        if raw.get("name") not in ALL_QUEUES:
+            raise ValueError(f"queue name must be one of {', '.join(ALL_QUEUES)}, got {raw.get('name')!r}")
         if not str(raw.get("url", "")).startswith(("http://", "https://")):
             raise ValueError(f"queue {raw['name']}: url must be http(s)://..., got {raw.get('url')!r}")
         return cls(raw["name"], raw["url"], QueueLimits(**raw["limits"]))

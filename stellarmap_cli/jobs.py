@@ -8,7 +8,7 @@ import dataclasses
 
 from common.config import setting
 
-JOBS = ("hva_recalc", "reset_stale")
+JOBS = ("hva_recalc", "reset_stale", "hubble_sync_daily")  # terraform/locals.tf local.schedules
 NETWORKS = ("public", "testnet")
 
 

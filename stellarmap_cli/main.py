@@ -62,6 +62,10 @@ def _stack_settings(args: argparse.Namespace) -> dict:
     except (ValueError, KeyError, TypeError):
         raise CommandError(f"{path} is not a stack file written by `make demo` (python -m local.stack)") from None
     explicit: dict = {"store_backend": store["backend"], "queue_backend": "local", "extra": {"LOCAL_DISPATCHER_DB": dispatcher_db}}
+    hubble = stack.get("hubble") or {}
+    if hubble.get("engine") == "duckdb" and hubble.get("duckdb_path"):  # the demo's embedded Hubble (`hubble sync`)
+        explicit["hubble_engine"] = "duckdb"
+        explicit["extra"]["HUBBLE_DUCKDB_PATH"] = hubble["duckdb_path"]
     if store["backend"] == "sqlite":
         if not Path(store["sqlite_path"]).is_file():
             raise CommandError(f"the demo's store {store['sqlite_path']} (from {path}) is gone: start `make demo` again, "
@@ -331,6 +335,21 @@ def collect_status(c) -> dict:
     for job in ("hva_recalc", "reset_stale"):
         runs = store.get_cron_runs(job, 1) if v.ok else []
         out["cron"][job] = {"last_run": runs[0].run_at.isoformat(), "status": runs[0].status} if runs else None
+    out["hubble_sync"] = _sync_status(store) if v.ok else None
+    return out
+
+
+def _sync_status(store) -> dict:
+    """Each network's Hubble sync (GET /stats/sync's body), or the reason it could not be read."""
+    from common.domain import NETWORKS
+    from common.stats.sync import sync_body
+
+    out: dict = {}
+    for network in NETWORKS:
+        try:
+            out[network] = sync_body(network, store.get_sync_state(network))
+        except Exception as exc:  # the operator still gets the rest of the status
+            out[network] = f"unavailable: {type(exc).__name__}: {exc}"
     return out
 
 
@@ -359,6 +378,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 table.add_row(f"queue {q}", str(depth))
             for job, run in status["cron"].items():
                 table.add_row(f"job {job}", "never ran" if run is None else f"{run['status']} at {run['last_run']}")
+            from common.stats.sync import sync_line
+
+            for network, body in (status["hubble_sync"] or {}).items():
+                table.add_row(f"Hubble sync {network}", body if isinstance(body, str) else sync_line(body))
         _console().print(table)
     healthy = status["store"]["reachable"] and status.get("schema", {}).get("ok", False)
     return 0 if healthy else 1
@@ -379,7 +402,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return stack_main(args.rest) or 0
 
 
-HUBBLE_ACTIONS = {"load": "load a Hubble export (NDJSON/Parquet, or raw stellar-etl) into the embedded Hubble (DuckDB) or BigQuery"}
+HUBBLE_ACTIONS = {"load": "load a Hubble export (NDJSON/Parquet, or raw stellar-etl) into the embedded Hubble (DuckDB) or BigQuery",
+                  "sync": "sync the whole network's creation graph from Hubble into the store (budgeted; --dry-run prints the cost)"}
 
 
 @command("hubble")
@@ -388,14 +412,115 @@ def cmd_hubble(args: argparse.Namespace) -> int:
 
     rest = list(args.rest)
     if not rest or rest[0] in ("-h", "--help"):
-        print("usage: stellarmap hubble load [--db PATH | --bigquery --project P [--endpoint URL]] [--network N] [--table T] SOURCE\n")
+        print("usage: stellarmap hubble load [--db PATH | --bigquery --project P [--endpoint URL]] [--network N] [--table T] SOURCE")
+        print("       stellarmap [store options] hubble sync --network public|testnet [--since DATE] [--dry-run] [--local] [--duckdb PATH]\n")
         for action, text in HUBBLE_ACTIONS.items():
             print(f"  {action:<6} {text}")
-        print("\n`stellarmap hubble load --help` lists every option.")
+        print("\n`stellarmap hubble load --help` and `stellarmap hubble sync --help` list every option.")
         return 0 if rest else 2
     if rest[0] not in HUBBLE_ACTIONS:
         raise CommandError(f"unknown hubble action {rest[0]!r}; actions: {', '.join(HUBBLE_ACTIONS)}")
+    if rest[0] == "sync":
+        return hubble_sync_command(args, rest[1:])
     return load_main(rest[1:], prog="stellarmap hubble load") or 0
+
+
+def _sync_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stellarmap hubble sync", description=(
+        "Sync the whole network's creation graph (every create_account and account_merge) from Hubble into the store: "
+        "one pruned query per closed_at range, then accounts_current. Every query is dry-run first and held to "
+        "HUBBLE_SYNC_BUDGET_USD. Without --local the ranges are queued (hubble-sync queue) for the hubble_sync function."))
+    p.add_argument("--network", required=True, choices=["public", "testnet"])
+    p.add_argument("--since", help="first day to sync, YYYY-MM-DD (default: the network's first ledger)")
+    p.add_argument("--mode", choices=["full", "daily"], default="full", help="daily: from the last synced closed_at, minus a day")
+    p.add_argument("--dry-run", action="store_true", help="print the bytes and dollars the sync would cost; change nothing")
+    p.add_argument("--local", action="store_true", help="run every range here, one after another, instead of queueing them")
+    p.add_argument("--duckdb", metavar="PATH", help="the embedded Hubble to sync from (sets HUBBLE_ENGINE=duckdb, HUBBLE_DUCKDB_PATH)")
+    p.add_argument("--json", action="store_true", help="print the plan's answer as JSON")
+    return p
+
+
+def hubble_sync_command(args: argparse.Namespace, argv: list[str]) -> int:
+    from common.domain import InvalidInput
+    from common.handlers import hubble_sync
+
+    opts = _sync_parser().parse_args(argv)
+    settings = _settings(args)
+    if opts.duckdb:
+        if not Path(opts.duckdb).is_file():
+            raise CommandError(f"no embedded Hubble at {opts.duckdb}: load one with `stellarmap hubble load --db {opts.duckdb} SOURCE`")
+        import dataclasses
+
+        settings = dataclasses.replace(settings, hubble_engine="duckdb", extra={**settings.extra, "HUBBLE_DUCKDB_PATH": opts.duckdb})
+    from common.bootstrap import Container
+
+    overrides = {}
+    if opts.local:
+        from common.queue.in_process import InProcessQueue
+
+        overrides["queue"] = InProcessQueue()
+    c = Container(settings, **overrides)
+    console = _console()
+    started = time.monotonic()
+    try:
+        if settings.hubble_engine == "none":
+            raise CommandError("HUBBLE_ENGINE is none: give --duckdb PATH, or HUBBLE_ENGINE=bigquery with BIGQUERY_PROJECT")
+        try:
+            since = hubble_sync.plan_sql.parse_since(opts.since)
+            if not opts.dry_run:
+                c.queue  # the queue's settings are checked before anything is written
+            answer = hubble_sync.plan(c, opts.network, opts.mode, since, opts.dry_run)
+        except InvalidInput as exc:
+            raise CommandError(f"{exc.message} ({exc.code})") from None
+        except hubble_sync.SyncRefused as exc:
+            raise CommandError(f"{exc.message} ({exc.code})") from None
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        if opts.json:
+            print(json.dumps(answer, indent=2))
+        console.print(f"{answer['network']} {answer['mode']} sync {answer['sync_id']}: {answer['ranges']} ranges "
+                      f"({answer['ranges_to_run']} to run) from {answer['start']} to {answer['end']}; "
+                      f"dry run: {answer['bytes']:,} bytes, {answer['bytes_billed']:,} billable, ${answer['cost_usd']} "
+                      f"(budget ${answer['budget_usd']})")
+        if opts.dry_run:
+            return 0
+        if not opts.local:
+            console.print(f"queued {answer.get('enqueued', 0)} range task(s) on the hubble-sync queue; "
+                          f"`stellarmap status` shows the sync's progress; {time.monotonic() - started:.1f}s")
+            return 0
+        return _run_sync_here(c, opts.network, answer, console, started)
+    finally:
+        c.close()
+
+
+def _run_sync_here(c, network: str, answer: dict, console, started: float) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from common.handlers import hubble_sync
+
+    failures: list[str] = []
+
+    def run(payload: dict) -> None:
+        kind = hubble_sync.task_kind(payload)
+        if kind == "range":
+            out = hubble_sync.run_range(c, *hubble_sync.parse_range(payload))
+        else:
+            out = hubble_sync.load_accounts(c, *hubble_sync.parse_accounts(payload))
+        if out.get("status") in ("FAILED", "RETRY"):
+            failures.append(f"{payload.get('start') or 'accounts'}: {out.get('reason')}")
+        bar.update(task, advance=1 if kind == "range" else 0, description=f"{kind} {payload.get('start') or ''}")
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("ranges", total=answer["ranges_to_run"])
+        c.queue.drain({hubble_sync.SYNC_QUEUE: run})
+    state = c.store.get_sync_state(network)
+    console.print(f"{network} sync {state.sync_id}: {state.status}, {state.ranges_done}/{state.ranges_total} ranges, synced through "
+                  f"{state.synced_through:%Y-%m-%d %H:%M:%S}Z, {state.edges:,} creation edges, {state.merges:,} merges, "
+                  f"{state.accounts:,} accounts, {state.bytes_billed:,} bytes billed (${state.spent_micro_usd / 1e6:.6f}); "
+                  f"{len(failures)} failed; {time.monotonic() - started:.1f}s")
+    for line in failures[:10]:
+        console.print(f"failed: {line}")
+    return 1 if failures or state.status != "DONE" else 0
 
 
 def _count(text: str) -> int:
@@ -440,20 +565,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     j = sub.add_parser("jobs", help="run, pause or resume a scheduled job (Cloud Scheduler)")
     j.add_argument("action", choices=["run", "pause", "resume"])
-    j.add_argument("job", choices=["hva_recalc", "reset_stale"])
+    from stellarmap_cli.jobs import JOBS
+
+    j.add_argument("job", choices=list(JOBS))
     j.add_argument("--network", default="all", choices=["all", "public", "testnet"])
     j.add_argument("--project", help="default: CLOUD_SCHEDULER_PROJECT or CLOUD_TASKS_PROJECT")
     j.add_argument("--location", help="default: CLOUD_SCHEDULER_LOCATION or CLOUD_TASKS_LOCATION")
     j.add_argument("--prefix", help="job name prefix (terraform name_prefix; default stellarmap)")
     j.add_argument("--endpoint", help="API endpoint override, e.g. a local server (CLOUD_SCHEDULER_ENDPOINT)")
 
-    st = sub.add_parser("status", help="health, queue depth and spend against the budget")
+    st = sub.add_parser("status", help="health, queue depth, spend against the budget and the Hubble sync")
     st.add_argument("--json", action="store_true", help="machine-readable output")
 
     for name, helptext in (
         ("sim", "run the local Stellar network simulator"),
         ("demo", "run the whole local stack"),
-        ("hubble", "hubble load: load a Hubble export into the embedded Hubble (DuckDB) or BigQuery"),
+        ("hubble", "hubble load|sync: load a Hubble export into the embedded Hubble or BigQuery; sync the network from Hubble"),
     ):
         s = sub.add_parser(name, help=helptext, add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)

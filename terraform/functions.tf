@@ -85,22 +85,24 @@ resource "google_artifact_registry_repository" "functions" {
 }
 
 # ------------------------------------------------------------------ functions
-# Shared parts of both function resources below.
 locals {
   function_secret_env = [{
     key     = "ASTRA_TOKEN"
     secret  = var.astra_token_secret_id
     version = var.astra_token_secret_version
   }]
+  function_kind_words = { public = "public", internal = "internal", operator = "operators" }
 }
 
-# search and stats: internet ingress, public invoker (iam.tf), CORS limited to the site origin.
-resource "google_cloudfunctions2_function" "public" {
-  #checkov:skip=CKV_GCP_124:search and stats are the public API the D3 site calls from browsers; they need ALLOW_ALL ingress. Internal functions are the separate google_cloudfunctions2_function.internal resource with ALLOW_INTERNAL_ONLY.
-  for_each    = local.public_functions
+# Every function of local.functions (locals.tf): ingress, environment and sizing come from its entry.
+# Who may invoke it is iam.tf's business (allUsers for public, the invokers for internal,
+# var.operator_members for operator functions).
+resource "google_cloudfunctions2_function" "function" {
+  #checkov:skip=CKV_GCP_124:Only the public (search, stats) and operator (bulk_queue) instances have ALLOW_ALL ingress: the site calls the public API from browsers and operators call theirs from terminals (run.invoker: var.operator_members only, CKV_STELLARMAP_3). Every internal instance, the only queue and scheduler targets, has ALLOW_INTERNAL_ONLY (local.functions[*].ingress; tests/unit/test_terraform_consistency.py).
+  for_each    = local.functions
   name        = local.service_names[each.key]
   location    = var.region
-  description = "StellarMap ${each.key} (public)"
+  description = "StellarMap ${each.key} (${local.function_kind_words[each.value.access]})"
 
   build_config {
     runtime           = "python311"
@@ -117,16 +119,16 @@ resource "google_cloudfunctions2_function" "public" {
   }
 
   service_config {
-    available_memory                 = var.function_sizing[each.key].memory
-    timeout_seconds                  = var.function_sizing[each.key].timeout_seconds
-    min_instance_count               = var.function_sizing[each.key].min_instances
-    max_instance_count               = var.function_sizing[each.key].max_instances
-    max_instance_request_concurrency = var.function_sizing[each.key].concurrency
-    available_cpu                    = var.function_sizing[each.key].concurrency > 1 ? "1" : null
-    ingress_settings                 = "ALLOW_ALL"
+    available_memory                 = each.value.memory
+    timeout_seconds                  = each.value.timeout_seconds
+    min_instance_count               = each.value.min_instances
+    max_instance_count               = each.value.max_instances
+    max_instance_request_concurrency = each.value.concurrency
+    available_cpu                    = each.value.concurrency > 1 ? "1" : null
+    ingress_settings                 = each.value.ingress
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.function[each.key].email
-    environment_variables            = local.public_function_env
+    environment_variables            = local.function_environment[each.key]
 
     dynamic "secret_environment_variables" {
       for_each = local.function_secret_env
@@ -154,76 +156,25 @@ resource "google_cloudfunctions2_function" "public" {
       condition     = length("${local.service_names[each.key]}-${data.google_project.this.number}") <= 63
       error_message = "Service name plus project number exceed the 63-character DNS label of Cloud Run's deterministic URL; shorten name_prefix."
     }
-  }
-
-  depends_on = [
-    google_secret_manager_secret_iam_member.token_accessor,
-    google_secret_manager_secret_iam_member.bundle_accessor,
-    google_project_iam_member.builder,
-    google_artifact_registry_repository_iam_member.builder,
-    google_storage_bucket_iam_member.builder_reads_sources,
-  ]
-}
-
-# process_account, api_fallback, hva_recalc, reset_stale: internal ingress only; only the Cloud
-# Tasks and Cloud Scheduler invoker service accounts hold run.invoker on them (iam.tf).
-resource "google_cloudfunctions2_function" "internal" {
-  for_each    = local.internal_functions
-  name        = local.service_names[each.key]
-  location    = var.region
-  description = "StellarMap ${each.key} (internal)"
-
-  build_config {
-    runtime           = "python311"
-    entry_point       = each.value.entry_point
-    service_account   = google_service_account.builder.id
-    docker_repository = google_artifact_registry_repository.functions.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.sources.name
-        object = google_storage_bucket_object.function_zip[each.key].name
-      }
-    }
-  }
-
-  service_config {
-    available_memory                 = var.function_sizing[each.key].memory
-    timeout_seconds                  = var.function_sizing[each.key].timeout_seconds
-    min_instance_count               = var.function_sizing[each.key].min_instances
-    max_instance_count               = var.function_sizing[each.key].max_instances
-    max_instance_request_concurrency = var.function_sizing[each.key].concurrency
-    available_cpu                    = var.function_sizing[each.key].concurrency > 1 ? "1" : null
-    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.function[each.key].email
-    environment_variables            = local.function_env
-
-    dynamic "secret_environment_variables" {
-      for_each = local.function_secret_env
-      content {
-        key        = secret_environment_variables.value.key
-        project_id = var.project
-        secret     = secret_environment_variables.value.secret
-        version    = secret_environment_variables.value.version
-      }
-    }
-
-    secret_volumes {
-      mount_path = local.astra_bundle_mount
-      project_id = var.project
-      secret     = var.astra_bundle_secret_id
-      versions {
-        version = var.astra_bundle_secret_version
-        path    = local.astra_bundle_file
-      }
-    }
-  }
-
-  lifecycle {
     precondition {
-      condition     = length("${local.service_names[each.key]}-${data.google_project.this.number}") <= 63
-      error_message = "Service name plus project number exceed the 63-character DNS label of Cloud Run's deterministic URL; shorten name_prefix."
+      condition     = length(local.functions) == sum([for group in local.function_definitions : length(group)])
+      error_message = "A function name appears in two access groups of local.function_definitions."
+    }
+    precondition {
+      condition     = contains(["public", "internal", "operator"], each.value.access)
+      error_message = "Function ${each.key}: access must be public, internal or operator."
+    }
+    precondition {
+      # An internal function nobody may invoke is dead; a public or operator one needs no invoker account.
+      condition = (
+        alltrue([for who in each.value.invokers : contains(["tasks", "scheduler"], who)]) &&
+        (each.value.access == "internal") == (length(each.value.invokers) > 0)
+      )
+      error_message = "Function ${each.key}: invokers must be tasks and/or scheduler, given for internal functions only (and for every one of them)."
+    }
+    precondition {
+      condition     = each.value.access != "public" || contains(["search", "stats"], each.key)
+      error_message = "Function ${each.key}: only search and stats may be public (docs/design.md, CKV_STELLARMAP_3)."
     }
   }
 
@@ -236,84 +187,38 @@ resource "google_cloudfunctions2_function" "internal" {
   ]
 }
 
-# bulk_queue (operator functions): operators call it from their terminals with an identity token,
-# so ingress admits the internet; run.invoker is held only by var.operator_members (iam.tf).
-resource "google_cloudfunctions2_function" "operator" {
-  #checkov:skip=CKV_GCP_124:Operator endpoints are called from operators' terminals over the internet; only var.operator_members hold run.invoker (never allUsers, CKV_STELLARMAP_3). Queue and scheduler targets are google_cloudfunctions2_function.internal with ALLOW_INTERNAL_ONLY.
-  for_each    = local.operator_functions
-  name        = local.service_names[each.key]
-  location    = var.region
-  description = "StellarMap ${each.key} (operators)"
-
-  build_config {
-    runtime           = "python311"
-    entry_point       = each.value.entry_point
-    service_account   = google_service_account.builder.id
-    docker_repository = google_artifact_registry_repository.functions.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.sources.name
-        object = google_storage_bucket_object.function_zip[each.key].name
-      }
-    }
-  }
-
-  service_config {
-    available_memory                 = var.function_sizing[each.key].memory
-    timeout_seconds                  = var.function_sizing[each.key].timeout_seconds
-    min_instance_count               = var.function_sizing[each.key].min_instances
-    max_instance_count               = var.function_sizing[each.key].max_instances
-    max_instance_request_concurrency = var.function_sizing[each.key].concurrency
-    available_cpu                    = var.function_sizing[each.key].concurrency > 1 ? "1" : null
-    ingress_settings                 = "ALLOW_ALL"
-    all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.function[each.key].email
-    environment_variables            = local.function_env
-
-    dynamic "secret_environment_variables" {
-      for_each = local.function_secret_env
-      content {
-        key        = secret_environment_variables.value.key
-        project_id = var.project
-        secret     = secret_environment_variables.value.secret
-        version    = secret_environment_variables.value.version
-      }
-    }
-
-    secret_volumes {
-      mount_path = local.astra_bundle_mount
-      project_id = var.project
-      secret     = var.astra_bundle_secret_id
-      versions {
-        version = var.astra_bundle_secret_version
-        path    = local.astra_bundle_file
-      }
-    }
-  }
-
-  lifecycle {
-    precondition {
-      condition     = length("${local.service_names[each.key]}-${data.google_project.this.number}") <= 63
-      error_message = "Service name plus project number exceed the 63-character DNS label of Cloud Run's deterministic URL; shorten name_prefix."
-    }
-  }
-
-  depends_on = [
-    google_secret_manager_secret_iam_member.token_accessor,
-    google_secret_manager_secret_iam_member.bundle_accessor,
-    google_project_iam_member.builder,
-    google_artifact_registry_repository_iam_member.builder,
-    google_storage_bucket_iam_member.builder_reads_sources,
-  ]
+# The functions used to be three resources (public, internal, operator); these keep the deployed
+# instances instead of replacing them. Safe to delete once every deployment has applied them.
+moved {
+  from = google_cloudfunctions2_function.public["search"]
+  to   = google_cloudfunctions2_function.function["search"]
+}
+moved {
+  from = google_cloudfunctions2_function.public["stats"]
+  to   = google_cloudfunctions2_function.function["stats"]
+}
+moved {
+  from = google_cloudfunctions2_function.internal["process_account"]
+  to   = google_cloudfunctions2_function.function["process_account"]
+}
+moved {
+  from = google_cloudfunctions2_function.internal["api_fallback"]
+  to   = google_cloudfunctions2_function.function["api_fallback"]
+}
+moved {
+  from = google_cloudfunctions2_function.internal["hva_recalc"]
+  to   = google_cloudfunctions2_function.function["hva_recalc"]
+}
+moved {
+  from = google_cloudfunctions2_function.internal["reset_stale"]
+  to   = google_cloudfunctions2_function.function["reset_stale"]
+}
+moved {
+  from = google_cloudfunctions2_function.operator["bulk_queue"]
+  to   = google_cloudfunctions2_function.function["bulk_queue"]
 }
 
 locals {
-  # Every function resource instance by folder name, and the URL Cloud Run reports for it.
-  function_resources = merge(
-    google_cloudfunctions2_function.public,
-    google_cloudfunctions2_function.internal,
-    google_cloudfunctions2_function.operator,
-  )
-  deployed_urls = { for k, f in local.function_resources : k => f.service_config[0].uri }
+  # The URL Cloud Run reports for every function, by folder name.
+  deployed_urls = { for k, f in google_cloudfunctions2_function.function : k => f.service_config[0].uri }
 }

@@ -118,10 +118,10 @@ resource "google_project_iam_member" "bigquery_job_user" {
 #
 # Internal functions: only the tasks / scheduler service accounts named in `invokers`.
 resource "google_cloud_run_v2_service_iam_binding" "internal_invoker" {
-  for_each = local.internal_functions
+  for_each = local.function_definitions.internal
   project  = var.project
   location = var.region
-  name     = google_cloudfunctions2_function.internal[each.key].name
+  name     = google_cloudfunctions2_function.function[each.key].name
   role     = "roles/run.invoker"
   members  = [for who in each.value.invokers : local.invoker_members[who]]
 }
@@ -129,20 +129,20 @@ resource "google_cloud_run_v2_service_iam_binding" "internal_invoker" {
 # Public functions: anyone may call search and stats (the site runs in visitors' browsers). They
 # validate input and rate-limit per client; CKV_STELLARMAP_3 fails any allUsers grant elsewhere.
 resource "google_cloud_run_v2_service_iam_binding" "public_invoker" {
-  for_each = local.public_functions
+  for_each = local.function_definitions.public
   project  = var.project
   location = var.region
-  name     = google_cloudfunctions2_function.public[each.key].name
+  name     = google_cloudfunctions2_function.function[each.key].name
   role     = "roles/run.invoker"
   members  = ["allUsers"]
 }
 
 # Operator functions: only the members listed in var.operator_members (no binding without them).
 resource "google_cloud_run_v2_service_iam_binding" "operator_invoker" {
-  for_each = length(var.operator_members) > 0 ? local.operator_functions : {}
+  for_each = length(var.operator_members) > 0 ? local.function_definitions.operator : {}
   project  = var.project
   location = var.region
-  name     = google_cloudfunctions2_function.operator[each.key].name
+  name     = google_cloudfunctions2_function.function[each.key].name
   role     = "roles/run.invoker"
   members  = var.operator_members
 }

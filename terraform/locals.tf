@@ -8,34 +8,48 @@ locals {
   site_dir      = "${path.module}/${var.site_dir}"
 
   # ---------------------------------------------------------------- functions
-  # One entry per functions/<name> folder (tests/unit/test_terraform_consistency.py checks the
-  # two agree). `enqueues` lists the queues the function's own service account may add tasks to;
-  # `bigquery` lets it run query jobs in this project (the Hubble path).
-  #
-  # Public functions: internet ingress, and the only ones allUsers may invoke.
-  public_functions = {
-    search = { entry_point = "search", enqueues = ["lineage"], bigquery = false }
-    stats  = { entry_point = "stats", enqueues = [], bigquery = false }
+  # Every function, declared once: one entry per functions/<name> folder
+  # (tests/unit/test_terraform_consistency.py checks the two agree), grouped by access, and one
+  # for_each'd resource per kind of thing in functions.tf and iam.tf. Access:
+  #   public    internet ingress; allUsers may invoke (search and stats only, CKV_STELLARMAP_3)
+  #   internal  internal ingress; only the identities in `invokers` may invoke
+  #   operator  internet ingress for operators' terminals (`gcloud auth print-identity-token`);
+  #             run.invoker held only by var.operator_members (nobody without members)
+  # Fields:
+  #   invokers  "tasks" (the Cloud Tasks invoker) and/or "scheduler" (the Cloud Scheduler invoker)
+  #   enqueues  queues the function's own service account may add tasks to
+  #   bigquery  may run query jobs in this project (the Hubble path)
+  #   env       variables on top of the shared environment (local.function_environment)
+  # Memory, timeout, instances and concurrency come from var.function_sizing. Adding a function is
+  # one more entry here, a function_sizing entry, its functions/<name> folder and its row in
+  # docs/design.md; the tests fail until all four agree. The groups are literal maps so that
+  # checkov can resolve the public set (CKV_STELLARMAP_3 fails closed on a computed one).
+  function_definitions = {
+    public = {
+      search = { entry_point = "search", invokers = [], enqueues = ["lineage"], bigquery = false, env = {} }
+      stats  = { entry_point = "stats", invokers = [], enqueues = [], bigquery = false, env = {} }
+    }
+    internal = {
+      process_account = { entry_point = "process_account", invokers = ["tasks"], enqueues = ["lineage", "api-fallback"], bigquery = true, env = {} }
+      api_fallback    = { entry_point = "api_fallback", invokers = ["tasks"], enqueues = ["lineage"], bigquery = false, env = {} }
+      hva_recalc      = { entry_point = "hva_recalc", invokers = ["scheduler"], enqueues = [], bigquery = false, env = {} }
+      reset_stale     = { entry_point = "reset_stale", invokers = ["scheduler"], enqueues = ["lineage", "api-fallback"], bigquery = false, env = {} }
+      # The network-wide Hubble sync: the daily job plans it, its queue runs one range at a time.
+      hubble_sync = { entry_point = "hubble_sync", invokers = ["tasks", "scheduler"], enqueues = ["hubble-sync"], bigquery = true, env = { HUBBLE_SYNC_BUDGET_USD = tostring(var.hubble_sync_budget_usd) } }
+    }
+    operator = {
+      bulk_queue = { entry_point = "bulk_queue", invokers = [], enqueues = ["lineage"], bigquery = false, env = {} }
+    }
   }
 
-  # Internal functions: internal ingress only, invoked with an OIDC token by the identities in
-  # `invokers` ("tasks" = the Cloud Tasks invoker, "scheduler" = the Cloud Scheduler invoker).
-  # Adding one is one more entry here plus its functions/<name> folder and a function_sizing entry.
-  internal_functions = {
-    process_account = { entry_point = "process_account", invokers = ["tasks"], enqueues = ["lineage", "api-fallback"], bigquery = true }
-    api_fallback    = { entry_point = "api_fallback", invokers = ["tasks"], enqueues = ["lineage"], bigquery = false }
-    hva_recalc      = { entry_point = "hva_recalc", invokers = ["scheduler"], enqueues = [], bigquery = false }
-    reset_stale     = { entry_point = "reset_stale", invokers = ["scheduler"], enqueues = ["lineage", "api-fallback"], bigquery = false }
+  # The typed map every function resource iterates: tomap() fails the plan when an entry lacks a
+  # field or gives one another type; the function resource's preconditions check the values.
+  functions = {
+    for k, f in tomap(merge([
+      for access, group in local.function_definitions : { for name, f in group : name => merge(f, { access = access }) }
+    ]...)) :
+    k => merge(f, var.function_sizing[k], { ingress = f.access == "internal" ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL" })
   }
-
-  # Operator functions: called by operators from their terminals (`gcloud auth
-  # print-identity-token`), so their ingress admits the internet, but run.invoker is held only by
-  # var.operator_members (never allUsers; without members nobody can invoke them).
-  operator_functions = {
-    bulk_queue = { entry_point = "bulk_queue", enqueues = ["lineage"], bigquery = false }
-  }
-
-  functions = merge(local.public_functions, local.internal_functions, local.operator_functions)
 
   # Cloud Run service names (a gen2 function is a Cloud Run service of the same name).
   service_names = { for k, f in local.functions : k => "${var.name_prefix}-${replace(k, "_", "-")}" }
@@ -80,18 +94,29 @@ locals {
       max_concurrent_dispatches = var.api_fallback_max_concurrent_dispatches
       slow_rate_reason          = var.api_fallback_slow_rate_reason
     }
+    # One range at a time (docs/design.md): the sync's BigQuery spend and its bulk writes into the
+    # store stay sequential, and a range's task never races the next one for the same partitions.
+    hubble-sync = {
+      name                      = "${var.name_prefix}-hubble-sync"
+      target                    = "hubble_sync"
+      max_dispatches_per_second = 1
+      max_burst_size            = 1
+      max_concurrent_dispatches = 1
+      slow_rate_reason          = ""
+    }
   }
 
   # ---------------------------------------------------------------- scheduled jobs
   schedules = {
-    hva_recalc  = { target = "hva_recalc", schedule = var.hva_recalc_schedule, body = {} }
-    reset_stale = { target = "reset_stale", schedule = var.reset_stale_schedule, body = { dry_run = false } }
+    hva_recalc        = { target = "hva_recalc", schedule = var.hva_recalc_schedule, body = {}, networks = var.networks }
+    reset_stale       = { target = "reset_stale", schedule = var.reset_stale_schedule, body = { dry_run = false }, networks = var.networks }
+    hubble_sync_daily = { target = "hubble_sync", schedule = var.hubble_sync_schedule, body = { mode = "daily" }, networks = var.hubble_sync_networks }
   }
 
   # One job per (schedule, network); the function takes {"network": ...} in its JSON body.
   scheduler_jobs = merge([
     for job, s in local.schedules : {
-      for network in var.networks :
+      for network in s.networks :
       "${job}-${network}" => merge(s, { job = job, network = network })
     }
   ]...)
@@ -136,6 +161,22 @@ locals {
     STATS_MAX_CONCURRENT_EXPORTS            = tostring(var.stats_client_limits.max_concurrent_exports)
     STATS_MAX_CONCURRENT_EXPORTS_PER_CLIENT = tostring(var.stats_client_limits.max_concurrent_exports_per_client)
   })
+
+  # Each function's environment: the shared one (with the front-end settings for public
+  # functions), the sync queue's settings for a function that enqueues on it (both or neither,
+  # common/queue/cloud_tasks.py), and its own `env`.
+  function_environment = {
+    for k, f in local.functions :
+    k => merge(
+      f.access == "public" ? local.public_function_env : local.function_env,
+      contains(f.enqueues, "hubble-sync") ? local.sync_queue_env : {},
+      f.env,
+    )
+  }
+  sync_queue_env = {
+    HUBBLE_SYNC_QUEUE = local.queues["hubble-sync"].name
+    HUBBLE_SYNC_URL   = local.function_urls["hubble_sync"]
+  }
 
   # Static site: every file but the generated config.js and the site's own docs and tests.
   site_files = toset([

@@ -262,6 +262,35 @@ variable "schedule_time_zone" {
   default     = "Etc/UTC"
 }
 
+variable "hubble_sync_schedule" {
+  description = "Cron schedule of the daily Hubble sync (hubble-sync-daily: the partitions since the last synced closed_at, with a day of overlap)."
+  type        = string
+  default     = "30 2 * * *"
+}
+
+variable "hubble_sync_networks" {
+  description = "Networks the daily Hubble sync runs for. Testnet needs a Hubble testnet dataset (HUBBLE_TESTNET_DATASET), which the public Hubble does not have, so only public by default."
+  type        = list(string)
+  default     = ["public"]
+
+  validation {
+    condition     = alltrue([for n in var.hubble_sync_networks : contains(["public", "testnet"], n)])
+    error_message = "hubble_sync_networks must be a subset of [\"public\", \"testnet\"] (common.domain.NETWORKS); [] runs no daily sync."
+  }
+}
+
+variable "hubble_sync_budget_usd" {
+  description = "Budget of one Hubble sync in USD (HUBBLE_SYNC_BUDGET_USD): a plan whose dry-run cost is above it is refused (409 sync_over_budget) before anything is spent. Separate from the per-account cost guard and the monthly budget, which still apply."
+  type        = number
+  default     = 5
+
+  validation {
+    # The spend ledger counts micro-dollars; above $1,000 a sync is almost surely a typo.
+    condition     = var.hubble_sync_budget_usd > 0 && var.hubble_sync_budget_usd <= 1000 && floor(var.hubble_sync_budget_usd * 1000000) == var.hubble_sync_budget_usd * 1000000
+    error_message = "hubble_sync_budget_usd must be in (0, 1000] with at most 6 decimals (micro-dollars)."
+  }
+}
+
 variable "scheduler_retry_count" {
   description = "Retries of a failed scheduled call (Cloud Scheduler allows 0-5)."
   type        = number
@@ -293,6 +322,9 @@ variable "function_sizing" {
     hva_recalc      = { memory = "1Gi", timeout_seconds = 900, min_instances = 0, max_instances = 1, concurrency = 1 }
     reset_stale     = { memory = "256M", timeout_seconds = 300, min_instances = 0, max_instances = 1, concurrency = 1 }
     bulk_queue      = { memory = "512M", timeout_seconds = 540, min_instances = 0, max_instances = 2, concurrency = 1 }
+    # hubble_sync: one range task at a time (its queue) plus room for the daily plan call; a task near
+    # its time budget continues in a new task (common/handlers/hubble_sync.py), so 540 s suffice.
+    hubble_sync = { memory = "1Gi", timeout_seconds = 540, min_instances = 0, max_instances = 2, concurrency = 1 }
   }
 }
 

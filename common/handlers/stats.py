@@ -1,5 +1,6 @@
 """stats (public, read-only): pipeline stats, pending accounts, stage executions, the lineage tree,
-the HVA leaderboard and changes, the query builder, health and the site's run-time config.
+the HVA leaderboard and changes, the query builder, health, the network-wide Hubble sync and the
+site's run-time config.
 
 Every route is a bounded read: a fixed number of partitions or rows, whatever the table sizes.
 Input is validated before the store is touched (400 with a code, a message and the field), an
@@ -316,6 +317,14 @@ def config(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     )
 
 
+def sync(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
+    """The network's Hubble sync (one single-row read); NEVER_SYNCED when it never ran."""
+    from common.stats.sync import sync_body
+
+    network = _network(params)
+    return json_response({**sync_body(network, c.store.get_sync_state(network)), "timestamp": iso(now)})
+
+
 ROUTES: dict[str, Callable[[Any, dict, dt.datetime], Response]] = {
     "/pipeline-stats": pipeline_stats,
     "/pending-accounts": pending_accounts,
@@ -326,6 +335,7 @@ ROUTES: dict[str, Callable[[Any, dict, dt.datetime], Response]] = {
     "/query": query,
     "/health": health,
     "/config": config,
+    "/sync": sync,
 }
 UNGATED = {"/health"}  # reports the schema instead of refusing
 

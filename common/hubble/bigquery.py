@@ -36,6 +36,7 @@ from common.hubble.port import (
     HubbleTables,
     HubbleUnavailable,
     JobStatus,
+    PagedResult,
     QueryResult,
     tables_from_settings,
 )
@@ -161,6 +162,33 @@ class BigQueryHubble(Hubble):
         processed = int(job.total_bytes_processed or 0)
         billed = job.total_bytes_billed
         return QueryResult(rows=rows, bytes_processed=processed, bytes_billed=int(billed if billed is not None else processed), job_id=job.job_id)
+
+    def run_pages(self, query: HubbleQuery, max_bytes_billed: int | None = None, job_id: str | None = None,
+                  page_rows: int = 10_000) -> PagedResult:
+        """As run(), but the finished job's rows are fetched a page at a time (jobs.getQueryResults
+        pages): memory is one page whatever the result's size. A page that cannot be read raises
+        HubbleError (the job is billed already; its statistics were final when paging began)."""
+        job_id = job_id or f"stellarmap_{uuid.uuid4().hex}"
+        extra = {"maximum_bytes_billed": int(max_bytes_billed)} if max_bytes_billed is not None else {}
+        job = self._submit(query, self._job_config(query, **extra), job_id)
+        try:
+            iterator = job.result(retry=self._retry(), timeout=self._result_timeout, page_size=page_rows)
+            names = [field.name for field in iterator.schema]
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the bill is looked up by job id
+            raise self._after_failure(job_id, "query", exc) from exc
+        processed = int(job.total_bytes_processed or 0)
+        billed = job.total_bytes_billed
+
+        def pages():
+            try:
+                for page in iterator.pages:
+                    yield [dict(zip(names, row.values())) for row in page]
+            except HubbleError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise HubbleError(f"BigQuery rows of job {job_id} could not be read: {type(exc).__name__}: {exc}") from exc
+
+        return PagedResult(pages(), processed, int(billed if billed is not None else processed), job.job_id)
 
     def _submit(self, query: HubbleQuery, config, job_id: str):
         from google.api_core import exceptions as gexc

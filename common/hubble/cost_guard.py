@@ -37,7 +37,7 @@ import math
 from decimal import ROUND_CEILING, Decimal
 
 from common.config import PipelineConfig
-from common.hubble.port import Hubble, HubbleJobFailed, HubbleNotRun, HubbleQuery, QueryResult
+from common.hubble.port import Hubble, HubbleJobFailed, HubbleNotRun, HubbleQuery, PagedResult, QueryResult
 from common.store.port import new_reservation_id
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Limits:
 
 @dataclasses.dataclass(frozen=True)
 class GuardedResult:
-    result: QueryResult
+    result: QueryResult | PagedResult
     estimate_bytes: int
     reserved_micro_usd: int
     billed_bytes: int
@@ -160,6 +160,13 @@ class CostGuard:
         return estimate, billable_bytes(estimate, len(query.tables))
 
     def run(self, query: HubbleQuery) -> GuardedResult:
+        return self._guarded(query, lambda max_bytes, job_id: self.hubble.run(query, max_bytes_billed=max_bytes, job_id=job_id))
+
+    def run_pages(self, query: HubbleQuery, page_rows: int) -> GuardedResult:
+        """As run(); `result` is a PagedResult whose rows are read page by page after the bill is settled."""
+        return self._guarded(query, lambda max_bytes, job_id: self.hubble.run_pages(query, max_bytes, job_id, page_rows))
+
+    def _guarded(self, query: HubbleQuery, submit) -> GuardedResult:
         if self.reconciled is None and self.hubble.tracks_jobs:
             self.reconciled = self._reconcile_quietly()
         estimate, reserve_bytes = self.check(query)
@@ -177,7 +184,7 @@ class CostGuard:
                 estimate,
             )
         try:
-            result = self.hubble.run(query, max_bytes_billed=reserve_bytes, job_id=job_id)
+            result = submit(reserve_bytes, job_id)
         except HubbleNotRun:
             self.store.adjust_spend(month, rid, -reserved, self.clock.now(), state="RELEASED", note="the job was never created")
             raise

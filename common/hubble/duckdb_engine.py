@@ -44,6 +44,7 @@ from common.hubble.port import (
     HubbleTables,
     HubbleUnavailable,
     DryRun,
+    PagedResult,
     QueryResult,
     tables_from_settings,
 )
@@ -440,6 +441,13 @@ class DuckDBHubble(Hubble):
     def run(self, query: HubbleQuery, max_bytes_billed: int | None = None, job_id: str | None = None) -> QueryResult:
         """Runs in-process, so every outcome is known: a failure is a finished job that billed
         nothing (BigQuery bills no failed query), and no job is left to look up or cancel."""
+        paged = self.run_pages(query, max_bytes_billed, job_id, page_rows=None)
+        rows = [row for page in paged.pages for row in page]
+        return QueryResult(rows=rows, bytes_processed=paged.bytes_processed, bytes_billed=paged.bytes_billed, job_id=paged.job_id)
+
+    def run_pages(self, query: HubbleQuery, max_bytes_billed: int | None = None, job_id: str | None = None,
+                  page_rows: int | None = 10_000) -> PagedResult:
+        """The query runs at once; its rows are fetched `page_rows` at a time (None: all in one page)."""
         import duckdb
 
         job_id = job_id or f"duckdb-{uuid.uuid4().hex}"
@@ -455,17 +463,30 @@ class DuckDBHubble(Hubble):
             if p.type == "TIMESTAMP":
                 value = value.astimezone(UTC).replace(tzinfo=None)  # the local tables hold UTC TIMESTAMPs
             params[p.name] = value
+        cursor = self._connection().cursor()
         try:
-            cursor = self._connection().cursor()
+            cursor.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            first = cursor.fetchall() if page_rows is None else cursor.fetchmany(page_rows)
+        except duckdb.Error as exc:
+            cursor.close()
+            raise HubbleJobFailed(f"embedded Hubble query failed: {exc}", job_id, 0, 0) from exc
+
+        def pages():
             try:
-                cursor.execute(sql, params)
-                names = [d[0] for d in cursor.description]
-                rows = [dict(zip(names, map(_utc_value, row))) for row in cursor.fetchall()]
+                batch = first
+                while batch:
+                    yield [dict(zip(names, map(_utc_value, row))) for row in batch]
+                    if page_rows is None:
+                        return
+                    try:
+                        batch = cursor.fetchmany(page_rows)
+                    except duckdb.Error as exc:
+                        raise HubbleError(f"embedded Hubble rows could not be read: {exc}") from exc
             finally:
                 cursor.close()
-        except duckdb.Error as exc:
-            raise HubbleJobFailed(f"embedded Hubble query failed: {exc}", job_id, 0, 0) from exc
-        return QueryResult(rows=rows, bytes_processed=processed, bytes_billed=billed, job_id=job_id)
+
+        return PagedResult(pages(), processed, billed, job_id)
 
 
 def _utc_value(value):

@@ -16,7 +16,7 @@ import dataclasses
 import datetime as dt
 import re
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from common.config import DEFAULT_HUBBLE_DATASET, DEFAULT_HUBBLE_DBT_DATASET, ConfigError
 
@@ -114,6 +114,22 @@ class QueryResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class PagedResult:
+    """A finished job whose rows are read a page at a time (the sync's bounded memory): its
+    statistics are final before the first page is read."""
+
+    pages: Iterator[list[dict]]
+    bytes_processed: int
+    bytes_billed: int
+    job_id: str
+
+
+def pages_of(rows: list[dict], page_rows: int) -> Iterator[list[dict]]:
+    for i in range(0, len(rows), page_rows):
+        yield rows[i : i + page_rows]
+
+
+@dataclasses.dataclass(frozen=True)
 class JobStatus:
     """A job as the engine reports it: PENDING | RUNNING | DONE, or NOT_FOUND (no such job)."""
 
@@ -192,6 +208,13 @@ class Hubble(abc.ABC):
         Raises HubbleNotRun (nothing billed), HubbleJobFailed (finished: final statistics),
         HubbleOutcomeUnknown (may still run; the engine has asked for it to be cancelled).
         """
+
+    def run_pages(self, query: HubbleQuery, max_bytes_billed: int | None = None, job_id: str | None = None,
+                  page_rows: int = 10_000) -> PagedResult:
+        """run(), with the rows read `page_rows` at a time (same failures). Engines that can read a
+        finished job's rows page by page override it; this default holds them all at once."""
+        result = self.run(query, max_bytes_billed=max_bytes_billed, job_id=job_id)
+        return PagedResult(pages_of(result.rows, page_rows), result.bytes_processed, result.bytes_billed, result.job_id)
 
     def job_status(self, job_id: str) -> JobStatus | None:
         """The job's state and statistics, or None when this engine cannot look jobs up."""

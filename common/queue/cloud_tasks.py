@@ -25,10 +25,12 @@ from typing import Any, Mapping
 
 from common.clock import Clock, SystemClock
 from common.config import ConfigError
-from common.queue.port import QUEUES, TaskQueue, task_name, validate_queue
+from common.queue.port import QUEUES, SYNC_QUEUE, TaskQueue, task_name_of, validate_queue
 
 QUEUE_SETTINGS = {"lineage": "LINEAGE_QUEUE", "api-fallback": "API_FALLBACK_QUEUE"}
 URL_SETTINGS = {"lineage": "PROCESS_ACCOUNT_URL", "api-fallback": "API_FALLBACK_URL"}
+# Optional: only the functions that plan a Hubble sync need its queue (both variables, or neither).
+SYNC_SETTINGS = ("HUBBLE_SYNC_QUEUE", "HUBBLE_SYNC_URL")
 CREATE_TIMEOUT_S = 30.0
 
 
@@ -59,7 +61,7 @@ class CloudTasksQueue(TaskQueue):
             raise ConfigError("TASKS_INVOKER_SA", "is not set: Cloud Tasks needs the invoker service account for the OIDC token")
         if dispatch_deadline_s is not None and not 15 <= float(dispatch_deadline_s) <= 1800:
             raise ConfigError("TASKS_DISPATCH_DEADLINE_S", f"must be between 15 and 1800 seconds, got {dispatch_deadline_s}")
-        self.paths = {q: queue_path(project, location, queue_ids[q]) for q in QUEUES}
+        self.paths = {q: queue_path(project, location, queue_ids[q]) for q in (*QUEUES, SYNC_QUEUE) if q in queue_ids and q in target_urls}
         self.urls = dict(target_urls)
         self.invoker_sa = invoker_sa
         self.clock = clock or SystemClock()
@@ -77,11 +79,18 @@ class CloudTasksQueue(TaskQueue):
             deadline_s = None if deadline in (None, "") else float(deadline)
         except ValueError:
             raise ConfigError("TASKS_DISPATCH_DEADLINE_S", f"must be a number of seconds, got {deadline!r}") from None
+        queue_ids = {q: settings.require(v) for q, v in QUEUE_SETTINGS.items()}
+        target_urls = {q: settings.require(v) for q, v in URL_SETTINGS.items()}
+        sync_queue, sync_url = (settings.optional(v) for v in SYNC_SETTINGS)
+        if bool(sync_queue) != bool(sync_url):
+            raise ConfigError(SYNC_SETTINGS[1] if sync_queue else SYNC_SETTINGS[0], f"is not set (it goes with {SYNC_SETTINGS[0] if sync_queue else SYNC_SETTINGS[1]})")
+        if sync_queue:
+            queue_ids[SYNC_QUEUE], target_urls[SYNC_QUEUE] = sync_queue, sync_url
         return cls(
             project=settings.require("CLOUD_TASKS_PROJECT"),
             location=settings.require("CLOUD_TASKS_LOCATION"),
-            queue_ids={q: settings.require(v) for q, v in QUEUE_SETTINGS.items()},
-            target_urls={q: settings.require(v) for q, v in URL_SETTINGS.items()},
+            queue_ids=queue_ids,
+            target_urls=target_urls,
             invoker_sa=settings.optional("TASKS_INVOKER_SA"),
             clock=clock,
             emulator_host=emulator,
@@ -113,7 +122,9 @@ class CloudTasksQueue(TaskQueue):
         from google.protobuf import timestamp_pb2
 
         validate_queue(queue)
-        name = task_name(payload["network"], payload["account"], purpose, generation)
+        if queue not in self.paths:
+            raise ConfigError(SYNC_SETTINGS[0], f"is not set: the {queue} queue is not configured for this function")
+        name = task_name_of(payload, purpose, generation)
         url = self.urls[queue]
         headers = {"Content-Type": "application/json"}
         http_request: dict[str, Any] = {

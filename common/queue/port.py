@@ -5,10 +5,12 @@ import abc
 import hashlib
 import re
 
-QUEUES = ("lineage", "api-fallback")
-PURPOSES = ("lineage", "enrich", "children", "bulk")
+QUEUES = ("lineage", "api-fallback")  # the per-account queues (reset_stale looks for accounts' tasks in these)
+SYNC_QUEUE = "hubble-sync"  # the network-wide Hubble sync's ranges (common/handlers/hubble_sync.py)
+ALL_QUEUES = QUEUES + (SYNC_QUEUE,)
+PURPOSES = ("lineage", "enrich", "children", "bulk", "sync")
 # The function each queue delivers to (HTTP target).
-QUEUE_TARGETS = {"lineage": "process_account", "api-fallback": "api_fallback"}
+QUEUE_TARGETS = {"lineage": "process_account", "api-fallback": "api_fallback", SYNC_QUEUE: "hubble_sync"}
 _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -57,7 +59,12 @@ class TaskQueue(abc.ABC):
         """Release resources (optional)."""
 
 
+def task_name_of(payload: dict, purpose: str, generation: int | str) -> str:
+    """task_name of a payload; a sync task has no account (its generation names the range)."""
+    return task_name(payload["network"], payload.get("account", "sync"), purpose, generation)
+
+
 def validate_queue(queue: str) -> str:
-    if queue not in QUEUES:
-        raise ValueError(f"unknown queue {queue!r}; queues are {', '.join(QUEUES)}")
+    if queue not in ALL_QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; queues are {', '.join(ALL_QUEUES)}")
     return queue

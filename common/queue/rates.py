@@ -88,3 +88,12 @@ def lineage_limits() -> QueueLimits:
         max_burst_size=10,
         max_concurrent_dispatches=LINEAGE_MAX_CONCURRENT,
     )
+
+
+# The hubble-sync queue runs one range of the network-wide Hubble sync at a time (docs/design.md): its
+# BigQuery spend and its bulk writes stay sequential. Its rate never binds; concurrency does.
+HUBBLE_SYNC_MAX_CONCURRENT = 1
+
+
+def hubble_sync_limits() -> QueueLimits:
+    return QueueLimits(max_dispatches_per_second=1.0, max_burst_size=1, max_concurrent_dispatches=HUBBLE_SYNC_MAX_CONCURRENT)

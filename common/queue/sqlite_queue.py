@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 from common.clock import Clock, SystemClock
-from common.queue.port import TaskQueue, task_name, validate_queue
+from common.queue.port import TaskQueue, task_name_of, validate_queue
 from common.sqlite_writer import writer_lock
 
 TOMBSTONE_S = 3600.0  # Cloud Tasks keeps a finished task's name reserved for about an hour
@@ -214,7 +214,7 @@ class SQLiteTaskQueue(TaskQueue):
 
     def enqueue(self, queue: str, payload: dict, *, purpose: str, generation: int | str = 0, delay_s: float = 0.0) -> bool:
         validate_queue(queue)
-        name = task_name(payload["network"], payload["account"], purpose, generation)
+        name = task_name_of(payload, purpose, generation)
         now = epoch(self.clock)
         delay = max(0.0, float(delay_s or 0.0))
         return self.db.insert(queue, name, dict(payload), purpose, now + delay, now, self.tombstone_s)

@@ -848,6 +848,22 @@ class CassandraStore(Store):
             [[network, m, Decimal(b), a] for m, b, a in rows],
         )
 
+    # ------------------------------------------------------------ the Hubble sync (0012)
+    def _sync_upsert(self, table: str, rows: list[dict]) -> None:
+        for row in rows:
+            self._insert(table, row)
+
+    def _sync_select(self, table: str, where: dict) -> list[dict]:
+        return self._select_rows(table, where)
+
+    def _gone_accounts(self, network: str, accounts: list[str]) -> set[str]:
+        # One single-partition read of two columns per account, in parallel (as _get_lineages).
+        results = self._run_many(
+            "SELECT stellar_account, deleted, merged_at FROM account_lineage WHERE network_name = ? AND stellar_account = ?",
+            [[network, a] for a in accounts],
+        )
+        return {r["stellar_account"] for rows in results for r in rows if r["deleted"] or r["merged_at"] is not None}
+
     # ------------------------------------------------------------ bulk writes (common/store/bulk.py)
     # Per chunk, requests are grouped by replica set (token-aware): the stored lineage fields are
     # read with IN lists of at most BULK_KEYS_PER_READ accounts of one replica set, and the writes

@@ -7,6 +7,7 @@ InvalidInput, a ValueError, before anything is written) and then call the adapte
 from __future__ import annotations
 
 import abc
+import dataclasses
 import datetime as dt
 import functools
 import inspect
@@ -34,9 +35,13 @@ from common.domain import (
     MergeEvent,
     Page,
     SearchCacheEntry,
+    SYNC_STATUSES,
     StageExecution,
     Status,
+    SyncRange,
+    SyncState,
     as_utc,
+    iso,
     validate_account_id,
     validate_network,
     validate_page_size,
@@ -56,6 +61,7 @@ SCANNABLE_TABLES = (
     "hva_leaderboard",
     "hva_changes_by_day",
     "bigquery_spend_ledger",
+    "merge_events",
 )
 
 
@@ -915,8 +921,158 @@ class BulkWritePort(abc.ABC):
         """Read the stored balances, `bulk.plan_states(...)`, write the plan."""
 
 
+class HubbleSyncPort(abc.ABC):
+    """The network-wide Hubble sync's ranges and state (0012; common/handlers/hubble_sync.py)."""
+
+    def get_sync_state(self, network: str) -> SyncState | None:
+        """The network's latest sync, or None when it never synced (one single-row read)."""
+        rows = self._sync_select("sync_state", {"network": validate_network(network)})
+        return _sync_state(rows[0]) if rows else None
+
+    def list_sync_ranges(self, network: str, sync_id: str) -> list[SyncRange]:
+        """Every range of one sync, oldest first (one partition)."""
+        rows = self._sync_select("sync_ranges", {"network": validate_network(network), "sync_id": _check_sync_id(sync_id)})
+        return sorted((_sync_range(r) for r in rows), key=lambda r: r.range_start)
+
+    def start_sync(self, network: str, sync_id: str, mode: str, ranges: Sequence[tuple[dt.datetime, dt.datetime]],
+                   now: dt.datetime, synced_through: dt.datetime | None = None) -> SyncState:
+        """Record a planned sync: its ranges (PENDING; a range already stored keeps its status, so a
+        re-plan never redoes one) and the network's state (RUNNING). `synced_through` carries the
+        previous sync's mark into a daily sync, whose ranges start before it."""
+        validate_network(network)
+        _check_sync_id(sync_id)
+        if mode not in ("full", "daily"):
+            raise InvalidInput("invalid_mode", "mode must be full or daily", "mode")
+        _check_now(now)
+        checked = _check_ranges(ranges)
+        known = {r.range_start for r in self.list_sync_ranges(network, sync_id)}
+        new = [{"network": network, "sync_id": sync_id, "range_start": a, "range_end": b, "status": "PENDING",
+                "rows": 0, "edges": 0, "merges": 0, "bytes_billed": 0, "spent_micro_usd": 0} for a, b in checked if a not in known]
+        if new:
+            self._sync_upsert("sync_ranges", new)
+        state = self.get_sync_state(network)
+        fields = {"sync_id": sync_id, "mode": mode, "status": "RUNNING", "last_error": None, "updated_at": as_utc(now)}
+        if state is None or state.sync_id != sync_id:
+            fields.update(started_at=as_utc(now), accounts=0, accounts_after=None,
+                          synced_through=as_utc(synced_through) if synced_through else None)
+        self._sync_upsert("sync_state", [{"network": network, **fields}])
+        return self.refresh_sync_state(network, sync_id, now)
+
+    def mark_sync_range_started(self, network: str, sync_id: str, range_start: dt.datetime, now: dt.datetime) -> SyncRange | None:
+        """PENDING|FAILED|RUNNING -> RUNNING; None when the range is unknown; a DONE range is returned unchanged."""
+        current = self._sync_range(network, sync_id, range_start)
+        if current is None or current.status == "DONE":
+            return current
+        _check_now(now)
+        self._sync_upsert("sync_ranges", [{"network": network, "sync_id": sync_id, "range_start": current.range_start,
+                                           "status": "RUNNING", "started_at": as_utc(now), "last_error": None}])
+        return dataclasses.replace(current, status="RUNNING", started_at=as_utc(now), last_error=None)
+
+    def mark_sync_range_done(self, network: str, sync_id: str, range_start: dt.datetime, *, rows: int, edges: int, merges: int,
+                             bytes_billed: int, spent_micro_usd: int, now: dt.datetime) -> SyncState:
+        """The range is written: DONE with its counts; the network's state is recomputed from the ranges."""
+        current = self._sync_range(network, sync_id, range_start)
+        if current is None:
+            raise InvalidInput("unknown_range", f"sync {sync_id} of {network} has no range starting {iso(range_start)}", "start")
+        counts = {k: _check_count(v, k) for k, v in (("rows", rows), ("edges", edges), ("merges", merges),
+                                                     ("bytes_billed", bytes_billed), ("spent_micro_usd", spent_micro_usd))}
+        _check_now(now)
+        if current.status != "DONE":
+            self._sync_upsert("sync_ranges", [{"network": network, "sync_id": sync_id, "range_start": current.range_start,
+                                               "status": "DONE", "finished_at": as_utc(now), "last_error": None, **counts}])
+        return self.refresh_sync_state(network, sync_id, now)
+
+    def mark_sync_range_failed(self, network: str, sync_id: str, range_start: dt.datetime, error: str, now: dt.datetime) -> SyncState | None:
+        """The range's attempt failed (its task is retried): FAILED with the reason, on the range and the state."""
+        current = self._sync_range(network, sync_id, range_start)
+        if current is None or current.status == "DONE":
+            return self.get_sync_state(network)
+        _check_now(now)
+        reason = str(error)[:500]
+        self._sync_upsert("sync_ranges", [{"network": network, "sync_id": sync_id, "range_start": current.range_start,
+                                           "status": "FAILED", "last_error": reason, "finished_at": as_utc(now)}])
+        self._sync_upsert("sync_state", [{"network": network, "last_error": reason, "updated_at": as_utc(now)}])
+        return self.refresh_sync_state(network, sync_id, now)
+
+    def update_sync_accounts(self, network: str, sync_id: str, after: str | None, last: str, loaded: int, now: dt.datetime) -> bool:
+        """Count one accounts_current page (accounts after `after` up to `last`) once: False, nothing
+        written, when the state's resume point is not `after` (a retried page already counted)."""
+        validate_network(network)
+        validate_account_id(last, "last")
+        _check_count(loaded, "loaded")
+        _check_now(now)
+        state = self.get_sync_state(network)
+        if state is None or state.sync_id != sync_id or state.accounts_after != after:
+            return False
+        self._sync_upsert("sync_state", [{"network": network, "accounts": state.accounts + loaded, "accounts_after": last,
+                                          "updated_at": as_utc(now)}])
+        return True
+
+    def finish_sync(self, network: str, sync_id: str, status: str, now: dt.datetime, error: str | None = None) -> SyncState:
+        """Set the state's status (DONE once the accounts are loaded, FAILED with a reason)."""
+        if status not in SYNC_STATUSES:
+            raise InvalidInput("invalid_status", f"status must be one of {', '.join(SYNC_STATUSES)}", "status")
+        state = self.get_sync_state(network)
+        if state is None or state.sync_id != _check_sync_id(sync_id):
+            raise InvalidInput("unknown_sync", f"{network}'s current sync is not {sync_id}", "sync_id")
+        _check_now(now)
+        self._sync_upsert("sync_state", [{"network": network, "status": status, "last_error": error, "updated_at": as_utc(now)}])
+        return self.get_sync_state(network)
+
+    def refresh_sync_state(self, network: str, sync_id: str, now: dt.datetime) -> SyncState:
+        """Recompute the state's range counts and synced_through from the sync's ranges (idempotent)."""
+        ranges = self.list_sync_ranges(network, sync_id)
+        state = self.get_sync_state(network)
+        if state is None or state.sync_id != sync_id:
+            raise InvalidInput("unknown_sync", f"{network}'s current sync is not {sync_id}", "sync_id")
+        through = state.synced_through
+        for r in ranges:  # the done prefix; a daily sync's first range starts before the previous mark
+            if r.status != "DONE":
+                break
+            if through is None and r is ranges[0] or through is not None and r.range_start <= through:
+                through = max(through or r.range_end, r.range_end)
+        done = [r for r in ranges if r.status == "DONE"]
+        fields = {
+            "ranges_total": len(ranges), "ranges_done": len(done), "synced_through": through,
+            "edges": sum(r.edges for r in done), "merges": sum(r.merges for r in done),
+            "bytes_billed": sum(r.bytes_billed for r in done), "spent_micro_usd": sum(r.spent_micro_usd for r in done),
+            "updated_at": as_utc(now),
+        }
+        self._sync_upsert("sync_state", [{"network": network, **fields}])
+        return dataclasses.replace(state, **fields)
+
+    def gone_accounts(self, network: str, accounts: Sequence[str]) -> set[str]:
+        """Those of `accounts` whose lineage row says gone (deleted, or a merged_at): the sync's
+        check for a re-created account, reading two columns of each row (at most MAX_PAGE_SIZE)."""
+        validate_network(network)
+        if len(accounts) > MAX_PAGE_SIZE:
+            raise InvalidInput("invalid_limit", f"at most {MAX_PAGE_SIZE} accounts per batch read", "accounts")
+        for a in accounts:
+            validate_account_id(a)
+        return self._gone_accounts(network, list(dict.fromkeys(accounts))) if accounts else set()
+
+    def _sync_range(self, network: str, sync_id: str, range_start: dt.datetime) -> SyncRange | None:
+        validate_network(network)
+        _check_sync_id(sync_id)
+        _check_now(range_start)
+        rows = self._sync_select("sync_ranges", {"network": network, "sync_id": sync_id, "range_start": as_utc(range_start)})
+        return _sync_range(rows[0]) if rows else None
+
+    @abc.abstractmethod
+    def _sync_upsert(self, table: str, rows: list[dict]) -> None:
+        """Upsert rows of sync_ranges / sync_state (the columns given; others left as they are)."""
+
+    @abc.abstractmethod
+    def _sync_select(self, table: str, where: dict) -> list[dict]:
+        """Rows of sync_ranges / sync_state matching the key columns in `where`."""
+
+    @abc.abstractmethod
+    def _gone_accounts(self, network: str, accounts: list[str]) -> set[str]: ...
+
+
 class Store(
     SchemaPort, SearchCachePort, LineagePort, CreationEventsPort, ChildrenPort, ChildrenSummaryPort, BalanceIndexPort, HvaPort, StageExecutionsPort, CronHealthPort, ConfigPort, SpendLedgerPort, ScanPort, BulkWritePort,
+    HubbleSyncPort,
 ):
     """Every port in one object, for wiring: an adapter implements them all; a handler receives
     only the ports it uses (common/bootstrap.py)."""
@@ -953,6 +1109,56 @@ def _check_hour_bucket(bucket: str) -> str:
     if not ok:
         raise InvalidInput("invalid_bucket", "hour bucket must look like 2026-11-30T14", "bucket")
     return bucket
+
+
+_SYNC_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def _check_sync_id(sync_id: Any) -> str:
+    if not isinstance(sync_id, str) or not _SYNC_ID.match(sync_id):
+        raise InvalidInput("invalid_sync_id", "sync_id must be 1-63 lower-case letters, digits and hyphens", "sync_id")
+    return sync_id
+
+
+def _check_count(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput("invalid_count", f"{field} must be a whole number >= 0", field)
+    return value
+
+
+def _check_ranges(ranges: Any) -> list[tuple[dt.datetime, dt.datetime]]:
+    out = []
+    for pair in ranges:
+        start, end = pair
+        _check_now(start)
+        _check_now(end)
+        start, end = as_utc(start), as_utc(end)
+        if not start < end or (out and start < out[-1][1]):
+            raise InvalidInput("invalid_range", "ranges must be [start, end) with start < end, in order, not overlapping", "ranges")
+        out.append((start, end))
+    if not out:
+        raise InvalidInput("invalid_range", "a sync has at least one range", "ranges")
+    return out
+
+
+def _sync_range(row: dict) -> SyncRange:
+    names = {f.name for f in dataclasses.fields(SyncRange)}
+    fields = {k: v for k, v in row.items() if k in names and v is not None}
+    for k in ("range_start", "range_end", "started_at", "finished_at"):
+        if k in fields:
+            fields[k] = as_utc(fields[k])
+    return SyncRange(**fields)
+
+
+def _sync_state(row: dict) -> SyncState:
+    names = {f.name for f in dataclasses.fields(SyncState)}
+    fields = {k: v for k, v in row.items() if k in names and v is not None}
+    for k in ("synced_through", "updated_at", "started_at"):
+        if k in fields:
+            fields[k] = as_utc(fields[k])
+    fields.setdefault("status", "RUNNING")
+    fields.setdefault("sync_id", "")
+    return SyncState(**fields)
 
 
 def _check_now(now: Any) -> None:

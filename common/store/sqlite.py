@@ -500,6 +500,25 @@ class SQLiteStore(Store):
                 [(network, m, format(b, "f"), a) for m, b, a in rows],
             )
 
+    # ------------------------------------------------------------ the Hubble sync (0012)
+    def _sync_upsert(self, table: str, rows: list[dict]) -> None:
+        with self._tx() as conn:
+            for row in rows:
+                self._upsert(conn, table, row)
+
+    def _sync_select(self, table: str, where: dict) -> list[dict]:
+        return self._select(table, where)
+
+    def _gone_accounts(self, network: str, accounts: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(accounts), 500):
+            chunk = accounts[i : i + 500]
+            rows = self._conn().execute(
+                f"SELECT stellar_account FROM account_lineage WHERE network_name=? AND stellar_account IN ({', '.join('?' * len(chunk))}) "
+                "AND (deleted = 1 OR merged_at IS NOT NULL)", (network, *chunk))
+            out.update(r[0] for r in rows)
+        return out
+
     # ------------------------------------------------------------ bulk writes (common/store/bulk.py)
     # One transaction per chunk (read, plan, executemany): a chunk is all-or-nothing, and writers
     # in other threads or processes are serialised, so "earliest creation wins" is exact here.

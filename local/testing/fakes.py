@@ -5,7 +5,7 @@ import heapq
 import threading
 from collections import Counter
 
-from common.queue.port import TaskQueue, task_name, validate_queue
+from common.queue.port import TaskQueue, task_name_of, validate_queue
 
 
 class RecordingQueue(TaskQueue):
@@ -20,7 +20,7 @@ class RecordingQueue(TaskQueue):
 
     def enqueue(self, queue, payload, *, purpose, generation=0, delay_s=0.0):
         validate_queue(queue)
-        name = task_name(payload["network"], payload["account"], purpose, generation)
+        name = task_name_of(payload, purpose, generation)
         with self._lock:
             if name in self.names:
                 self.refused += 1
@@ -119,7 +119,7 @@ class TaskRunner(TaskQueue):
 
     def enqueue(self, queue, payload, *, purpose, generation=0, delay_s=0.0):
         validate_queue(queue)
-        name = task_name(payload["network"], payload["account"], purpose, generation)
+        name = task_name_of(payload, purpose, generation)
         with self._lock:
             if name in self.names:
                 self.refused += 1

@@ -84,6 +84,8 @@ export function createApi(cfg = siteConfig()) {
     leaderboard: (network, threshold, limit, opts) => stats("/hva-leaderboard", { network, threshold, limit }, opts),
     hvaChanges: (network, threshold, since, opts) => stats("/hva-changes", { network, threshold, since }, opts),
     publicConfig: (opts) => stats("/config", {}, opts),
+    /** The network-wide Hubble sync of one network (status NEVER_SYNCED when it never ran). */
+    sync: (network, opts) => stats("/sync", { network }, opts),
     queryMeta: (opts) => stats("/query", {}, opts),
     query: (params, opts) => stats("/query", params, opts),
   };

@@ -1,10 +1,11 @@
 // The operators' dashboard: pipeline stats by source and status, the last 24 h, a throughput
-// chart, alerts (stale records, budget, schema, rate limits, jobs) and BigQuery spend.
+// chart, alerts (stale records, budget, schema, rate limits, jobs), BigQuery spend and the
+// network-wide Hubble sync of every network.
 import "../vendor/d3.min.js";
 import { accountHref, createApi, siteConfig } from "./api.js";
 import { el, replace } from "./dom.js";
 import { displayText, formatCount, formatDate, formatDuration, formatUsd, shortAccount } from "./format.js";
-import { pipelineWords, stageWords } from "./words.js";
+import { pipelineWords, stageWords, syncFacts } from "./words.js";
 import { VisibilityPoller } from "./poller.js";
 
 const d3 = globalThis.d3;
@@ -203,9 +204,29 @@ function renderJobs(cron) {
   );
 }
 
+// One block per network; a network whose sync could not be read says so, never "never synced".
+function renderSync(networks, answers) {
+  replace(
+    $("sync"),
+    networks.map((network, i) => {
+      const got = answers[i];
+      const rows = got.status === "fulfilled" ? syncFacts(got.value) : [["Status", `Unavailable: ${displayText(got.reason && got.reason.message)}`]];
+      const status = got.status === "fulfilled" ? String((got.value && got.value.status) || "NEVER_SYNCED") : "UNAVAILABLE";
+      return el(
+        "div",
+        { class: "sync-network", dataset: { network, status } },
+        el("h3", {}, displayText(network)),
+        el("dl", { class: "facts" }, rows.map(([label, text]) => [el("dt", {}, label), el("dd", {}, text)])),
+      );
+    }),
+  );
+}
+
 async function refresh() {
+  const syncs = Promise.allSettled(cfg.networks.map((network) => api.sync(network)));
   const settled = await Promise.allSettled([api.pipelineStats(), api.health(), api.pendingAccounts(), api.query({ network: cfg.defaultNetwork, preset: "failed_stages", limit: 50 })]);
   const [stats, health, pending, failed] = settled.map((r) => (r.status === "fulfilled" ? r.value : null));
+  renderSync(cfg.networks, await syncs);
   const errors = settled.filter((r) => r.status === "rejected").map((r) => r.reason && r.reason.message);
   $("dash-error").textContent = errors.length ? `Some figures are unavailable: ${[...new Set(errors)].join("; ")}` : "";
   $("dash-error").hidden = !errors.length;

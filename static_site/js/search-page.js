@@ -9,7 +9,7 @@ import { networkSwitch } from "./network-switch.js";
 import { VisibilityPoller } from "./poller.js";
 import { validateSearch } from "./strkey.js";
 import { TreeView } from "./tree-view.js";
-import { STAGE_WORDS, completenessText, livesText, mergedText, pipelineWords, stageWords } from "./words.js";
+import { STAGE_WORDS, completenessText, livesText, mergedText, pipelineWords, stageWords, syncSourceText } from "./words.js";
 
 const cfg = siteConfig();
 const api = createApi(cfg);
@@ -34,6 +34,7 @@ const state = {
   layout: readLayout(),
   spacing: readSpacing(),
   busy: false,
+  sync: null, // GET /stats/sync of state.network, read once an answer from the sync is on view
 };
 
 function storageGet(key) {
@@ -181,6 +182,7 @@ function showDetails(n) {
   $("details-title").textContent = title;
   const tags = Array.isArray(d.tags) ? d.tags : [];
   const merged = mergedText(d);
+  const synced = syncSourceText(d.pipeline_source, state.sync);
   const lives = n.kind === "root" ? livesText(d.lives) : [];
   const dl = el(
     "dl",
@@ -192,6 +194,7 @@ function showDetails(n) {
   replace(
     $("details-body"),
     merged ? el("p", { class: "notice notice-info merged-note" }, merged) : null,
+    synced ? el("p", { class: "notice notice-info sync-note" }, `${synced}.`) : null,
     tags.length ? el("div", { class: "tags" }, tags.map(tagBadge)) : null,
     dl,
     lives.length ? el("div", { class: "lives" }, el("h4", {}, "Lives"), el("ol", {}, lives.map((text) => el("li", {}, text)))) : null,
@@ -340,9 +343,35 @@ function showTree(lineage, { fit = true } = {}) {
   $("explorer-title").textContent = `Lineage of ${shortAccount(state.account, 6, 6)}`;
   redraw({ fit });
   showRootDetails();
+  showSyncSource(lineage);
   showSummary(lineage.summary);
   loadSiblings();
   watchEnrichment();
+}
+
+// An answer from the network-wide Hubble sync says so, with the day the sync is complete up to
+// (GET /stats/sync; without it the sentence goes without the day, never a wrong one).
+async function showSyncSource(lineage) {
+  const fromSync = (node) => Boolean(syncSourceText(node && node.pipeline_source));
+  const note = () => {
+    const text = syncSourceText(state.model.tree.pipeline_source, state.sync);
+    $("sync-note").textContent = text ? `${text}.` : "";
+    $("sync-note").hidden = !text;
+  };
+  state.sync = null;
+  note();
+  const nodes = [lineage.tree, ...(lineage.ancestors || []), ...((lineage.tree && lineage.tree.children) || [])];
+  if (!nodes.some(fromSync)) return;
+  const model = state.model;
+  try {
+    const sync = await api.sync(state.network);
+    if (state.model !== model) return; // another account is on view now
+    state.sync = sync;
+    note();
+    if (state.selected) showDetails(state.selected);
+  } catch {
+    // the sentence stays without its day
+  }
 }
 
 // The lineage is COMPLETE before every balance, home domain and tag has arrived (the enrichment

@@ -8,7 +8,7 @@ export const PIPELINE_WORDS = Object.freeze({
   API: "Horizon + Stellar Expert",
   BIGQUERY: "Hubble (BigQuery)",
   BIGQUERY_WITH_API_FALLBACK: "Hubble, finished by Horizon + Stellar Expert",
-  HUBBLE_SYNC: "Hubble network-wide sync",
+  HUBBLE_SYNC: "Hubble network sync",
 });
 
 /** Pipeline stages, in the order the explorer lists them, with their names in words. */
@@ -109,4 +109,39 @@ export function livesText(lives) {
     const end = merged ? `; ${merged[0].toLowerCase()}${merged.slice(1)}` : i === lives.length - 1 ? "; still open" : "";
     return `Life ${i + 1}: ${created}${end}.`;
   });
+}
+
+// ------------------------------------------------------------------ the network-wide Hubble sync
+// GET /stats/sync's body (docs/design.md, "The network-wide Hubble sync"): status NEVER_SYNCED
+// (null counts) or RUNNING | DONE | FAILED with what is written so far.
+
+const SYNC_STATUS_WORDS = Object.freeze({ RUNNING: "Running", DONE: "Done", FAILED: "Failed (its tasks are retried)" });
+const count = (n) => (n === null || n === undefined || !Number.isFinite(Number(n)) ? "—" : formatCount(n));
+
+/** The sync of a network as [label, text] rows; one row "Never synced" when it never ran or is unknown. */
+export function syncFacts(sync) {
+  if (!sync || typeof sync !== "object" || !sync.status || sync.status === "NEVER_SYNCED") return [["Status", "Never synced"]];
+  const rows = [
+    ["Status", SYNC_STATUS_WORDS[String(sync.status).toUpperCase()] ?? codeToWords(sync.status)],
+    ["Synced through", isDate(sync.synced_through) ? formatDate(sync.synced_through) : "nothing yet"],
+    ["Accounts", count(sync.accounts)],
+    ["Edges", count(sync.edges)],
+    ["Merges", count(sync.merges)],
+    ["Ranges", `${count(sync.ranges_done)} of ${count(sync.ranges_total)} done`],
+    // spent_usd is an exact decimal string: shown as given, never rounded through a float
+    ["Spent", typeof sync.spent_usd === "string" && /^[0-9]+(\.[0-9]+)?$/.test(sync.spent_usd) ? `$${sync.spent_usd}` : "—"],
+  ];
+  if (typeof sync.last_error === "string" && sync.last_error.trim()) rows.push(["Last error", displayText(sync.last_error.trim())]);
+  return rows;
+}
+
+/**
+ * What the lineage view says about an answer from the sync: "From the network sync of 2026-12-06"
+ * (the day the sync is complete up to), "From the network sync" when that day is not known, and null
+ * for an answer of another path.
+ */
+export function syncSourceText(source, sync = null) {
+  if (source === null || source === undefined || String(source).toUpperCase() !== "HUBBLE_SYNC") return null;
+  const through = sync && typeof sync === "object" && isDate(sync.synced_through) ? dayOf(sync.synced_through) : null;
+  return through ? `From the network sync of ${through}` : "From the network sync";
 }

@@ -11,7 +11,7 @@ import { formatTimestamp, isIsoDateTime } from "../js/format.js";
 import { layout } from "../js/layout.js";
 import { attachChildren, awaitingEnrichment, fromLineage, refreshFacts } from "../js/lineage-model.js";
 import { GENESIS, childrenNote, nodeFacts, nodeName } from "../js/node-text.js";
-import { GAP_WORDS, PIPELINE_WORDS, STAGE_WORDS, completenessText, ledgerText, livesText, mergedText, pipelineWords, stageWords } from "../js/words.js";
+import { GAP_WORDS, PIPELINE_WORDS, STAGE_WORDS, completenessText, ledgerText, livesText, mergedText, pipelineWords, stageWords, syncFacts, syncSourceText } from "../js/words.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const load = (name) => JSON.parse(readFileSync(join(HERE, "fixtures", name), "utf8"));
@@ -23,7 +23,7 @@ describe("pipeline paths and stages in words", () => {
     assert.equal(pipelineWords("API"), "Horizon + Stellar Expert");
     assert.equal(pipelineWords("BIGQUERY_WITH_API_FALLBACK"), "Hubble, finished by Horizon + Stellar Expert");
     assert.equal(pipelineWords("BIGQUERY"), "Hubble (BigQuery)");
-    assert.equal(pipelineWords("HUBBLE_SYNC"), "Hubble network-wide sync");
+    assert.equal(pipelineWords("HUBBLE_SYNC"), "Hubble network sync"); // docs/design.md, "The network-wide Hubble sync"
     for (const words of Object.values(PIPELINE_WORDS)) assert.doesNotMatch(words, RAW_CODE);
   });
 
@@ -197,5 +197,51 @@ describe("the lineage model keeps completeness with its node", () => {
     model.tree.merged_at = null;
     model.tree.merged_into = null;
     assert.equal(awaitingEnrichment(model), true);
+  });
+});
+
+// GET /stats/sync's body (docs/design.md, "The network-wide Hubble sync").
+const SYNC_DONE = Object.freeze({
+  network: "public", status: "DONE", sync_id: "full-1", mode: "full", synced_through: "2026-12-06T09:00:00Z",
+  ranges_total: 130, ranges_done: 130, accounts: 9876543, edges: 9876542, merges: 123456, bytes_billed: 1073741824,
+  spent_usd: "6.103516", last_error: null, started_at: "2026-12-05T00:00:00Z", updated_at: "2026-12-06T10:00:00Z",
+});
+const NEVER = Object.freeze({ network: "testnet", status: "NEVER_SYNCED", sync_id: null, synced_through: null, accounts: null, edges: null, merges: null, spent_usd: null });
+
+describe("the network-wide Hubble sync in words", () => {
+  test("a sync that never ran says so, whatever the answer lacks", () => {
+    for (const body of [NEVER, null, undefined, {}, { status: "" }]) assert.deepEqual(syncFacts(body), [["Status", "Never synced"]]);
+  });
+
+  test("a finished sync: the last synced closed_at, counts, ranges and the exact spend", () => {
+    assert.deepEqual(Object.fromEntries(syncFacts(SYNC_DONE)), {
+      Status: "Done",
+      "Synced through": "2026-12-06 09:00 UTC",
+      Accounts: "9,876,543",
+      Edges: "9,876,542",
+      Merges: "123,456",
+      Ranges: "130 of 130 done",
+      Spent: "$6.103516",
+    });
+  });
+
+  test("a sync under way with an error; nothing is shown as a code or a made-up figure", () => {
+    const rows = Object.fromEntries(syncFacts({ ...SYNC_DONE, status: "RUNNING", synced_through: null, ranges_done: 3, edges: null, spent_usd: "1e3", last_error: "BigQuery: 503\u202e" }));
+    assert.equal(rows.Status, "Running");
+    assert.equal(rows["Synced through"], "nothing yet");
+    assert.equal(rows.Ranges, "3 of 130 done");
+    assert.equal(rows.Edges, "—");
+    assert.equal(rows.Spent, "—", "a spend that is not a plain decimal is not shown");
+    assert.equal(rows["Last error"], "BigQuery: 503\\u202E", "control characters stay visible");
+    assert.equal(Object.fromEntries(syncFacts({ ...SYNC_DONE, status: "FAILED" })).Status, "Failed (its tasks are retried)");
+    assert.equal(Object.fromEntries(syncFacts({ ...SYNC_DONE, status: "PAUSED_NEW" })).Status, "Paused new");
+  });
+
+  test("an answer from the sync names the day the sync is complete up to", () => {
+    assert.equal(syncSourceText("HUBBLE_SYNC", SYNC_DONE), "From the network sync of 2026-12-06");
+    assert.equal(syncSourceText("hubble_sync", SYNC_DONE), "From the network sync of 2026-12-06");
+    assert.equal(syncSourceText("HUBBLE_SYNC", null), "From the network sync", "the day unknown: no day, never a wrong one");
+    assert.equal(syncSourceText("HUBBLE_SYNC", NEVER), "From the network sync");
+    for (const other of ["API", "BIGQUERY", "BIGQUERY_WITH_API_FALLBACK", null, undefined, ""]) assert.equal(syncSourceText(other, SYNC_DONE), null);
   });
 });

@@ -29,7 +29,7 @@ PIPELINE_WORDS = {
     "API": "Horizon + Stellar Expert",
     "BIGQUERY": "Hubble (BigQuery)",
     "BIGQUERY_WITH_API_FALLBACK": "Hubble, finished by Horizon + Stellar Expert",
-    "HUBBLE_SYNC": "Hubble network-wide sync",
+    "HUBBLE_SYNC": "Hubble network sync",
 }
 NETWORK = "public"
 PIPELINE_TIMEOUT_MS = 240_000  # a fresh account goes through the whole pipeline

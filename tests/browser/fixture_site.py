@@ -10,6 +10,7 @@ own site handler; only the search and stats functions are stood in for, by these
     stats    GET /api/stats/account-lineage?account=&cursor=&siblings=
              GET /api/stats/stage-executions?account=
              GET /api/stats/query[?preset=]
+             GET /api/stats/sync?network=   (a network without a saved state never synced)
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from stellar_sdk import StrKey
 
+from common.domain import NETWORKS
+from common.stats.sync import sync_body
 from local.site_server import SITE_DIR, SiteHandler, SiteServer
 
 FIXTURES = SITE_DIR / "tests" / "fixtures"
@@ -31,6 +34,7 @@ class Fixtures:
         self.pending: dict[str, dict] = {}
         self.stages: dict[str, dict] = {}
         self.queries: dict[str | None, dict] = {}
+        self.syncs: dict[str, dict] = {}
         for path in sorted(folder.glob("*.json")):
             body = json.loads(path.read_text())
             if not isinstance(body, dict):
@@ -46,6 +50,8 @@ class Fixtures:
                 self.queries[None] = body
             elif path.name.startswith("contract-query-"):
                 self.queries[body["preset"]] = body
+            elif path.name.startswith("contract-sync-"):
+                self.syncs[body["network"]] = body
 
     def lineage(self, name: str) -> dict:
         """A saved lineage by file name (static_site/tests/fixtures/<name>)."""
@@ -81,6 +87,11 @@ def answer(fx: Fixtures, path: str, q: dict[str, str]) -> tuple[int, dict] | Non
     if path == "/api/stats/query":
         body = fx.queries.get(q.get("preset"))
         return (200, body) if body else _error(400, "invalid_preset", "no saved answer for this query")
+    if path == "/api/stats/sync":
+        network = q.get("network", "public")
+        if network not in NETWORKS:
+            return _error(400, "invalid_network", "network must be public or testnet", "network")
+        return 200, fx.syncs.get(network) or {**sync_body(network, None), "timestamp": "2026-12-07T03:00:00Z"}
     if path.startswith("/api/"):
         return _error(404, "not_found", f"no saved answer for {path}")
     return None

@@ -163,4 +163,11 @@ def test_dashboard_shows_the_pipeline_figures(probe, site, stack):
     assert page.locator("#alerts li").count() >= 1
     health = get_json(f"{stats}/health")
     assert page.text_content("#spend-text").endswith(f"${health['bigquery']['budget_usd']:,.2f} ({health['bigquery']['spent_usd'] / health['bigquery']['budget_usd'] * 100:.1f}%)")
+    # the Network sync panel shows what the stats function answers for each network
+    for network in ("public", "testnet"):
+        sync = get_json(f"{stats}/sync?network={network}")
+        block = f"#sync .sync-network[data-network={network}]"
+        assert page.get_attribute(block, "data-status") == sync["status"]
+        if sync["status"] == "NEVER_SYNCED":
+            assert page.text_content(f"{block} dd") == "Never synced"
     probe.shot("dashboard")

@@ -267,6 +267,58 @@ def test_stage_names_are_words_while_the_pipeline_runs(site_probe, fixture_site)
     assert not [d for d in details if RAW_PIPELINE.search(d)], details
 
 
+# ------------------------------------------------------------------ the network-wide Hubble sync
+def test_an_answer_from_the_network_sync_says_so_with_its_day(site_probe, fixture_site):
+    body = load("contract-hubble-sync.json")
+    sync = load("contract-sync-public.json")
+    assert body["tree"]["pipeline_source"] == "HUBBLE_SYNC" and sync["synced_through"].startswith("2026-12-06")
+    page = site_probe.page
+    open_account(site_probe, fixture_site.base, body["account"])
+    page.wait_for_function("() => document.getElementById('sync-note').textContent.includes('2026-12-06')")
+    assert page.is_visible("#sync-note")
+    assert page.text_content("#sync-note") == "From the network sync of 2026-12-06."
+    assert page.text_content("#details-body .sync-note") == "From the network sync of 2026-12-06."
+    assert facts_of(page, "#details-body")["Pipeline"] == PIPELINE_WORDS["HUBBLE_SYNC"] == "Hubble network sync"
+    hover_tooltip(page, "#tree g.node[data-kind=account]")
+    assert facts_of(page, "#tooltip")["Pipeline"] == "Hubble network sync"
+    shown = page.evaluate("() => document.querySelector('#explorer').innerText")
+    assert not RAW_PIPELINE.search(shown), RAW_PIPELINE.search(shown)
+    site_probe.shot("hubble-sync")
+    # an answer of another path says nothing about the sync
+    other = load("contract-chain7.json")
+    open_account(site_probe, fixture_site.base, other["account"])
+    assert page.is_hidden("#sync-note")
+    assert page.locator("#details-body .sync-note").count() == 0
+
+
+def test_dashboard_shows_the_network_sync_panel(site_probe, fixture_site):
+    sync = load("contract-sync-public.json")
+    page = site_probe.page
+    page.goto(f"{fixture_site.base}/dashboard.html")
+    page.wait_for_selector("body[data-ready=true]", state="attached", timeout=30_000)
+    assert page.text_content("#sync-title") == "Network sync"
+    blocks = page.eval_on_selector_all("#sync .sync-network", "ds => ds.map(d => [d.dataset.network, d.dataset.status])")
+    assert blocks == [["public", "DONE"], ["testnet", "NEVER_SYNCED"]]
+    public = facts_of(page, "#sync .sync-network[data-network=public]")
+    assert public == {
+        "Status": "Done",
+        "Synced through": "2026-12-06 00:00 UTC",
+        "Accounts": f"{sync['accounts']:,}",
+        "Edges": f"{sync['edges']:,}",
+        "Merges": f"{sync['merges']:,}",
+        "Ranges": "2 of 2 done",
+        "Spent": "$0.000610",
+    }
+    assert facts_of(page, "#sync .sync-network[data-network=testnet]") == {"Status": "Never synced"}
+    # the panel is on screen, beside the other cards, and nothing in it overflows its card
+    box = rect(page, "#sync")
+    card = rect(page, "section[aria-labelledby=sync-title]")
+    assert box["width"] > 0 and box["height"] > 0
+    assert card["left"] <= box["left"] and box["right"] <= card["right"] + 0.5
+    assert not page.evaluate("() => [...document.querySelectorAll('#sync dd')].some(d => d.scrollWidth > d.clientWidth + 1)")
+    site_probe.shot("dashboard-sync")
+
+
 # ------------------------------------------------------------------ query builder
 LINES = """
 (sel) => [...document.querySelectorAll(sel)].map((td) => {

@@ -153,3 +153,32 @@ def test_queue_summary_counts_lines_errors_and_time(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "line 2: " in res.stderr and "2/2" in res.stderr
     assert re.search(r"4 lines, 3 valid, 1 bad, 1 duplicates; 2 enqueued, 0 already queued or known; [\d.]+s", res.stderr), res.stderr
+
+
+def test_hubble_sync_dry_run_prints_the_cost_and_writes_nothing_and_bad_input_is_one_line(exported, tmp_path):
+    root, _ = exported
+    db = tmp_path / "hubble.duckdb"
+    assert cli("hubble", "load", "--db", str(db), "--network", "public", str(root / "public")).returncode == 0
+    store = tmp_path / "store.sqlite3"
+    where = ("--store", "sqlite", "--sqlite-path", str(store))
+    assert cli(*where, "migrate").returncode == 0
+    dry = cli(*where, "hubble", "sync", "--network", "public", "--dry-run", "--json", "--duckdb", str(db))
+    assert dry.returncode == 0, dry.stderr
+    answer = json.loads(dry.stdout)
+    assert answer["dry_run"] is True and answer["bytes"] > 0 and answer["ranges"] > 100 and float(answer["cost_usd"]) > 0
+    assert f"dry run: {answer['bytes']:,} bytes" in dry.stderr
+    from common.store.sqlite import SQLiteStore
+
+    assert SQLiteStore(store).get_sync_state("public") is None, "a dry run writes nothing"
+    for args, words in (
+        (("--since", "2030-01-01"), "invalid_since"),
+        (("--since", "May"), "invalid_since"),
+        (("--duckdb", str(tmp_path / "missing.duckdb")), "no embedded Hubble"),
+    ):
+        out = cli(*where, "hubble", "sync", "--network", "public", "--dry-run", *args,
+                  *(() if "--duckdb" in args else ("--duckdb", str(db))))
+        assert out.returncode == 1 and words in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    poor = cli(*where, "hubble", "sync", "--network", "public", "--local", "--duckdb", str(db),
+               env_extra={"HUBBLE_SYNC_BUDGET_USD": "0.000001"})
+    assert poor.returncode == 1 and "sync_over_budget" in poor.stderr
+    assert SQLiteStore(store).get_sync_state("public") is None

@@ -47,12 +47,12 @@ def _requests(data):
         "/hva-leaderboard", "/hva-leaderboard?threshold=1000000&limit=3", "/hva-leaderboard?network=testnet",
         "/hva-changes", "/hva-changes?threshold=10000&since=2026-04-30T00:00:00Z&limit=5",
         "/query", f"/query?table=account_lineage&filters={filters}&limit=50&sort=updated_at&order=desc",
-        "/health", "/config",
+        "/health", "/config", "/sync", "/sync?network=testnet",
     ] + [f"/query?preset={p}" + ("&value=example" if p == "accounts_by_home_domain" else "") for p in (
         "stuck_accounts", "orphan_accounts", "failed_stages", "high_xlm_balance", "recent_cache_entries",
         "processing_accounts", "hva_accounts", "accounts_by_home_domain", "failed_lookups", "recent_hva_changes")]
     bad = [
-        ("/pipeline-stats?network=x", 400), ("/pending-accounts?limit=0", 400),
+        ("/pipeline-stats?network=x", 400), ("/pending-accounts?limit=0", 400), ("/sync?network=x", 400),
         ("/stage-executions", 400), (f"/stage-executions?account={random_account()}", 404),
         ("/account-lineage?account=GABC", 400), (f"/account-lineage?account={random_account()}", 404),
         (f"/account-lineage?account={me}&limit=1001", 400), ("/hva-leaderboard?threshold=7", 400),

@@ -56,10 +56,10 @@ def _hcl_functions() -> tuple[dict[str, str], set[str]]:
     with (ROOT / "terraform" / "locals.tf").open() as fh:
         locals_ = {k: v for block in hcl2.load(fh)["locals"] for k, v in block.items()}
     entries, public = {}, set()
-    for group in ("public_functions", "internal_functions", "operator_functions"):
-        for name, spec in locals_[group].items():
+    for access, group in locals_["function_definitions"].items():
+        for name, spec in group.items():
             entries[_unquote(name)] = _unquote(spec["entry_point"])
-            if group == "public_functions":
+            if _unquote(access) == "public":
                 public.add(_unquote(name))
     return entries, public
 

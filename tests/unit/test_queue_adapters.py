@@ -244,3 +244,22 @@ def test_cloud_tasks_settings_name_the_missing_variable():
     assert ok._client is None  # lazy: nothing is contacted until the first call
     assert ok.paths["lineage"] == "projects/p/locations/l/queues/q1"
 
+
+
+def test_the_hubble_sync_queue_is_optional_and_a_sync_task_is_named_by_its_range():
+    env = {"CLOUD_TASKS_PROJECT": "p", "CLOUD_TASKS_LOCATION": "l", "LINEAGE_QUEUE": "q1", "API_FALLBACK_QUEUE": "q2",
+           "PROCESS_ACCOUNT_URL": "https://a", "API_FALLBACK_URL": "https://b", "TASKS_INVOKER_SA": "sa"}
+    without = CloudTasksQueue.from_settings(Settings.from_env(env={}, extra=env), SettableClock())
+    body = {"network": "public", "sync_id": "full-20260101t000000", "start": "2020-01-01T00:00:00Z", "end": "2020-01-31T00:00:00Z"}
+    with pytest.raises(ConfigError, match="HUBBLE_SYNC_QUEUE"):
+        without.build_task("hubble-sync", body, "sync", "full-20260101t000000-20200101T000000", 0)
+    for half in ({"HUBBLE_SYNC_QUEUE": "q3"}, {"HUBBLE_SYNC_URL": "https://c"}):
+        with pytest.raises(ConfigError, match="HUBBLE_SYNC_"):
+            CloudTasksQueue.from_settings(Settings.from_env(env={}, extra={**env, **half}), SettableClock())
+    q = CloudTasksQueue.from_settings(Settings.from_env(env={}, extra={**env, "HUBBLE_SYNC_QUEUE": "q3", "HUBBLE_SYNC_URL": "https://c"}),
+                                      SettableClock())
+    task = q.build_task("hubble-sync", body, "sync", "full-20260101t000000-20200101T000000", 0)
+    again = q.build_task("hubble-sync", body, "sync", "full-20260101t000000-20200101T000000", 0)
+    other = q.build_task("hubble-sync", {**body, "start": "2020-01-31T00:00:00Z"}, "sync", "full-20260101t000000-20200131T000000", 0)
+    assert task["name"] == again["name"] != other["name"] and task["name"].startswith("projects/p/locations/l/queues/q3/tasks/public-sync-sync-")
+    assert task["http_request"]["url"] == "https://c" and json.loads(task["http_request"]["body"]) == body

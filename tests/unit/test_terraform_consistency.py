@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from common import config as app_config
 from common.queue import rates
+from common.queue.port import QUEUE_TARGETS
 
 pytestmark = [pytest.mark.unit, pytest.mark.terraform]
 
@@ -157,7 +158,9 @@ def function_folders() -> list[str]:
     return sorted(p.parent.name for p in (ROOT / "functions").glob("*/main.py"))
 
 
-HCL_FUNCTIONS = {**LOCALS["public_functions"], **LOCALS["internal_functions"], **LOCALS["operator_functions"]}
+# local.function_definitions: access ("public" | "internal" | "operator") -> folder -> entry.
+GROUPS = LOCALS["function_definitions"]
+HCL_FUNCTIONS = {name: {**spec, "access": access} for access, group in GROUPS.items() for name, spec in group.items()}
 
 
 # ------------------------------------------------------------------ parse and hygiene
@@ -199,7 +202,11 @@ def _strings(value: Any):
 
 def test_every_reference_resolves():
     """What `terraform validate` would catch first, without providers: dangling var/local/resource names."""
-    text = "\n".join(s for doc in DOCS.values() for s in _strings(doc))
+    # `moved` blocks name old addresses on purpose; the addresses they move to must exist.
+    text = "\n".join(s for doc in DOCS.values() for s in _strings({k: v for k, v in doc.items() if k != "moved"}))
+    for moved in _collect("moved"):
+        rtype, name = moved["to"].strip("${}").split("[")[0].split(".")
+        assert (rtype, name) in RESOURCES, f"moved to an undeclared {rtype}.{name}"
     assert set(re.findall(r"\bvar\.([a-z0-9_]+)", text)) <= set(VARIABLES)
     assert set(re.findall(r"\blocal\.([a-z0-9_]+)", text)) <= set(LOCALS)
     for dtype, name in re.findall(r"\bdata\.([a-z0-9_]+)\.([a-z0-9_]+)", text):
@@ -229,7 +236,7 @@ def test_hcl_functions_match_the_design_table():
     for folder, (entry, public) in design.items():
         assert folder in HCL_FUNCTIONS, f"{folder} has no function in terraform/locals.tf"
         assert HCL_FUNCTIONS[folder]["entry_point"] == entry
-        assert (folder in LOCALS["public_functions"]) is public, f"{folder}: public should be {public}"
+        assert (folder in GROUPS["public"]) is public, f"{folder}: public should be {public}"
 
 
 def test_every_function_folder_has_a_function_resource_with_its_entry_point():
@@ -258,29 +265,57 @@ def test_public_set_agrees_with_the_checkov_policy():
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    assert set(module.PUBLIC_FUNCTIONS) == set(LOCALS["public_functions"]) == {"search", "stats"}
+    assert set(module.PUBLIC_FUNCTIONS) == set(GROUPS["public"]) == {"search", "stats"}
 
 
-@pytest.mark.parametrize("kind, ingress", [("public", "ALLOW_ALL"), ("internal", "ALLOW_INTERNAL_ONLY"), ("operator", "ALLOW_ALL")])
-def test_function_resources(kind, ingress):
-    fn = RESOURCES[("google_cloudfunctions2_function", kind)]
-    assert fn["for_each"] == f"${{local.{kind}_functions}}"
+def test_one_function_resource_for_every_function():
+    """Issue 16: the functions are declared once, in one typed map, and one resource iterates it."""
+    kinds = [name for rtype, name in RESOURCES if rtype == "google_cloudfunctions2_function"]
+    assert kinds == ["function"], f"one google_cloudfunctions2_function resource, not {kinds}"
+    assert set(GROUPS) == {"public", "internal", "operator"}
+    assert sum(len(g) for g in GROUPS.values()) == len(HCL_FUNCTIONS), "a function is in two access groups"
+    fields = {"entry_point", "invokers", "enqueues", "bigquery", "env"}
+    for name, spec in HCL_FUNCTIONS.items():
+        assert set(spec) - {"access"} == fields, (name, sorted(spec))
+        assert set(spec["invokers"]) <= {"tasks", "scheduler"}, name
+        assert bool(spec["invokers"]) == (spec["access"] == "internal"), f"{name}: invokers are for internal functions, and every one needs one"
+    typed = LOCALS["functions"]
+    assert "tomap(merge([" in typed and "local.function_definitions" in typed, "the map every resource iterates is typed by tomap()"
+    assert "var.function_sizing[k]" in typed
+    assert re.search(r'ingress\s*=\s*f\.access == "internal" \? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"', typed), typed
+    moved = {(m["from"].strip("${}"), m["to"].strip("${}")) for m in _collect("moved")}
+    # The functions deployed while there were three resources (public, internal, operator).
+    before = {"search", "stats", "process_account", "api_fallback", "hva_recalc", "reset_stale", "bulk_queue"}
+    assert moved == {
+        (f'google_cloudfunctions2_function.{access}["{name}"]', f'google_cloudfunctions2_function.function["{name}"]')
+        for access, group in GROUPS.items() for name in group if name in before
+    }, "every instance deployed before the merge into one resource is moved, not replaced"
+
+
+def test_function_resource():
+    fn = RESOURCES[("google_cloudfunctions2_function", "function")]
+    assert fn["for_each"] == "${local.functions}"
     build = fn["build_config"][0]
     assert build["runtime"] == "python311"
     assert build["entry_point"] == "${each.value.entry_point}"
     storage = build["source"][0]["storage_source"][0]
     assert storage["object"] == "${google_storage_bucket_object.function_zip[each.key].name}"
     service = fn["service_config"][0]
-    assert service["ingress_settings"] == ingress
-    assert service["environment_variables"] == ("${local.public_function_env}" if kind == "public" else "${local.function_env}")
+    assert service["ingress_settings"] == "${each.value.ingress}"
+    assert service["environment_variables"] == "${local.function_environment[each.key]}"
     assert service["service_account_email"] == "${google_service_account.function[each.key].email}"
-    for field, key in (("available_memory", "memory"), ("timeout_seconds", "timeout_seconds")):
-        assert service[field] == f"${{var.function_sizing[each.key].{key}}}"
+    for field, key in (("available_memory", "memory"), ("timeout_seconds", "timeout_seconds"), ("max_instance_count", "max_instances")):
+        assert service[field] == f"${{each.value.{key}}}"
     secret_env = service["dynamic"][0]["secret_environment_variables"]
     assert secret_env["for_each"] == "${local.function_secret_env}"
     volume = service["secret_volumes"][0]
     assert volume["secret"] == "${var.astra_bundle_secret_id}"
     assert volume["mount_path"] == "${local.astra_bundle_mount}"
+    environment = LOCALS["function_environment"]
+    assert 'f.access == "public" ? local.public_function_env : local.function_env' in environment
+    assert "f.env" in environment
+    conditions = " ".join(p["condition"] for p in fn["lifecycle"][0]["precondition"])
+    assert '["public", "internal", "operator"]' in conditions and '["search", "stats"]' in conditions
 
 
 def test_sizing_covers_exactly_the_functions():
@@ -411,7 +446,7 @@ def test_defaults_agree_with_common_config():
 def test_queue_rate_limits_agree_with_common_rates():
     variables = default_variables()
     queues = LOCALS["queues"]
-    expected = {"api-fallback": rates.api_fallback_limits(), "lineage": rates.lineage_limits()}
+    expected = {"api-fallback": rates.api_fallback_limits(), "lineage": rates.lineage_limits(), "hubble-sync": rates.hubble_sync_limits()}
     assert set(queues) == set(expected)
     for name, limits in expected.items():
         q = queues[name]
@@ -486,8 +521,8 @@ def test_queues_target_internal_functions_invoked_by_the_tasks_account():
     assert target["oidc_token"][0]["service_account_email"] == "${google_service_account.tasks_invoker.email}"
     assert target["oidc_token"][0]["audience"] == "${local.function_urls[each.value.target]}"
     targets = {name: q["target"] for name, q in LOCALS["queues"].items()}
-    assert targets == {"lineage": "process_account", "api-fallback": "api_fallback"}
-    internal = LOCALS["internal_functions"]
+    assert targets == QUEUE_TARGETS, "terraform/locals.tf's queues and common/queue/port.py's QUEUE_TARGETS disagree"
+    internal = GROUPS["internal"]
     for name, fn in targets.items():
         assert fn in internal, f"queue {name} targets {fn}, which is not an internal function"
         assert "tasks" in internal[fn]["invokers"], f"the tasks invoker may not call {fn}"
@@ -504,39 +539,91 @@ def test_queues_target_internal_functions_invoked_by_the_tasks_account():
 
 def test_scheduler_jobs_target_internal_functions_with_oidc_and_retry():
     schedules = LOCALS["schedules"]
-    assert {k: s["target"] for k, s in schedules.items()} == {"hva_recalc": "hva_recalc", "reset_stale": "reset_stale"}
+    assert {k: s["target"] for k, s in schedules.items()} == {"hva_recalc": "hva_recalc", "reset_stale": "reset_stale", "hubble_sync_daily": "hubble_sync"}
     assert default("hva_recalc_schedule") == "0 * * * *"
     assert default("reset_stale_schedule") == "*/15 * * * *"
-    internal = LOCALS["internal_functions"]
+    internal = GROUPS["internal"]
     for s in schedules.values():
         assert s["target"] in internal and "scheduler" in internal[s["target"]]["invokers"]
     assert {fn for fn, spec in internal.items() if "scheduler" in spec["invokers"]} == {s["target"] for s in schedules.values()}
     job = RESOURCES[("google_cloud_scheduler_job", "job")]
     http = job["http_target"][0]
-    assert http["uri"] == "${google_cloudfunctions2_function.internal[each.value.target].service_config[0].uri}"
+    assert http["uri"] == "${google_cloudfunctions2_function.function[each.value.target].service_config[0].uri}"
+    assert job["attempt_deadline"] == '"${min(local.functions[each.value.target].timeout_seconds, 1800)}s"'
     assert http["oidc_token"][0]["service_account_email"] == "${google_service_account.scheduler_invoker.email}"
     assert job["retry_config"][0]["retry_count"] == "${var.scheduler_retry_count}"
+
+
+# ------------------------------------------------------------------ the network-wide Hubble sync (issue 15)
+def test_hubble_sync_function_queue_and_job_match_common():
+    """docs/design.md's last section: the internal hubble_sync function, the hubble-sync queue (one
+    dispatch at a time) and the daily job, named as common/ names them."""
+    from common.handlers import hubble_sync
+    from common.queue.cloud_tasks import SYNC_SETTINGS
+    from common.queue.port import SYNC_QUEUE
+    from stellarmap_cli.jobs import JOBS, SchedulerTarget
+
+    fn = GROUPS["internal"]["hubble_sync"]
+    assert fn["entry_point"] == "hubble_sync" and set(fn["invokers"]) == {"tasks", "scheduler"}
+    assert fn["enqueues"] == [SYNC_QUEUE] and fn["bigquery"] is True
+    assert (ROOT / "common" / "handlers" / "hubble_sync.py").is_file()
+
+    queue = LOCALS["queues"][SYNC_QUEUE]
+    assert queue["target"] == QUEUE_TARGETS[SYNC_QUEUE] == "hubble_sync"
+    assert queue["name"] == '"${var.name_prefix}-hubble-sync"'
+    assert evaluate(queue["max_concurrent_dispatches"], default_variables()) == 1 == rates.HUBBLE_SYNC_MAX_CONCURRENT
+
+    # Its queue's settings reach exactly the functions that enqueue on it (cloud_tasks.py: both or neither).
+    sync_env = LOCALS["sync_queue_env"]
+    assert set(sync_env) == set(SYNC_SETTINGS) == {"HUBBLE_SYNC_QUEUE", "HUBBLE_SYNC_URL"}
+    assert sync_env["HUBBLE_SYNC_QUEUE"] == f'${{local.queues["{SYNC_QUEUE}"].name}}'
+    assert sync_env["HUBBLE_SYNC_URL"] == '${local.function_urls["hubble_sync"]}'
+    assert f'contains(f.enqueues, "{SYNC_QUEUE}") ? local.sync_queue_env : {{}}' in LOCALS["function_environment"]
+    assert not set(SYNC_SETTINGS) & set(LOCALS["function_env"]) and not set(SYNC_SETTINGS) & set(LOCALS["public_function_env"])
+
+    # Its budget: a typed, validated variable, passed as HUBBLE_SYNC_BUDGET_USD, defaulting to the code's.
+    assert fn["env"] == {"HUBBLE_SYNC_BUDGET_USD": "${tostring(var.hubble_sync_budget_usd)}"}
+    budget = VARIABLES["hubble_sync_budget_usd"]
+    assert budget["type"] == "number" and budget["default"] == hubble_sync.DEFAULT_BUDGET_USD
+    condition = budget["validation"][0]["condition"]
+    assert "var.hubble_sync_budget_usd > 0" in condition and "1000000" in condition
+    assert set(fn["env"]) | set(SYNC_SETTINGS) <= design_env_names()
+    assert default("function_sizing")["hubble_sync"]["timeout_seconds"] >= hubble_sync.TASK_SECONDS
+
+    # The daily job posts {"network", "mode": "daily"} with OIDC (the job resource is shared, tested above),
+    # is named as `stellarmap jobs` names it, and only for networks that are served.
+    daily = LOCALS["schedules"]["hubble_sync_daily"]
+    assert daily["target"] == "hubble_sync" and daily["body"] == {"mode": "daily"}
+    assert daily["networks"] == "${var.hubble_sync_networks}" and default("hubble_sync_networks") == ["public"]
+    assert "hubble_sync_daily" in JOBS
+    assert SchedulerTarget("p", "l").job_name("hubble_sync_daily", "public").endswith("/jobs/stellarmap-hubble-sync-daily-public")
+    job = RESOURCES[("google_cloud_scheduler_job", "job")]
+    assert job["name"] == '"${var.name_prefix}-${replace(each.value.job, "_", "-")}-${each.value.network}"'
+    assert job["http_target"][0]["body"] == "${base64encode(jsonencode(merge(each.value.body, {network = each.value.network})))}"
+    assert any("contains(var.networks, each.value.network)" in p["condition"] for p in job["lifecycle"][0]["precondition"])
 
 
 # ------------------------------------------------------------------ IAM
 def test_only_search_and_stats_are_public():
     public = RESOURCES[("google_cloud_run_v2_service_iam_binding", "public_invoker")]
-    assert public["for_each"] == "${local.public_functions}"
+    assert public["for_each"] == "${local.function_definitions.public}"
     assert public["members"] == ["allUsers"]
     internal = RESOURCES[("google_cloud_run_v2_service_iam_binding", "internal_invoker")]
-    assert internal["for_each"] == "${local.internal_functions}"
+    assert internal["for_each"] == "${local.function_definitions.internal}"
     assert "allUsers" not in str(internal) and "allAuthenticatedUsers" not in str(internal)
     assert "allUsers" not in str(LOCALS["invoker_members"])
     operator = RESOURCES[("google_cloud_run_v2_service_iam_binding", "operator_invoker")]
     assert operator["members"] == "${var.operator_members}"
-    assert "local.operator_functions" in operator["for_each"]
+    assert "local.function_definitions.operator" in operator["for_each"]
+    for binding in (public, internal, operator):
+        assert binding["name"] == "${google_cloudfunctions2_function.function[each.key].name}"
     assert default("operator_members") == []
     condition = VARIABLES["operator_members"]["validation"][0]["condition"]
     pattern = re.search(r'regex\("([^"]+)"', condition).group(1).replace("\\\\", "\\")
     assert re.match(pattern, "group:ops@example.com")
     assert not re.match(pattern, "allUsers") and not re.match(pattern, "allAuthenticatedUsers")
     # every function is in exactly one group, and search/stats are the only public ones
-    groups = [set(LOCALS[g]) for g in ("public_functions", "internal_functions", "operator_functions")]
+    groups = [set(g) for g in GROUPS.values()]
     assert sum(len(g) for g in groups) == len(set().union(*groups))
     for (rtype, name), body in RESOURCES.items():
         if "allUsers" in str(body) or "allAuthenticatedUsers" in str(body):
@@ -556,7 +643,7 @@ def test_function_service_accounts_may_enqueue_and_act_as_the_invoker_only():
     assert project_roles == {"roles/bigquery.jobUser", "roles/logging.logWriter"}
     assert not any(rtype in ("google_project_iam_binding", "google_project_iam_policy") for rtype, _ in RESOURCES)
     bigquery = {k for k, f in HCL_FUNCTIONS.items() if f["bigquery"]}
-    assert bigquery == {"process_account"}
+    assert bigquery == {"process_account", "hubble_sync"}
 
 
 # ------------------------------------------------------------------ site and outputs
