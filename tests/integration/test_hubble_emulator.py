@@ -123,8 +123,9 @@ def test_stroop_balances_are_uploaded_as_xlm(emulator, tmp_path):
     ambiguous one is refused, naming --balance-unit, before anything is written."""
     row = {"account_id": "G" + "C" * 55, "balance": 1234567890123, "flags": 0, "home_domain": "", "master_weight": 1,
            "threshold_low": 0, "threshold_medium": 0, "threshold_high": 0, "deleted": False,
-           "batch_insert_ts": "2026-01-01T00:00:00Z", "sequence_number": 5 << 32}
-    types = {"balance": "INTEGER", "flags": "INTEGER", "master_weight": "INTEGER", "threshold_low": "INTEGER",
+           "batch_insert_ts": "2026-01-01T00:00:00Z", "sequence_number": 5 << 32, "last_modified_ledger": 5,
+           "closed_at": "2026-01-01T00:00:00Z", "account_creation_date": "2025-06-01T00:00:00"}
+    types = {"last_modified_ledger": "INTEGER", "closed_at": "TIMESTAMP", "account_creation_date": "DATETIME", "balance": "INTEGER", "flags": "INTEGER", "master_weight": "INTEGER", "threshold_low": "INTEGER",
              "threshold_medium": "INTEGER", "threshold_high": "INTEGER", "deleted": "BOOLEAN", "batch_insert_ts": "TIMESTAMP",
              "sequence_number": "INTEGER"}
     (tmp_path / "accounts_current.ndjson").write_text(json.dumps(row) + "\n")
