@@ -388,7 +388,7 @@ def test_a_file_loaded_with_month_partitions_still_estimates_by_month(exported, 
     old = DuckDBHubble(db)
     lo = dt.datetime(2024, 3, 10, tzinfo=UTC)
     page = S.children_query(TABLES, "public", GENESIS_ACCOUNT, S.ChildCursor(lo, -1), NOW, 10)
-    cols = ("account", "op_id", "closed_at", "starting_balance", "type", "successful", "funder")
+    cols = ("account", "op_id", "closed_at", "starting_balance", "type", "successful", "funder", "ledger_sequence")
     assert old.dry_run(page).bytes_processed == expected_bytes(exported, EHO, cols, lo, NOW + S.UPPER_MARGIN, month=True)
     old.close()
     with duckdb.connect(str(db)) as con:
@@ -404,13 +404,15 @@ def accounts_export(target, balances, schema_type=None, parquet=False):
     rows = [{"account_id": f"G{str(i).rjust(55, 'A')}", "balance": b, "flags": 0, "home_domain": "", "master_weight": 1,
              "threshold_low": 0, "threshold_medium": 0, "threshold_high": 0, "deleted": False,
              "batch_insert_ts": "2026-01-01T00:00:00Z", "sequence_number": 4294967296 * (100 + i),
-             "buying_liabilities": 0, "selling_liabilities": 0} for i, b in enumerate(balances)]
+             "buying_liabilities": 0, "selling_liabilities": 0, "last_modified_ledger": 100 + i,
+             "closed_at": "2026-01-01T00:00:00Z", "account_creation_date": "2025-06-01T00:00:00"} for i, b in enumerate(balances)]
     path = target / f"{ACC}.ndjson"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if schema_type:
         types = {"balance": schema_type, "buying_liabilities": schema_type, "selling_liabilities": schema_type,
                  "flags": "INTEGER", "master_weight": "INTEGER", "threshold_low": "INTEGER", "threshold_medium": "INTEGER",
-                 "threshold_high": "INTEGER", "deleted": "BOOLEAN", "batch_insert_ts": "TIMESTAMP", "sequence_number": "INTEGER"}
+                 "threshold_high": "INTEGER", "deleted": "BOOLEAN", "batch_insert_ts": "TIMESTAMP", "sequence_number": "INTEGER",
+                 "last_modified_ledger": "INTEGER", "closed_at": "TIMESTAMP", "account_creation_date": "DATETIME"}
         (target / f"{ACC}.schema.json").write_text(json.dumps([{"name": k, "type": types.get(k, "STRING")} for k in rows[0]]))
     if parquet:
         with duckdb.connect() as con:
