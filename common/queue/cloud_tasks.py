@@ -79,6 +79,7 @@ class CloudTasksQueue(TaskQueue):
             deadline_s = None if deadline in (None, "") else float(deadline)
         except ValueError:
             raise ConfigError("TASKS_DISPATCH_DEADLINE_S", f"must be a number of seconds, got {deadline!r}") from None
+        project, location = settings.require("CLOUD_TASKS_PROJECT"), settings.require("CLOUD_TASKS_LOCATION")
         queue_ids = {q: settings.require(v) for q, v in QUEUE_SETTINGS.items()}
         target_urls = {q: settings.require(v) for q, v in URL_SETTINGS.items()}
         sync_queue, sync_url = (settings.optional(v) for v in SYNC_SETTINGS)
@@ -87,8 +88,8 @@ class CloudTasksQueue(TaskQueue):
         if sync_queue:
             queue_ids[SYNC_QUEUE], target_urls[SYNC_QUEUE] = sync_queue, sync_url
         return cls(
-            project=settings.require("CLOUD_TASKS_PROJECT"),
-            location=settings.require("CLOUD_TASKS_LOCATION"),
+            project=project,
+            location=location,
             queue_ids=queue_ids,
             target_urls=target_urls,
             invoker_sa=settings.optional("TASKS_INVOKER_SA"),
