@@ -33,6 +33,7 @@ REQUESTS = {
     "hva_recalc": ("POST", "/", {"network": "public"}),
     "reset_stale": ("POST", "/", {"network": "public"}),
     "bulk_queue": ("POST", "/?network=public", None),
+    "hubble_sync": ("POST", "/", {"network": "public", "sync_id": "full-1", "start": "2020-01-01T00:00:00Z", "end": "2020-01-31T00:00:00Z"}),
 }
 
 
