@@ -27,6 +27,7 @@ def fifty(local_stack):
     return chosen
 
 
+@pytest.mark.timeout(1500)  # above wait_complete's and wait_idle's own limits, so a stall reports its queues
 def test_fifty_searched_accounts_complete_with_the_true_lineage(local_stack, fifty):
     first = [search(local_stack, a) for a in fifty]
     assert {status for status, _ in first} <= {200, 202}, [b for s, b in first if s not in (200, 202)][:3]
