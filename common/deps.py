@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from common.ratelimit_clients import ClientRateLimiter
     from common.stats.limits import StatsLimits
     from common.store.migrations import SchemaGate
-    from common.store.port import Store
+    from common.store.port import FlowStore, ScheduledStore, StatsStore, SyncStore, WorkerStore
     from common.upstream.clients import Upstream
 
 
@@ -25,18 +25,19 @@ class PipelineDeps(Protocol):
     """common/pipeline.py: the account flow (lineage and search rows, stages; the queue for tasks)."""
     settings: Settings
     clock: Clock
-    store: Store  # LineagePort, SearchCachePort, StageExecutionsPort, ChildrenSummaryPort
+    store: FlowStore
     queue: TaskQueue
 
 
 class WorkerDeps(PipelineDeps, Protocol):
     """What both account workers read besides the flow: the schema gate and run-time configuration."""
+    store: WorkerStore
     schema_gate: SchemaGate
     pipeline_config: Callable[[], PipelineConfig]
 
 
 class ProcessAccountDeps(WorkerDeps, Protocol):
-    """process_account: the Hubble path (+ CreationEventsPort, ChildrenPort, HvaPort, SpendLedgerPort)."""
+    """process_account: the Hubble path."""
     hubble: Hubble | None
 
 
@@ -48,7 +49,8 @@ class ApiFallbackDeps(WorkerDeps, Protocol):
 
 
 class HubbleSyncDeps(WorkerDeps, Protocol):
-    """hubble_sync: the network-wide sync (HubbleSyncPort, BulkWritePort, SpendLedgerPort; the hubble-sync queue)."""
+    """hubble_sync: the network-wide sync (and the hubble-sync queue)."""
+    store: SyncStore
     hubble: Hubble | None
 
 
@@ -64,7 +66,7 @@ class StatsDeps(Protocol):
     """stats: read models only (and the configuration writes of /config)."""
     settings: Settings
     clock: Clock
-    store: Store
+    store: StatsStore
     schema_gate: SchemaGate
     pipeline_config: Callable[[], PipelineConfig]
     stats_limits: StatsLimits
@@ -74,7 +76,7 @@ class ScheduledDeps(Protocol):
     """hva_recalc and reset_stale (Cloud Scheduler): the store, the schedule's clock, and the queue."""
     settings: Settings
     clock: Clock
-    store: Store
+    store: ScheduledStore
     queue: TaskQueue
     schema_gate: SchemaGate
     pipeline_config: Callable[[], PipelineConfig]

@@ -1070,10 +1070,30 @@ class HubbleSyncPort(abc.ABC):
     def _gone_accounts(self, network: str, accounts: list[str]) -> set[str]: ...
 
 
-class Store(
-    SchemaPort, SearchCachePort, LineagePort, CreationEventsPort, ChildrenPort, ChildrenSummaryPort, BalanceIndexPort, HvaPort, StageExecutionsPort, CronHealthPort, ConfigPort, SpendLedgerPort, ScanPort, BulkWritePort,
-    HubbleSyncPort,
-):
+# What each handler's code may call on the store (common/deps.py types its `store` with one of these).
+# The port order is the same in each, so the bundle below has one consistent MRO.
+class FlowStore(SearchCachePort, LineagePort, CreationEventsPort, ChildrenPort, ChildrenSummaryPort, StageExecutionsPort,
+                HubbleSyncPort, abc.ABC):
+    """common/pipeline.py and search: the account flow, the lineage view, the sync's state."""
+
+
+class WorkerStore(FlowStore, BalanceIndexPort, ConfigPort, SpendLedgerPort, abc.ABC):
+    """process_account and api_fallback: the flow plus what a crawl writes and the BigQuery budget."""
+
+
+class SyncStore(WorkerStore, BulkWritePort, abc.ABC):
+    """hubble_sync: a worker's ports plus the bulk writes."""
+
+
+class ScheduledStore(FlowStore, BalanceIndexPort, HvaPort, CronHealthPort, ConfigPort, abc.ABC):
+    """hva_recalc and reset_stale: recovery, rankings, counters, landing views, their cron runs."""
+
+
+class StatsStore(ScheduledStore, SchemaPort, SpendLedgerPort, ScanPort, abc.ABC):
+    """stats: every read model, the query builder's scans, health, and /config."""
+
+
+class Store(SyncStore, StatsStore, abc.ABC):
     """Every port in one object, for wiring: an adapter implements them all; a handler receives
     only the ports it uses (common/bootstrap.py)."""
 

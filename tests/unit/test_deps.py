@@ -38,7 +38,7 @@ def _type_names() -> dict:
     from common.ratelimit_clients import ClientRateLimiter
     from common.stats.limits import StatsLimits
     from common.store.migrations import SchemaGate
-    from common.store.port import Store
+    from common.store.port import FlowStore, ScheduledStore, StatsStore, Store, SyncStore, WorkerStore
     from common.upstream.clients import Upstream
 
     return {**vars(typing), **locals()}
@@ -50,7 +50,7 @@ MODULE_DEPS = {
     "common/handlers/api_hubble.py": "ApiFallbackDeps", "common/handlers/search.py": "SearchDeps",
     "common/handlers/stats.py": "StatsDeps", "common/stats/health.py": "StatsDeps",
     "common/handlers/reset_stale.py": "ScheduledDeps", "common/handlers/hva_recalc.py": "ScheduledDeps",
-    "common/handlers/bulk_queue.py": "BulkQueueDeps",
+    "common/handlers/bulk_queue.py": "BulkQueueDeps", "common/handlers/hubble_sync.py": "HubbleSyncDeps",
 }
 
 
@@ -70,3 +70,44 @@ def test_every_function_taking_the_dependencies_types_them_and_uses_only_what_it
     assert not untyped, f"{path}: untyped dependencies in {untyped}"
     assert not beyond, f"{path} uses {sorted(beyond)} beyond {MODULE_DEPS[path]}"
     assert "extra(" not in (ROOT / path).read_text(), "no string-keyed lookups"
+
+
+def _store_view(protocol):
+    hints = typing.get_type_hints(protocol, localns=vars(deps), globalns=_type_names())
+    return hints["store"]
+
+
+def _store_calls(tree) -> set[str]:
+    """Methods called on `c.store` or on a local `store` (= c.store) in a module."""
+    calls = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+            target = n.func.value
+            if (isinstance(target, ast.Name) and target.id == "store") or (
+                    isinstance(target, ast.Attribute) and target.attr == "store" and isinstance(target.value, ast.Name) and target.value.id == "c"):
+                calls.add(n.func.attr)
+    return calls
+
+
+CALLING_THE_STORE = sorted(p for p in MODULE_DEPS if _store_calls(ast.parse((ROOT / p).read_text())))
+
+
+def test_the_store_call_check_sees_the_handlers():
+    assert {"common/pipeline.py", "common/handlers/process_account.py", "common/handlers/stats.py",
+            "common/handlers/hubble_sync.py"} <= set(CALLING_THE_STORE)
+
+
+@pytest.mark.parametrize("path", CALLING_THE_STORE)
+def test_a_handler_calls_only_the_store_ports_its_dependencies_name(path):
+    view = _store_view(getattr(deps, MODULE_DEPS[path]))
+    allowed = {n for n in dir(view) if not n.startswith("_")}
+    used = _store_calls(ast.parse((ROOT / path).read_text()))
+    assert used <= allowed, f"{path} calls {sorted(used - allowed)}, beyond {view.__name__}"
+
+
+def test_the_store_views_narrow_the_bundle():
+    from common.store.port import FlowStore, StatsStore, Store, SyncStore
+
+    everything = {n for n in dir(Store) if not n.startswith("_")}
+    assert {n for n in dir(FlowStore) if not n.startswith("_")} < everything
+    assert "bulk_add_creations" not in dir(StatsStore) and "scan" not in dir(SyncStore)
