@@ -1,5 +1,5 @@
 """stats under an export flood: `/health` latency while 8 clients export a big fan-out at once,
-with stats' per-client limits off (the baseline) and on (common/stats/limits.py), in the same run.
+with stats' per-client limits off (the baseline) and on (common/read_models/limits.py), in the same run.
 
 The stats function runs over HTTP on loopback as deployed (functions-framework: gunicorn, one
 worker, its default threads) on the embedded SQLite store, behind a trusted proxy hop

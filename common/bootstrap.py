@@ -116,8 +116,8 @@ class Container:
 
     @property
     def stats_limits(self):
-        """stats's per-client request and export limits (common.stats.limits.StatsLimits)."""
-        return self._get("stats_limits", lambda: load("common.stats.limits:StatsLimits").from_settings(self.settings))
+        """stats's per-client request and export limits (common.read_models.limits.StatsLimits)."""
+        return self._get("stats_limits", lambda: load("common.read_models.limits:StatsLimits").from_settings(self.settings))
 
     def close(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from common.hubble.port import Hubble
     from common.queue.port import TaskQueue
     from common.ratelimit_clients import ClientRateLimiter
-    from common.stats.limits import StatsLimits
+    from common.read_models.limits import StatsLimits
     from common.store.migrations import SchemaGate
     from common.store.port import FlowStore, ScheduledStore, StatsStore, SyncStore, WorkerStore
     from common.upstream.clients import Upstream

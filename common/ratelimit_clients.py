@@ -1,4 +1,4 @@
-"""Per-client limits of the public functions (search, and stats: common/stats/limits.py).
+"""Per-client limits of the public functions (search, and stats: common/read_models/limits.py).
 
 A token bucket per client (common/ratelimit.py, in GCRA form, what Horizon uses): each client may
 send `burst` requests at once, then `rate_per_min` a minute. The state is one timestamp per client

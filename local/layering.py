@@ -11,7 +11,7 @@ Rules:
 - `local.testing` (test doubles, Chromium, the truth comparison) serves tests and benchmarks only:
   nothing else imports it;
 - no import cycle between the project's components. A component is a sub-package of `common`
-  (`common.store`, `common.stats`, ...) or a top-level module of it (`common.pipeline`), and
+  (`common.store`, `common.read_models`, ...) or a top-level module of it (`common.pipeline`), and
   each top-level package outside it (`local.simulator`, `local`, `bench`, `tests`, ...).
   Imports under `if TYPE_CHECKING:` are not dependencies and are skipped.
 

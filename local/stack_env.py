@@ -32,7 +32,7 @@ SIMULATED_HUBBLE_SOURCES = ("local/simulator/network.py", "local/simulator/codec
                             "local/hubble_load.py", "common/hubble/duckdb_engine.py")
 
 # Every caller of the local stack is one address (loopback): the site, the tests, the benchmarks.
-# stats' per-client limits (common/stats/limits.py) are set far above what they send; extra_env overrides.
+# stats' per-client limits (common/read_models/limits.py) are set far above what they send; extra_env overrides.
 LOCAL_STATS_LIMITS = {
     "STATS_RATE_PER_MIN": "60000", "STATS_BURST": "10000", "STATS_EXPORT_RATE_PER_MIN": "6000", "STATS_EXPORT_BURST": "1000",
     "STATS_MAX_CONCURRENT_EXPORTS": "16", "STATS_MAX_CONCURRENT_EXPORTS_PER_CLIENT": "16",

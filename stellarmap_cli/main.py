@@ -342,7 +342,7 @@ def collect_status(c) -> dict:
 def _sync_status(store) -> dict:
     """Each network's Hubble sync (GET /stats/sync's body), or the reason it could not be read."""
     from common.domain import NETWORKS
-    from common.stats.sync import sync_body
+    from common.read_models.sync import sync_body
 
     out: dict = {}
     for network in NETWORKS:
@@ -378,7 +378,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 table.add_row(f"queue {q}", str(depth))
             for job, run in status["cron"].items():
                 table.add_row(f"job {job}", "never ran" if run is None else f"{run['status']} at {run['last_run']}")
-            from common.stats.sync import sync_line
+            from common.read_models.sync import sync_line
 
             for network, body in (status["hubble_sync"] or {}).items():
                 table.add_row(f"Hubble sync {network}", body if isinstance(body, str) else sync_line(body))

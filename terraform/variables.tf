@@ -341,7 +341,7 @@ variable "trusted_proxy_hops" {
 }
 
 variable "stats_client_limits" {
-  description = "Per-client limits of the stats function, per instance (common/stats/limits.py): requests per minute and burst; exports (/account-lineage?format=...) per minute and burst; exports running at once per instance and per client."
+  description = "Per-client limits of the stats function, per instance (common/read_models/limits.py): requests per minute and burst; exports (/account-lineage?format=...) per minute and burst; exports running at once per instance and per client."
   type = object({
     rate_per_min                      = number
     burst                             = number

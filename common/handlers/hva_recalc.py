@@ -3,7 +3,7 @@
 POST JSON `{"network"?: "public"|"testnet"}` (both networks when absent). For each network and
 configured threshold it ranks from the balance index, writes the standing-change events and the
 new snapshot, and keeps `is_hva` right (common/hva.py). Then, as the hourly maintenance of the
-stats read models: the pipeline counters' reconciliation (common/stats/counters.py) and the
+stats read models: the pipeline counters' reconciliation (common/read_models/counters.py) and the
 refresh of stale fan-out summaries (common/lineage_view/fanout.py), each in a bounded amount of work.
 
 Every run records a cron health row (SUCCESS or FAILED). 200 when done; 503 when the run failed,
@@ -30,7 +30,7 @@ def run(c: ScheduledDeps, networks: list[str], now: dt.datetime) -> dict:
     """One recalculation (the handler's work, callable from the CLI and benchmarks)."""
     from common.hva import recalc_network
     from common.lineage_view import fanout
-    from common.stats import counters
+    from common.read_models import counters
 
     config = c.pipeline_config()
     thresholds = [int(t) for t in config.hva_thresholds]

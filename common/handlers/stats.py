@@ -113,7 +113,7 @@ def parse_since(text: str) -> dt.datetime:
 
 # ------------------------------------------------------------------ routes
 def pipeline_stats(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
-    from common.stats.counters import pipeline_stats as stats_body
+    from common.read_models.counters import pipeline_stats as stats_body
 
     networks = [_network(params)] if "network" in params else list(NETWORKS)
     body = stats_body(c.store, now, networks)
@@ -278,7 +278,7 @@ def hva_changes(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
 
 
 def query(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
-    from common.stats import query as qb
+    from common.read_models import query as qb
 
     if "table" not in params and "preset" not in params:
         unknown = set(params) - {"network"}
@@ -295,13 +295,13 @@ def query(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
 
 
 def health(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
-    from common.stats.health import health as health_body
+    from common.read_models.health import health as health_body
 
     return json_response(health_body(c, now))
 
 
 def config(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
-    from common.stats.query import LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN
+    from common.read_models.query import LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN
 
     cfg = c.pipeline_config()
     return json_response(
@@ -319,7 +319,7 @@ def config(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
 
 def sync(c: StatsDeps, params: dict, now: dt.datetime) -> Response:
     """The network's Hubble sync (one single-row read); NEVER_SYNCED when it never ran."""
-    from common.stats.sync import sync_body
+    from common.read_models.sync import sync_body
 
     network = _network(params)
     return json_response({**sync_body(network, c.store.get_sync_state(network)), "timestamp": iso(now)})

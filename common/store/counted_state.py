@@ -1,9 +1,9 @@
 """The counted state of the exact pipeline counters: what one lineage row contributes to the totals.
 
-Part of the Store contract (see common/stats/counters.py for the design): every status write
+Part of the Store contract (see common/read_models/counters.py for the design): every status write
 through the Store port (`put_lineage`, `transition_lineage`, `claim`, ...) marks the account dirty
 before the write and brings its counted state in line after it, so the totals are exact. This
-module is the pure model the store applies; common/stats reads the totals and reconciles.
+module is the pure model the store applies; common/read_models reads the totals and reconciles.
 """
 from __future__ import annotations
 

@@ -253,7 +253,7 @@ class PipelineCountersPort(abc.ABC):
         write that succeeded; the dirty marker written before it lets the reconciler finish."""
         try:
             self._converge_counted_state(network, account)
-        except Exception:  # noqa: BLE001 - logged; repaired by common.stats.counters.reconcile
+        except Exception:  # noqa: BLE001 - logged; repaired by common.read_models.counters.reconcile
             logging.getLogger(__name__).warning("pipeline counter sync failed for %s/%s", network, account, exc_info=True)
 
     def _converge_counted_state(self, network: str, account: str) -> bool:

@@ -37,7 +37,7 @@ from local.simulator.network import (
 )
 from local.simulator.ratelimit import DEFAULT_RATE_PER_MIN, UPSTREAMS, LimitConfig, RateLimiter
 from local.simulator.replies import Reply, control_error, json_reply
-from local.simulator.stats import Stats
+from local.simulator.request_counts import RequestCounts
 from local.simulator.stellar_toml import TomlCatalog
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -83,7 +83,7 @@ class SimApp:
         self.toml = TomlCatalog(networks)
         self.limiters = {name: RateLimiter(limits[name], monotonic) for name in UPSTREAMS}
         self.faults = FaultInjector(fault_seed)
-        self.stats = Stats()
+        self.stats = RequestCounts()
         self.stop_event = threading.Event()
         self.routes = self._routes()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from stellar_sdk import StrKey
 
 from common.domain import NETWORKS
-from common.stats.sync import sync_body
+from common.read_models.sync import sync_body
 from local.site_server import SITE_DIR, SiteHandler, SiteServer
 
 FIXTURES = SITE_DIR / "tests" / "fixtures"

@@ -11,8 +11,8 @@ import pytest
 from common import pipeline
 from common.clock import SettableClock
 from common.domain import LineageRecord
-from common.stats import counters
-from common.stats.counters import CountedState, apply_delta, summarize
+from common.read_models import counters
+from common.read_models.counters import CountedState, apply_delta, summarize
 from common.store import codec
 from local.testing.fakes import RecordingQueue
 from tests.integration.stats_fixtures import container, iso_store, recording  # noqa: F401 (fixture)

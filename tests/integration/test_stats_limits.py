@@ -1,4 +1,4 @@
-"""stats' per-client limits (common/stats/limits.py): a request rate for every route, and for
+"""stats' per-client limits (common/read_models/limits.py): a request rate for every route, and for
 exports (`/account-lineage?format=`) a stricter rate plus slots for the exports running at once,
 per client and per instance, held until the stream is closed. Clients are keyed as search keys
 them (SEARCH_TRUSTED_PROXY_HOPS). Through the real handler over WSGI, on the embedded store."""
@@ -13,7 +13,7 @@ from common.config import ConfigError, Settings
 from common.domain import GENESIS_ACCOUNT, ChildEdge
 from common.handlers import stats
 from common.ratelimit_clients import ConcurrencyLimiter
-from common.stats.limits import StatsLimits
+from common.read_models.limits import StatsLimits
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
 from tests.integration.stats_fixtures import SITE, app_for, container, recording

@@ -36,7 +36,7 @@ def _seed_pending(store, network: str, n: int) -> list[str]:
 def _counts_delta(before: dict, after: dict) -> dict:
     """Changed counters, leaving out completion hours that fell out of the retained window: the
     Cassandra keyspace is shared by the suite, and a completion at T0 rightly prunes older hours."""
-    from common.stats.counters import RETAIN_HOURS, hour_bucket
+    from common.read_models.counters import RETAIN_HOURS, hour_bucket
 
     oldest = hour_bucket(T0 - dt.timedelta(hours=RETAIN_HOURS))
     keys = {k for k in set(before) | set(after) if not (k.startswith("d:") and k[2:15] < oldest)}

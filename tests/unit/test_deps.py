@@ -36,7 +36,7 @@ def _type_names() -> dict:
     from common.hubble.port import Hubble
     from common.queue.port import TaskQueue
     from common.ratelimit_clients import ClientRateLimiter
-    from common.stats.limits import StatsLimits
+    from common.read_models.limits import StatsLimits
     from common.store.migrations import SchemaGate
     from common.store.port import FlowStore, ScheduledStore, StatsStore, Store, SyncStore, WorkerStore
     from common.upstream.clients import Upstream
@@ -48,7 +48,7 @@ MODULE_DEPS = {
     "common/pipeline.py": "PipelineDeps", "common/bulk.py": "PipelineDeps", "common/handlers/worker.py": "PipelineDeps",
     "common/handlers/process_account.py": "ProcessAccountDeps", "common/handlers/api_fallback.py": "ApiFallbackDeps",
     "common/handlers/api_hubble.py": "ApiFallbackDeps", "common/handlers/search.py": "SearchDeps",
-    "common/handlers/stats.py": "StatsDeps", "common/stats/health.py": "StatsDeps",
+    "common/handlers/stats.py": "StatsDeps", "common/read_models/health.py": "StatsDeps",
     "common/handlers/reset_stale.py": "ScheduledDeps", "common/handlers/hva_recalc.py": "ScheduledDeps",
     "common/handlers/bulk_queue.py": "BulkQueueDeps", "common/handlers/hubble_sync.py": "HubbleSyncDeps",
 }

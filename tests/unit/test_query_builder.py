@@ -9,7 +9,7 @@ import pytest
 
 from common.config import PipelineConfig
 from common.domain import InvalidInput
-from common.stats import query as qb
+from common.read_models import query as qb
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
 from tests.support import random_account

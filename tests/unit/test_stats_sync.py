@@ -9,7 +9,7 @@ import pytest
 
 from common.clock import SettableClock
 from common.handlers import stats
-from common.stats.sync import NEVER_SYNCED, sync_body, sync_line, usd_text
+from common.read_models.sync import NEVER_SYNCED, sync_body, sync_line, usd_text
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
 from stellarmap_cli.main import main as cli_main

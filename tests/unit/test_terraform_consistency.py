@@ -399,7 +399,7 @@ def test_public_functions_key_their_limits_on_the_caller_as_the_design_says():
 
 
 def test_stats_limits_are_wired_and_default_to_the_code():
-    from common.stats import limits
+    from common.read_models import limits
 
     env = LOCALS["public_function_env"]
     names = set(re.findall(r"\b(STATS_[A-Z_]+)\s*=", env))

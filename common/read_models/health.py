@@ -11,7 +11,7 @@ from typing import Any
 
 from common.domain import iso
 from common.queue.rates import EXPERT_CALLS_PER_TASK, HORIZON_CALLS_PER_TASK, api_fallback_limits
-from common.stats.counters import RECONCILE_JOB
+from common.read_models.counters import RECONCILE_JOB
 from common.deps import StatsDeps
 
 # Scheduled jobs and how long each may go without a successful run before /health degrades.

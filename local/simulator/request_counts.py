@@ -6,7 +6,7 @@ import threading
 from collections import defaultdict
 
 
-class Stats:
+class RequestCounts:
     def __init__(self):
         self._lock = threading.Lock()
         self.reset()
