@@ -71,6 +71,41 @@ def sqlite_store(tmp_path):
     store.close()
 
 
+@pytest.fixture
+def own_cassandra_store():
+    """A Cassandra store in a keyspace of its own, for tests that compare a whole network with its
+    truth (the session's keyspace holds other tests' rows, genesis's children among them)."""
+    ok, why = ensure_cassandra()
+    require(ok, f"Cassandra 5.0 on 127.0.0.1:{CASSANDRA_PORT} ({why})")
+    from cassandra.cluster import Cluster
+
+    from common.store import migrations
+    from common.store.cassandra import CassandraStore
+
+    keyspace = f"stellarmap_own_{uuid.uuid4().hex[:10]}"
+    cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT)
+    session = cluster.connect()
+    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+    store = CassandraStore(cassandra_settings(keyspace))
+    try:
+        report = migrations.migrate(store)
+        assert report.ok, report.summary()
+        yield store
+    finally:
+        store.close()
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=600)
+        cluster.shutdown()
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def own_store(request):
+    """Like `store`, but the Cassandra half has a keyspace of its own (see own_cassandra_store)."""
+    if request.param == "cassandra":
+        request.applymarker(pytest.mark.cassandra)
+        return request.getfixturevalue("own_cassandra_store")
+    return request.getfixturevalue("sqlite_store")
+
+
 @pytest.fixture(params=STORE_BACKENDS)
 def store(request):
     """The contract fixture: every test using it runs on SQLite and on the real Cassandra."""
@@ -85,5 +120,5 @@ def pytest_collection_modifyitems(config, items):
     # so `-m cassandra` selects them and `-m "not cassandra"` runs the SQLite half alone.
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec and callspec.params.get("store") == "cassandra":
+        if callspec and "cassandra" in (callspec.params.get("store"), callspec.params.get("own_store")):
             item.add_marker(pytest.mark.cassandra)

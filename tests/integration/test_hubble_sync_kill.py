@@ -49,7 +49,7 @@ def _command(store, request, tmp_path, db) -> tuple[list[str], dict]:
     if store.backend == "sqlite":
         where = ["--store", "sqlite", "--sqlite-path", str(store.path)]
     else:
-        where = ["--store", "cassandra", "--keyspace", request.getfixturevalue("cassandra_keyspace")]
+        where = ["--store", "cassandra", "--keyspace", store.keyspace]
         env.update(CASSANDRA_CONTACT_POINTS="127.0.0.1", CASSANDRA_PORT=str(CASSANDRA_PORT))
     argv = [sys.executable, "-m", "stellarmap_cli.main", *where, "hubble", "sync", "--network", "public", "--local", "--duckdb", str(db)]
     return argv, env
@@ -79,7 +79,8 @@ def _run_until_killed_mid_range(argv, env, cwd, store, airdrop, first_drop, last
             proc.wait(timeout=60)
 
 
-def test_a_sync_killed_mid_range_resumes_with_no_duplicate_and_no_missing_edge(world, store, request, tmp_path):
+def test_a_sync_killed_mid_range_resumes_with_no_duplicate_and_no_missing_edge(world, own_store, request, tmp_path):
+    store = own_store
     net, db = world
     airdrop = net.pick("airdrop", limit=1)["accounts"][0]["account"]
     drops = [parse_iso(k["created_at"]) for k in net.truth(airdrop, children_limit=AIRDROP)["children"]["items"]]

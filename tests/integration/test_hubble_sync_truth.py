@@ -133,7 +133,8 @@ def test_the_whole_network_with_its_100000_child_airdrop_equals_the_truth(airdro
     assert sum(1 for _ in store.scan("creation_events", "public", 1_000_000)) == figures["edges"]
 
 
-def test_a_small_network_agrees_on_both_stores_and_newer_accounts_take_the_pipeline(small_world, store, tmp_path):
+def test_a_small_network_agrees_on_both_stores_and_newer_accounts_take_the_pipeline(small_world, own_store, tmp_path):
+    store = own_store
     net, db = small_world
     clock = SettableClock(net.now)
     before = store.get_sync_state("public")
