@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 import urllib.parse
 
 import pytest
@@ -83,7 +84,9 @@ def test_the_demo_command_prints_its_urls_serves_and_stops_cleanly_on_ctrl_c(tmp
         assert proc.wait(timeout=90) == 0
         assert not any(listening(u) for u in everything), [u for u in everything if listening(u)]
         # The demo's default Hubble: the simulator's tables in DuckDB, loaded at this first start
-        assert json.loads(urls_file.read_text())["stack"]["hubble"] == {"engine": "duckdb", "simulated": "loaded"}
+        hubble = json.loads(urls_file.read_text())["stack"]["hubble"]
+        assert hubble == {"engine": "duckdb", "simulated": "loaded", "duckdb_path": hubble["duckdb_path"]}
+        assert Path(hubble["duckdb_path"]).is_file(), "the CLI's `hubble sync` finds the demo's embedded Hubble here"
         assert "embedded Hubble loaded into" in printed
     finally:
         if proc.poll() is None:
@@ -104,7 +107,8 @@ def test_the_demo_command_prints_its_urls_serves_and_stops_cleanly_on_ctrl_c(tmp
     proc, out, urls_file = start_demo(tmp_path)
     try:
         urls = wait_for_urls(proc, urls_file, tmp_path)
-        assert json.loads(urls_file.read_text())["stack"]["hubble"] == {"engine": "duckdb", "simulated": "reused"}
+        hubble = json.loads(urls_file.read_text())["stack"]["hubble"]
+        assert hubble == {"engine": "duckdb", "simulated": "reused", "duckdb_path": hubble["duckdb_path"]}
         assert "embedded Hubble: reusing" in (tmp_path / "stdout.txt").read_text()
         assert db.stat().st_mtime_ns == loaded_at
         stop(proc, urls)
@@ -116,7 +120,8 @@ def test_the_demo_command_prints_its_urls_serves_and_stops_cleanly_on_ctrl_c(tmp
     proc, out, urls_file = start_demo(tmp_path, "--hubble", "none")
     try:
         urls = wait_for_urls(proc, urls_file, tmp_path)
-        assert json.loads(urls_file.read_text())["stack"]["hubble"] == {"engine": "none", "simulated": None}
+        hubble = json.loads(urls_file.read_text())["stack"]["hubble"]
+        assert (hubble["engine"], hubble["simulated"], hubble.get("duckdb_path")) == ("none", None, None)
         status, body = get_json(f"{urls['search']}/search?account={random_account()}")
         assert status == 202, body
         stop(proc, urls)
