@@ -24,6 +24,18 @@ from tests.support import ROOT, operator_cli, random_account
 pytestmark = pytest.mark.e2e
 
 
+
+def _stop_demo(proc) -> None:
+    """A failed check still stops the whole stack: Ctrl-C first (the demo stops its own processes,
+    which run in sessions of their own), SIGKILL only if it does not exit."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
 def listening(url: str) -> bool:
     host, port = urllib.parse.urlsplit(url).netloc.split(":")
     with socket.socket() as s:
@@ -89,8 +101,7 @@ def test_the_demo_command_prints_its_urls_serves_and_stops_cleanly_on_ctrl_c(tmp
         assert Path(hubble["duckdb_path"]).is_file(), "the CLI's `hubble sync` finds the demo's embedded Hubble here"
         assert "embedded Hubble loaded into" in printed
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_demo(proc)
         out.close()
     db = tmp_path / "demo" / "hubble.duckdb"
     assert db.is_file() and not (tmp_path / "demo" / "hubble-export").exists()
@@ -113,8 +124,7 @@ def test_the_demo_command_prints_its_urls_serves_and_stops_cleanly_on_ctrl_c(tmp
         assert db.stat().st_mtime_ns == loaded_at
         stop(proc, urls)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_demo(proc)
         out.close()
     # --hubble none keeps the API-only mode
     proc, out, urls_file = start_demo(tmp_path, "--hubble", "none")
@@ -126,8 +136,7 @@ def test_the_demo_command_prints_its_urls_serves_and_stops_cleanly_on_ctrl_c(tmp
         assert status == 202, body
         stop(proc, urls)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_demo(proc)
         out.close()
 
 
