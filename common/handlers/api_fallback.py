@@ -295,7 +295,7 @@ def _run(c: ApiFallbackDeps, outcome: ApiOutcome, before: LineageRecord, config,
         # A re-inquiry (COMPLETE before; also when handed over from RE_INQUIRY): never query the lineage again.
         refresh_only = before.status == Status.RE_INQUIRY.value or (lineage_known and before.children_complete is not None)
         checkpoint = None if refresh_only else Checkpoint.decode(before.children_cursor)
-    gone = False
+    gone = bool(before.deleted)  # a continuation or a fresh enrichment keeps what the last GET /accounts said
     state: HorizonAccount | None = None
     if checkpoint is None:
         if not refresh_only and _fresh(c, before, config):
@@ -303,9 +303,9 @@ def _run(c: ApiFallbackDeps, outcome: ApiOutcome, before: LineageRecord, config,
                   f"enriched at {iso(before.enriched_at)}, within cache_ttl_hours")
         else:
             state = _enrichment(c, network, account, source, deadline)
-            if state is None:  # Horizon 404: merged (its history stays), or it never existed
+            gone = state is None
+            if gone:  # Horizon 404: merged (its history stays), or it never existed
                 _forget_balance(c, network, account, outcome.claim_token)
-                gone = True
     if refresh_only:
         _skip(c, network, account, source, (CREATOR_DISCOVERY, EXPERT_ENRICHMENT, EXPANSION), "lineage already stored; enrichment refreshed")
         done = before.children_complete if before.children_complete is not None else True
