@@ -97,22 +97,23 @@ def own_cassandra_store():
         cluster.shutdown()
 
 
+def _backend(request, cassandra_fixture: str):
+    if request.param == "cassandra":
+        request.applymarker(pytest.mark.cassandra)
+        return request.getfixturevalue(cassandra_fixture)
+    return request.getfixturevalue("sqlite_store")
+
+
 @pytest.fixture(params=STORE_BACKENDS)
 def own_store(request):
     """Like `store`, but the Cassandra half has a keyspace of its own (see own_cassandra_store)."""
-    if request.param == "cassandra":
-        request.applymarker(pytest.mark.cassandra)
-        return request.getfixturevalue("own_cassandra_store")
-    return request.getfixturevalue("sqlite_store")
+    return _backend(request, "own_cassandra_store")
 
 
 @pytest.fixture(params=STORE_BACKENDS)
 def store(request):
     """The contract fixture: every test using it runs on SQLite and on the real Cassandra."""
-    if request.param == "cassandra":
-        request.applymarker(pytest.mark.cassandra)
-        return request.getfixturevalue("cassandra_store")
-    return request.getfixturevalue("sqlite_store")
+    return _backend(request, "cassandra_store")
 
 
 def pytest_collection_modifyitems(config, items):
