@@ -5,7 +5,8 @@ the theoretical arrival time minus the burst tolerance has passed. `acquire()` r
 and sleeps until it (through the Clock, so tests and benchmarks never block on real time), or
 raises NoBudget when that wait is longer than the caller may afford. `penalize()` honours an
 upstream's Retry-After: nobody in this process calls that upstream again before it has passed,
-and afterwards calls resume at the normal pace (no burst right after a 429).
+and afterwards calls resume at the normal pace (no burst right after a 429). A new limiter starts
+the same way: the burst is earned by idle time, never assumed.
 
 The queue's dispatch rate (common/queue/rates.py) is the global guard; this limiter is the
 second one, per process. When several processes share one budget (the function's max instances),
@@ -58,7 +59,11 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._budget = budget
-        self._tat = clock.monotonic()  # theoretical arrival time of the next request
+        # A new process starts without its burst: it cannot know what an earlier instance (or
+        # another client behind the same address) just spent, so it begins at the sustained pace.
+        self._started = clock.monotonic()
+        self._unused = True  # no request and no penalty yet
+        self._tat = self._started if budget.paused else self._bucket().emptied_until(self._started)  # theoretical arrival time
         self._blocked_until = 0.0
         self.acquired = 0
         self.waits = 0
@@ -74,9 +79,21 @@ class RateLimiter:
         return TokenBucket(self._budget.rate_per_s, self._budget.burst)
 
     def configure(self, budget: Budget) -> None:
+        """A new budget keeps the tokens spent; an unused limiter has earned the new budget's
+        tokens since it started (empty), a paused one starts empty now."""
         with self._lock:
-            if budget != self._budget:
-                self._budget = budget
+            if budget == self._budget:
+                return
+            old, self._budget = self._budget, budget
+            if budget.paused:
+                return
+            now = self._clock.monotonic()
+            bucket = self._bucket()
+            if old.paused or self._unused:
+                self._tat = bucket.emptied_until(now if old.paused else self._started)
+                return
+            spent = max(0.0, self._tat - now) / TokenBucket(old.rate_per_s, old.burst).interval
+            self._tat = now + spent * bucket.interval
 
     def acquire(self, max_wait_s: float = math.inf, reserve: int = 0) -> float:
         """Take one request slot, sleeping until it comes. Returns the seconds waited.
@@ -95,6 +112,7 @@ class RateLimiter:
                 self.no_budget += 1
                 raise NoBudget(self.name, wait)
             self._tat = bucket.spend_at(self._tat, now + wait)
+            self._unused = False
             self.acquired += 1
             if wait > 0:
                 self.waits += 1
@@ -109,6 +127,7 @@ class RateLimiter:
             now = self._clock.monotonic()
             until = now + max(0.0, retry_after_s)
             self.penalties += 1
+            self._unused = False
             self._blocked_until = max(self._blocked_until, until)
             if self._budget.paused:
                 return

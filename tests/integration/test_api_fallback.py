@@ -44,6 +44,9 @@ FAULT_PARAMS = {"slow_seconds": 0.2, "timeout_seconds": 1.5}
 
 
 # ---------------------------------------------------------------------------------- harness
+IDLE_BEFORE_FIRST_TASK_S = 60
+
+
 class Harness:
     def __init__(self, sim, store, clock, config=None, extra=None, env=None):
         self.sim, self.store, self.clock = sim, store, clock
@@ -53,6 +56,9 @@ class Harness:
         self.config = PipelineConfig.from_stored({"pipeline_mode": "API_ONLY", **(config or {})})
         self.c = Container(settings, clock, store=store, queue=self.runner, pipeline_config=self.config)
         self.api_answers: list[tuple[int, dict]] = []
+        # A new limiter starts without its burst (earned by idle time): the instance idled a minute.
+        self.c.upstream  # noqa: B018 - created now, lazily as in a function
+        clock.advance(IDLE_BEFORE_FIRST_TASK_S)
 
     def api(self, payload: dict):
         response = call_handler(api_fallback.handle, self.c, payload)

@@ -170,7 +170,7 @@ def test_a_long_retry_after_goes_back_to_the_caller_and_pauses_the_upstream():
         with pytest.raises(RateLimited) as info:
             up.horizon("public").account(account)
         assert info.value.retry_after == pytest.approx(10, abs=1)
-        assert clock.monotonic() == 0, "a Retry-After longer than the inline wait is not slept in-process"
+        assert clock.monotonic() < 1, "a Retry-After longer than the inline wait is not slept in-process (only our pacing)"
         assert up.horizon("public").account(account) is not None, "the next call waits out the pause first"
         assert clock.monotonic() == pytest.approx(10, abs=1)
         assert limited.stats()["totals"]["sent_429"] == 1

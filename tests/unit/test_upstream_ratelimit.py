@@ -37,15 +37,23 @@ def test_defaults_give_the_issue_s_budgets():
     assert b["expert"].rate_per_s * 60 == pytest.approx(50 * 0.71)
 
 
+def test_a_new_limiter_starts_at_the_sustained_pace_without_a_burst():
+    clock = SettableClock()
+    limiter = RateLimiter("horizon", Budget(rate_per_s=2.0, burst=3), clock)
+    assert [limiter.acquire() for _ in range(4)] == pytest.approx([0, 0.5, 0.5, 0.5])
+
+
 def test_requests_are_paced_at_the_budget_after_the_burst():
     clock = SettableClock()
     limiter = RateLimiter("horizon", Budget(rate_per_s=2.0, burst=3), clock)
+    clock.advance(1.5)  # idle long enough to earn the whole burst
+    start = clock.monotonic()
     waits = [limiter.acquire() for _ in range(9)]
     assert waits[:3] == [0, 0, 0]  # the burst
     assert waits[3:] == pytest.approx([0.5] * 6)
-    assert clock.monotonic() == pytest.approx(3.0)
+    assert clock.monotonic() - start == pytest.approx(3.0)
     # Over any window the count stays within burst + rate x window.
-    assert 9 <= 3 + 2.0 * clock.monotonic()
+    assert 9 <= 3 + 2.0 * (clock.monotonic() - start)
 
 
 def test_idle_time_refills_the_burst_but_never_beyond_it():
@@ -131,6 +139,7 @@ def test_threads_share_one_budget_each_slot_given_once():
 def test_a_best_effort_reserve_leaves_slots_for_the_calls_that_matter():
     clock = SettableClock()
     limiter = RateLimiter("expert", Budget(1.0, 3), clock)
+    clock.advance(3)  # the burst, earned
     limiter.acquire(0, reserve=1)
     limiter.acquire(0, reserve=1)
     with pytest.raises(NoBudget):
@@ -146,3 +155,21 @@ def test_a_burst_of_one_keeps_no_reserve():
     assert limiter.acquire(0, reserve=1) == 0
     with pytest.raises(NoBudget):
         limiter.acquire(0, reserve=1)
+
+
+def test_a_new_budget_keeps_what_was_spent_and_an_unused_limiter_what_it_earned():
+    clock = SettableClock()
+    unused = RateLimiter("expert", Budget(1.0, 3), clock)
+    clock.advance(10)  # idle since it started: the new budget's whole burst is earned
+    unused.configure(Budget(100.0, 6))
+    assert [unused.acquire(0) for _ in range(6)] == [0] * 6
+    fresh = RateLimiter("expert", Budget(1.0, 3), clock)
+    fresh.configure(Budget(100.0, 6))
+    assert fresh.acquire(0) == 0
+    with pytest.raises(NoBudget):
+        fresh.acquire(0)  # started empty: one request, then the sustained pace
+    busy = RateLimiter("horizon", Budget(1.0, 4), clock)
+    clock.advance(10)
+    busy.acquire(), busy.acquire()  # 2 of 4 spent
+    busy.configure(Budget(2.0, 4))
+    assert [busy.acquire() for _ in range(3)] == pytest.approx([0, 0, 0.5])
