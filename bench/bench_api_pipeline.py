@@ -33,7 +33,6 @@ queue paced for the mean calls per task (rates.py's *_MEAN). Nothing is asserted
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import re
@@ -45,7 +44,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result
+from bench.common import Result, run_cli
 from common.queue import rates
 
 HORIZON_PER_MIN = 85
@@ -333,13 +332,7 @@ def run(short: bool = False) -> list[Result]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--short", action="store_true")
-    args = ap.parse_args(argv)
-    for r in run(short=args.short):
-        ratio = f"{r.ratio:.2f}x" if r.ratio else "-"
-        print(f"{r.figure}: {r.value:,.2f} {r.unit} | {r.baseline_name}: {r.baseline_value} | ratio {ratio} | {r.goal} | {r.note}")
-    return 0
+    return run_cli(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ and 2,000 children instead of 100,000 and 10,000. Timings are figures only, neve
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import gc
@@ -30,7 +29,7 @@ import tracemalloc
 from decimal import Decimal
 from typing import Callable
 
-from bench.common import Result, random_accounts, seed_chain
+from bench.common import Result, random_accounts, run_cli, seed_chain
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 DEPTH = 15
@@ -203,8 +202,4 @@ def run(short: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--short", action="store_true")
-    for r in run(short=ap.parse_args().short):
-        print(f"{r.area}: {r.figure}: {r.value:,.2f} {r.unit} | {r.baseline_name}: "
-              f"{r.baseline_value if r.baseline_value is None else round(r.baseline_value, 2)} | ratio {r.ratio and round(r.ratio, 2)} | {r.note}")
+    raise SystemExit(run_cli(run, __doc__))

@@ -18,13 +18,12 @@ No timing is asserted anywhere; this only reports.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Result
+from bench.common import Result, run_cli
 from common.queue.port import TaskQueue, task_name
 
 UTC = dt.timezone.utc
@@ -269,14 +268,7 @@ def run(short: bool = False) -> list[Result]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_hubble")
-    parser.add_argument("--short", action="store_true")
-    args = parser.parse_args(argv)
-    for r in run(args.short):
-        ratio = f"{r.ratio:.1f}x" if r.ratio else "-"
-        print(f"{r.figure}: {r.value:,.2f} {r.unit}  |  {r.baseline_name}: {r.baseline_value:,.2f}  ({ratio})"
-              + (f"\n    {r.note}" if r.note else ""))
-    return 0
+    return run_cli(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ No timing is asserted anywhere; this only reports.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import tempfile
 from pathlib import Path
 
-from bench.common import Result
+from bench.common import Result, run_cli
 
 UTC = dt.timezone.utc
 
@@ -105,14 +104,7 @@ def run(short: bool = False) -> list[Result]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_hubble_sync")
-    parser.add_argument("--short", action="store_true")
-    args = parser.parse_args(argv)
-    for r in run(args.short):
-        ratio = f"{r.ratio:.2f}x" if r.ratio else "-"
-        print(f"{r.figure}: {r.value:,.2f} {r.unit}  |  {r.baseline_name}: {r.baseline_value:,.2f}  ({ratio})"
-              + (f"\n    {r.note}" if r.note else ""))
-    return 0
+    return run_cli(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ more, a few dozen 1M or more). Thresholds are the defaults (10K, 50K, 100K, 500K
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import math
 import os
@@ -30,7 +29,7 @@ import tempfile
 import time
 from decimal import Decimal
 
-from bench.common import Result, cassandra_bench_store
+from bench.common import Result, cassandra_bench_store, run_cli
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 THRESHOLDS = [10_000, 50_000, 100_000, 500_000, 750_000, 1_000_000]
@@ -180,7 +179,4 @@ def _cassandra(short: bool) -> list[Result]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--short", action="store_true")
-    for r in run(short=ap.parse_args().short):
-        print(f"{r.area}: {r.figure}: {r.value:,.2f} {r.unit} | {r.baseline_name}: {r.baseline_value} | ratio {r.ratio} | {r.note}")
+    raise SystemExit(run_cli(run, __doc__))

@@ -9,7 +9,6 @@ Goal: p99 of 50 ms or less.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import random
@@ -18,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from bench.common import Result, cassandra_bench_store, random_accounts, seed_chain, latencies_ms, median, percentile
+from bench.common import Result, cassandra_bench_store, latencies_ms, median, percentile, random_accounts, run_cli, seed_chain
 
 T0 = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 DEPTH = 15
@@ -141,7 +140,4 @@ def _cassandra(short: bool) -> list[Result]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--short", action="store_true")
-    for r in run(short=ap.parse_args().short):
-        print(f"{r.area}: {r.figure}: {r.value:.2f} {r.unit} | {r.baseline_name}: {r.baseline_value if r.baseline_value is None else round(r.baseline_value, 2)} | {r.note}")
+    raise SystemExit(run_cli(run, __doc__))

@@ -15,11 +15,9 @@ Goal (the issue): cached, 500 req/s or more with a p99 of 50 ms or less on this 
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import http.client
-import json
 import multiprocessing
 import os
 import random
@@ -29,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import Result, median, percentile
+from bench.common import Result, median, percentile, run_cli
 from local.processes import serve_function
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -281,14 +279,7 @@ def run(short: bool = False) -> list[Result]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--short", action="store_true")
-    args = ap.parse_args(argv)
-    for r in run(short=args.short):
-        ratio = f"{r.ratio:.1f}x" if r.ratio else "-"
-        print(json.dumps({"figure": r.figure, "value": round(r.value, 2), "unit": r.unit, "baseline": r.baseline_name,
-                          "baseline_value": round(r.baseline_value or 0, 2), "ratio": ratio, "goal": r.goal, "note": r.note}))
-    return 0
+    return run_cli(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ only, never asserted; the ratio is baseline / ours (> 1: /health is faster with 
 """
 from __future__ import annotations
 
-import argparse
 import http.client
-import json
 import sys
 import tempfile
 import threading
@@ -26,7 +24,7 @@ from pathlib import Path
 
 from bench.bench_export import _seed
 from bench.bench_search import _function
-from bench.common import Result, median, percentile
+from bench.common import Result, median, percentile, run_cli
 
 EXPORTERS = 8
 PROBE_INTERVAL_S = 0.25
@@ -152,14 +150,7 @@ def run(short: bool = False) -> list[Result]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--short", action="store_true")
-    args = ap.parse_args(argv)
-    for r in run(short=args.short):
-        ratio = f"{r.ratio:.1f}x" if r.ratio else "-"
-        print(json.dumps({"figure": r.figure, "value": round(r.value, 2), "unit": r.unit, "baseline": r.baseline_name,
-                          "baseline_value": round(r.baseline_value or 0, 2), "ratio": ratio, "note": r.note}))
-    return 0
+    return run_cli(run, __doc__, argv)
 
 
 if __name__ == "__main__":

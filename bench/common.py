@@ -1,8 +1,10 @@
 """Shared benchmark plumbing: every figure is reported beside a baseline measured in the same run."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import uuid
 import platform
@@ -28,6 +30,17 @@ class Result:
         if not self.baseline_value or not self.value:
             return None
         return self.value / self.baseline_value if self.higher_is_better else self.baseline_value / self.value
+
+
+def run_cli(run: Callable[[bool], list[Result]], doc: str | None, argv: list[str] | None = None) -> int:
+    """`python -m bench.<module> [--short]`: run one module and print its figures, one JSON object a line."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--short", action="store_true", help="the sizes `make bench-short` uses")
+    args = parser.parse_args(argv)
+    for r in run(args.short):
+        print(json.dumps({"area": r.area, "figure": r.figure, "value": r.value, "unit": r.unit, "baseline": r.baseline_name,
+                          "baseline_value": r.baseline_value, "ratio": r.ratio, "goal": r.goal, "note": r.note}), flush=True)
+    return 0
 
 
 def percentile(samples: list[float], p: float) -> float:

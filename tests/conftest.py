@@ -1,6 +1,7 @@
 """Fixtures shared by every test level."""
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -17,16 +18,16 @@ def clock():
     return SettableClock()
 
 
-@pytest.fixture(scope="session")
-def cassandra_keyspace():
-    """A fresh keyspace on the project's real Cassandra for this test session."""
+@contextlib.contextmanager
+def fresh_keyspace(prefix: str):
+    """A new keyspace on the project's real Cassandra, dropped afterwards."""
     ok, why = ensure_cassandra()
     require(ok, f"Cassandra 5.0 on 127.0.0.1:{CASSANDRA_PORT} ({why})")
     from cassandra.cluster import Cluster
 
     cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT)
     session = cluster.connect()
-    keyspace = f"stellarmap_test_{uuid.uuid4().hex[:10]}"
+    keyspace = f"{prefix}_{uuid.uuid4().hex[:10]}"
     session.execute(
         f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
     )
@@ -37,6 +38,13 @@ def cassandra_keyspace():
         cluster.shutdown()
 
 
+@pytest.fixture(scope="session")
+def cassandra_keyspace():
+    """A fresh keyspace for this test session."""
+    with fresh_keyspace("stellarmap_test") as keyspace:
+        yield keyspace
+
+
 def cassandra_settings(keyspace: str) -> Settings:
     return Settings.from_env(
         env={},
@@ -45,18 +53,6 @@ def cassandra_settings(keyspace: str) -> Settings:
         cassandra_port=CASSANDRA_PORT,
         cassandra_keyspace=keyspace,
     )
-
-
-@pytest.fixture(scope="session")
-def cassandra_store(cassandra_keyspace):
-    from common.store import migrations
-    from common.store.cassandra import CassandraStore
-
-    store = CassandraStore(cassandra_settings(cassandra_keyspace))
-    report = migrations.migrate(store)
-    assert report.ok, report.summary()
-    yield store
-    store.close()
 
 
 @pytest.fixture
@@ -71,30 +67,33 @@ def sqlite_store(tmp_path):
     store.close()
 
 
+def _migrated_cassandra_store(keyspace: str):
+    from common.store import migrations
+    from common.store.cassandra import CassandraStore
+
+    store = CassandraStore(cassandra_settings(keyspace))
+    report = migrations.migrate(store)
+    assert report.ok, report.summary()
+    return store
+
+
+@pytest.fixture(scope="session")
+def cassandra_store(cassandra_keyspace):
+    store = _migrated_cassandra_store(cassandra_keyspace)
+    yield store
+    store.close()
+
+
 @pytest.fixture
 def own_cassandra_store():
     """A Cassandra store in a keyspace of its own, for tests that compare a whole network with its
     truth (the session's keyspace holds other tests' rows, genesis's children among them)."""
-    ok, why = ensure_cassandra()
-    require(ok, f"Cassandra 5.0 on 127.0.0.1:{CASSANDRA_PORT} ({why})")
-    from cassandra.cluster import Cluster
-
-    from common.store import migrations
-    from common.store.cassandra import CassandraStore
-
-    keyspace = f"stellarmap_own_{uuid.uuid4().hex[:10]}"
-    cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT)
-    session = cluster.connect()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
-    store = CassandraStore(cassandra_settings(keyspace))
-    try:
-        report = migrations.migrate(store)
-        assert report.ok, report.summary()
-        yield store
-    finally:
-        store.close()
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=600)
-        cluster.shutdown()
+    with fresh_keyspace("stellarmap_own") as keyspace:
+        store = _migrated_cassandra_store(keyspace)
+        try:
+            yield store
+        finally:
+            store.close()
 
 
 def _backend(request, cassandra_fixture: str):

@@ -36,7 +36,6 @@ from common.config import ConfigError, ascii_number_text
 from common.domain import InvalidInput, Status, as_utc, iso, validate_network
 from common.http import JSON_TYPE, cors_headers, error_response, invalid_input_response, json_response, request_params, schema_unavailable, with_headers
 from common.ratelimit_clients import client_id, trusted_hops
-from common.store.port import StoreUnavailable
 from common.deps import SearchDeps
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ def options_from_settings(settings) -> dict[str, Any]:
 
 
 def _is_store_error(exc: BaseException) -> bool:
-    return isinstance(exc, (StoreUnavailable, ConnectionError, TimeoutError))
+    return isinstance(exc, (ConnectionError, TimeoutError))  # StoreUnavailable is a ConnectionError
 
 
 # ---------------------------------------------------------------------------------- HTTP

@@ -352,10 +352,6 @@ def handle(request: Request, c: StatsDeps) -> Response:
     return with_headers(_dispatch(request, c), cors)
 
 
-def client_limits(c: StatsDeps):
-    return c.stats_limits
-
-
 def _limited(refusal) -> Response:
     return error_response("rate_limited", refusal.message, 429, headers={"Retry-After": str(refusal.retry_after_s)},
                           details={"limit": refusal.limit})
@@ -366,7 +362,7 @@ def _dispatch(request: Request, c: StatsDeps) -> Response:
     if request.method == "OPTIONS":
         return Response(status=204)
     try:
-        limits = client_limits(c)
+        limits = c.stats_limits
     except ConfigError as exc:
         return error_response("misconfigured", str(exc), 503, headers={"Retry-After": "300"})
     who = limits.client(request.remote_addr, request.headers.get("X-Forwarded-For"))

@@ -105,7 +105,7 @@ class StoreUnavailable(ConnectionError):
 _CALL_DEPTH = threading.local()
 
 
-def _translating(func: Callable, errors: Callable[[Any], tuple]) -> Callable:
+def _translating(func: Callable) -> Callable:
     """Wrap a public store method: the outermost call turns the adapter's unavailable errors into
     StoreUnavailable (inner calls pass them through, so an adapter can still catch its own)."""
     if inspect.isgeneratorfunction(func):
@@ -114,7 +114,7 @@ def _translating(func: Callable, errors: Callable[[Any], tuple]) -> Callable:
             it = func(self, *args, **kwargs)
             while True:
                 try:
-                    with _outermost(self, errors):
+                    with _outermost(self):
                         item = next(it)
                 except StopIteration:
                     return
@@ -123,15 +123,15 @@ def _translating(func: Callable, errors: Callable[[Any], tuple]) -> Callable:
     else:
         @functools.wraps(func)
         def wrapper(self, *args, **kwargs):
-            with _outermost(self, errors):
+            with _outermost(self):
                 return func(self, *args, **kwargs)
     wrapper.__store_translated__ = True
     return wrapper
 
 
 class _outermost:
-    def __init__(self, store, errors):
-        self.store, self.errors = store, errors
+    def __init__(self, store):
+        self.store = store
 
     def __enter__(self):
         _CALL_DEPTH.n = getattr(_CALL_DEPTH, "n", 0) + 1
@@ -140,7 +140,7 @@ class _outermost:
         _CALL_DEPTH.n -= 1
         if exc is None or _CALL_DEPTH.n or isinstance(exc, StoreUnavailable):
             return False
-        if isinstance(exc, self.errors(self.store)):
+        if isinstance(exc, self.store.unavailable_errors):
             raise StoreUnavailable(f"{self.store.backend} store unavailable: {type(exc).__name__}: {exc}") from exc
         return False
 
@@ -1108,7 +1108,7 @@ class Store(SyncStore, StatsStore, abc.ABC):
             value = inspect.getattr_static(cls, name)
             if inspect.isfunction(value) and not getattr(value, "__store_translated__", False) \
                     and not getattr(value, "__isabstractmethod__", False):
-                setattr(cls, name, _translating(value, lambda store: store.unavailable_errors))
+                setattr(cls, name, _translating(value))
 
 
 def _mark_counted_change(store: "Store", network: str, account: str, fields: dict) -> bool:

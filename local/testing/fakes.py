@@ -8,11 +8,11 @@ from collections import Counter
 from common.queue.port import TaskQueue, task_name_of, validate_queue
 
 
-class RecordingQueue(TaskQueue):
-    """An in-memory TaskQueue with Cloud Tasks' name semantics: a duplicate name is refused."""
+class _NamedTasks(TaskQueue):
+    """Cloud Tasks' name semantics, shared by the fakes: a duplicate name is refused (and that is success)."""
 
     def __init__(self):
-        self.tasks: list[dict] = []
+        self.tasks: list[dict] = []  # every task ever created, in order
         self.names: set[str] = set()
         self.live: set[str] = set()
         self.refused = 0
@@ -27,14 +27,23 @@ class RecordingQueue(TaskQueue):
                 return False
             self.names.add(name)
             self.live.add(name)
-            self.tasks.append({"queue": queue, "name": name, "payload": dict(payload), "delay_s": delay_s})
+            task = {"queue": queue, "name": name, "payload": dict(payload), "delay_s": delay_s}
+            self.tasks.append(task)
+            self._accepted(task)
             return True
 
-    def depth(self, queue):
-        return sum(1 for t in self.tasks if t["queue"] == queue and t["name"] in self.live)
+    def _accepted(self, task: dict) -> None:
+        """A new task was taken (under the lock)."""
 
     def has_live_task(self, queue, name):
         return name in self.live
+
+
+class RecordingQueue(_NamedTasks):
+    """An in-memory TaskQueue that only records: tests pop its tasks themselves."""
+
+    def depth(self, queue):
+        return sum(1 for t in self.tasks if t["queue"] == queue and t["name"] in self.live)
 
     def pop(self, queue: str | None = None) -> dict | None:
         with self._lock:
@@ -86,7 +95,7 @@ class StealsClaims:
         return won
 
 
-class TaskRunner(TaskQueue):
+class TaskRunner(_NamedTasks):
     """A TaskQueue that runs its own tasks: for tests and benchmarks that drive handlers in-process.
 
     Cloud Tasks' semantics where they matter: a duplicate name is refused (and that is success),
@@ -100,44 +109,27 @@ class TaskRunner(TaskQueue):
     """
 
     def __init__(self, clock=None, max_attempts: int = 50, min_backoff_s: float = 5.0):
+        super().__init__()
         self.clock = clock
         self.max_attempts = max_attempts
         self.min_backoff_s = min_backoff_s
-        self.tasks: list[dict] = []  # every task ever created, in order
-        self.names: set[str] = set()
-        self.refused = 0
         self.dispatches: Counter = Counter()  # per queue
         self.answers: Counter = Counter()  # per (queue, status)
         self.dropped: list[dict] = []
         self._heap: list = []
         self._seq = 0
-        self._live: set[str] = set()
-        self._lock = threading.Lock()
 
     def _now(self) -> float:
         return self.clock.monotonic() if self.clock is not None else 0.0
 
-    def enqueue(self, queue, payload, *, purpose, generation=0, delay_s=0.0):
-        validate_queue(queue)
-        name = task_name_of(payload, purpose, generation)
-        with self._lock:
-            if name in self.names:
-                self.refused += 1
-                return False
-            self.names.add(name)
-            self._live.add(name)
-            task = {"queue": queue, "name": name, "payload": dict(payload), "delay_s": delay_s, "attempts": 0}
-            self.tasks.append(task)
-            self._seq += 1
-            heapq.heappush(self._heap, (self._now() + max(0.0, delay_s), self._seq, task))
-            return True
+    def _accepted(self, task: dict) -> None:
+        task["attempts"] = 0
+        self._seq += 1
+        heapq.heappush(self._heap, (self._now() + max(0.0, task["delay_s"]), self._seq, task))
 
     def depth(self, queue):
         with self._lock:
             return sum(1 for _, _, t in self._heap if t["queue"] == queue)
-
-    def has_live_task(self, queue, name):
-        return name in self._live
 
     def live_tasks(self, queue):
         with self._lock:
@@ -160,10 +152,10 @@ class TaskRunner(TaskQueue):
             status, retry_after = handlers[task["queue"]](dict(task["payload"]))
             self.answers[(task["queue"], status)] += 1
             if 200 <= status < 300:
-                self._live.discard(task["name"])
+                self.live.discard(task["name"])
                 continue
             if task["attempts"] >= self.max_attempts:
-                self._live.discard(task["name"])
+                self.live.discard(task["name"])
                 self.dropped.append(task)
                 continue
             backoff = retry_after if retry_after is not None else self.min_backoff_s

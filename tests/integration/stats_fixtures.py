@@ -1,64 +1,25 @@
 """Fixtures and helpers of the stats / hva_recalc tests (imported by tests/integration/test_stats*.py,
 test_hva*.py and test_openapi*.py).
 
-`iso_store` runs a test on SQLite and on the real Cassandra, each in a database of its own (a
-fresh keyspace on Cassandra), because rankings and counters are per network: a shared keyspace
-would mix in other tests' accounts. `recording(store)` is the same database behind a subclass of
+These tests use `own_store` (tests/conftest.py): SQLite and the real Cassandra, each in a database
+of its own (a fresh keyspace on Cassandra), because rankings and counters are per network: a
+shared keyspace would mix in other tests' accounts. `recording(store)` is the same database behind a subclass of
 the adapter that records every primitive call, to prove what did (or did not) reach the store.
 """
 from __future__ import annotations
 
 import uuid
 
-import pytest
 from flask import Flask, request
 
 from common.bootstrap import Container
 from common.clock import SettableClock
 from common.config import Settings
-from common.store import migrations
 from common.store.port import Store
-from tests.support import CASSANDRA_PORT
 
 SITE = "http://site.example"
 INTERNAL = "test-internal-token"
 PRIMITIVES = sorted(Store.__abstractmethods__ - {"close", "ping", "applied_migrations", "actual_columns", "apply_migration_statement", "record_migration"})
-
-
-def _cassandra_store(keyspace: str):
-    from common.store.cassandra import CassandraStore
-    from tests.conftest import cassandra_settings
-
-    return CassandraStore(cassandra_settings(keyspace))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=pytest.mark.cassandra)])
-def iso_store(request, tmp_path):
-    """A migrated, empty store of its own: SQLite, or a fresh keyspace on the real Cassandra."""
-    if request.param == "sqlite":
-        from common.store.sqlite import SQLiteStore
-
-        store = SQLiteStore(tmp_path / "iso.sqlite3")
-        assert migrations.migrate(store).ok
-        yield store
-        store.close()
-        return
-    request.getfixturevalue("cassandra_keyspace")  # Cassandra is up (or: fail in CI / skip locally)
-    from cassandra.cluster import Cluster
-
-    keyspace = f"stellarmap_iso_{uuid.uuid4().hex[:10]}"
-    cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT)
-    session = cluster.connect()
-    session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
-    store = _cassandra_store(keyspace)
-    try:
-        report = migrations.migrate(store)
-        assert report.ok, report.summary()
-        yield store
-    finally:
-        store.close()
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-        cluster.shutdown()
 
 
 def recording(store: Store, fail: dict | None = None) -> Store:

@@ -12,7 +12,7 @@ from common.clock import SettableClock
 from common.domain import CronRun
 from common.handlers import hva_recalc
 from common.hva import recalc_network
-from tests.integration.stats_fixtures import app_for, auth, container, iso_store, recording  # noqa: F401 (fixture)
+from tests.integration.stats_fixtures import app_for, auth, container, recording
 from tests.support import random_account
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,8 @@ def _board(store, t, network="public"):
     return [(e.rank, e.stellar_account, e.xlm_balance) for e in store.get_leaderboard(network, t)[1]]
 
 
-def test_first_run_ranks_every_threshold_and_marks_hvas(iso_store):
-    store = iso_store
+def test_first_run_ranks_every_threshold_and_marks_hvas(own_store):
+    store = own_store
     accts = {random_account(): b for b in (5, 9_999, 10_000, 49_999, 50_000, 75_000, 120_000, 2_000_000)}
     _seed(store, accts)
     _seed(store, {random_account(): 3_000_000}, network="testnet")  # never mixed in
@@ -52,8 +52,8 @@ def test_first_run_ranks_every_threshold_and_marks_hvas(iso_store):
     assert top.new_balance == Decimal(2_000_000) and top.old_rank is None
 
 
-def test_second_run_with_no_balance_change_writes_zero_events_and_no_snapshot(iso_store):
-    store = iso_store
+def test_second_run_with_no_balance_change_writes_zero_events_and_no_snapshot(own_store):
+    store = own_store
     _seed(store, {random_account(): 10_000 * (i + 1) for i in range(30)})
     recalc_network(store, "public", THRESHOLDS, 10, T0)
     rec = recording(store)
@@ -70,8 +70,8 @@ def test_second_run_with_no_balance_change_writes_zero_events_and_no_snapshot(is
         rec.close()
 
 
-def test_moves_exits_and_entries_between_runs(iso_store):
-    store = iso_store
+def test_moves_exits_and_entries_between_runs(own_store):
+    store = own_store
     accts = [random_account() for _ in range(25)]
     # ranks 1..25 at 100,000+ (all on every board)
     _seed(store, {a: 200_000 - i * 1000 for i, a in enumerate(accts)})
@@ -100,8 +100,8 @@ def test_moves_exits_and_entries_between_runs(iso_store):
     assert [(e.event_type, e.event_time) for e in feed] == [("EXITED", t1)] * 3 + [("ENTERED", T0)] * 3
 
 
-def test_thresholds_and_rank_change_minimum_come_from_config(iso_store):
-    store = iso_store
+def test_thresholds_and_rank_change_minimum_come_from_config(own_store):
+    store = own_store
     clock = SettableClock(T0)
     store.set_config("hva_thresholds", [25_000, 1_000], T0)
     store.set_config("hva_rank_change_min", 2, T0)
@@ -118,8 +118,8 @@ def test_thresholds_and_rank_change_minimum_come_from_config(iso_store):
     assert per[25_000]["RANK_UP"] == 1 and per[25_000]["RANK_DOWN"] == 0
 
 
-def test_a_retired_lowest_threshold_clears_its_flags(iso_store):
-    store = iso_store
+def test_a_retired_lowest_threshold_clears_its_flags(own_store):
+    store = own_store
     mid, rich = random_account(), random_account()
     _seed(store, {mid: 20_000, rich: 80_000})
     recalc_network(store, "public", [10_000, 50_000], 10, T0)
@@ -129,8 +129,8 @@ def test_a_retired_lowest_threshold_clears_its_flags(iso_store):
     assert store.get_leaderboard("public", 10_000)[1] == []
 
 
-def test_handler_runs_records_cron_and_maintains_stats(iso_store):
-    store = iso_store
+def test_handler_runs_records_cron_and_maintains_stats(own_store):
+    store = own_store
     clock = SettableClock(T0)
     c = container(store, clock)
     app = app_for(hva_recalc.handle, c).test_client()
@@ -160,8 +160,8 @@ def test_handler_runs_records_cron_and_maintains_stats(iso_store):
         ({"headers": auth(), "json": ["public"]}, 400, "invalid_json"),
     ],
 )
-def test_handler_refuses_bad_callers_and_input_and_writes_nothing(iso_store, kwargs, status, code):
-    store = iso_store
+def test_handler_refuses_bad_callers_and_input_and_writes_nothing(own_store, kwargs, status, code):
+    store = own_store
     _seed(store, {random_account(): 60_000})
     app = app_for(hva_recalc.handle, container(store, SettableClock(T0))).test_client()
     kwargs = dict(kwargs)
@@ -171,8 +171,8 @@ def test_handler_refuses_bad_callers_and_input_and_writes_nothing(iso_store, kwa
     assert store.get_leaderboard("public", 10_000)[1] == [] and store.get_cron_runs("hva_recalc", 5) == []
 
 
-def test_a_failing_run_answers_503_and_records_failed(iso_store):
-    store = iso_store
+def test_a_failing_run_answers_503_and_records_failed(own_store):
+    store = own_store
     _seed(store, {random_account(): 60_000})
     broken = recording(store, fail={"_read_balance_bucket": ConnectionError("balance index unreachable")})
     try:
@@ -203,8 +203,8 @@ def test_schema_behind_is_503_naming_what_is_missing(tmp_path):
     store.close()
 
 
-def test_cron_health_keeps_every_run(iso_store):
-    store = iso_store
+def test_cron_health_keeps_every_run(own_store):
+    store = own_store
     for i in range(3):
         store.record_cron_run(CronRun("hva_recalc", T0 + dt.timedelta(hours=i), "SUCCESS", 5, {"i": i}))
     runs = store.get_cron_runs("hva_recalc", 10)

@@ -13,7 +13,7 @@ from common.clock import SettableClock
 from common.handlers import stats
 from local.stack_env import LOCAL_STATS_LIMITS
 from tests.integration.openapi_support import OPENAPI, ROOT, T0, ResponseValidator, function_server, load_spec, schemathesis_schema, seed
-from tests.integration.stats_fixtures import SITE, app_for, container, iso_store  # noqa: F401 (fixture)
+from tests.integration.stats_fixtures import SITE, app_for, container
 from tests.support import random_account, require
 
 pytestmark = pytest.mark.integration
@@ -62,9 +62,9 @@ def _requests(data):
     return ok, bad
 
 
-def test_real_responses_match_the_document(iso_store):
-    data = seed(iso_store)
-    c = container(iso_store, SettableClock(T0))
+def test_real_responses_match_the_document(own_store):
+    data = seed(own_store)
+    c = container(own_store, SettableClock(T0))
     client = app_for(stats.handle, c).test_client()
     validator = ResponseValidator(load_spec())
     ok, bad = _requests(data)

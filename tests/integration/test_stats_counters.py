@@ -15,7 +15,7 @@ from common.read_models import counters
 from common.read_models.counters import CountedState, apply_delta, summarize
 from common.store import codec
 from local.testing.fakes import RecordingQueue
-from tests.integration.stats_fixtures import container, iso_store, recording  # noqa: F401 (fixture)
+from tests.integration.stats_fixtures import container, recording
 from tests.support import random_account
 
 pytestmark = pytest.mark.integration
@@ -98,8 +98,8 @@ def _flow(c, accounts, rng, clock):
         c.store.put_lineage("public", random_account(), stellar_creator_account=accounts[0])
 
 
-def test_counters_equal_the_ground_truth_after_a_realistic_flow(iso_store):
-    store = iso_store
+def test_counters_equal_the_ground_truth_after_a_realistic_flow(own_store):
+    store = own_store
     clock = SettableClock(T0)
     c = container(store, clock, queue=RecordingQueue())
     rng = random.Random(7)
@@ -122,8 +122,8 @@ def test_counters_equal_the_ground_truth_after_a_realistic_flow(iso_store):
     assert sum(got["last_24h_by_source"].values()) > 0
 
 
-def test_concurrent_transitions_of_many_accounts_stay_exact(iso_store):
-    store = iso_store
+def test_concurrent_transitions_of_many_accounts_stay_exact(own_store):
+    store = own_store
     clock = SettableClock(T0)
     c = container(store, clock, queue=RecordingQueue())
     accounts = [random_account() for _ in range(40)]
@@ -144,8 +144,8 @@ def test_concurrent_transitions_of_many_accounts_stay_exact(iso_store):
     assert stats(store, T0) == truth(store, T0)
 
 
-def test_a_writer_dying_before_its_sync_is_repaired_by_the_reconciler(iso_store):
-    store = iso_store
+def test_a_writer_dying_before_its_sync_is_repaired_by_the_reconciler(own_store):
+    store = own_store
     clock = SettableClock(T0)
     accounts = [random_account() for _ in range(12)]
     c = container(store, clock, queue=RecordingQueue())
@@ -171,8 +171,8 @@ def test_a_writer_dying_before_its_sync_is_repaired_by_the_reconciler(iso_store)
     assert stats(store, now) == truth(store, now)
 
 
-def test_sync_is_idempotent_and_networks_are_separate(iso_store):
-    store = iso_store
+def test_sync_is_idempotent_and_networks_are_separate(own_store):
+    store = own_store
     a = random_account()
     store.put_lineage("testnet", a, status="COMPLETE", pipeline_source="API", last_pipeline_attempt=T0, updated_at=T0)
     for _ in range(3):
@@ -183,8 +183,8 @@ def test_sync_is_idempotent_and_networks_are_separate(iso_store):
     assert counters.pipeline_stats(store, T0)["total"] == 1
 
 
-def test_reconciling_one_network_keeps_the_other_watermark(iso_store):
-    store = iso_store
+def test_reconciling_one_network_keeps_the_other_watermark(own_store):
+    store = own_store
     assert counters.reconcile(store, T0)["through"] == {"public": "2026-03-10T07", "testnet": "2026-03-10T07"}
     later = counters.reconcile(store, T0 + dt.timedelta(hours=3), ["public"])
     assert later["through"] == {"public": "2026-03-10T10", "testnet": "2026-03-10T07"}

@@ -132,7 +132,7 @@ def test_exports_running_per_instance_are_bounded(store, account):
     assert third.status_code == 200
     for r in (third, running[0]):
         r.close()
-    assert stats.client_limits(c).running.running() == 0
+    assert c.stats_limits.running.running() == 0
 
 
 def test_exports_have_a_stricter_rate(store, account):
@@ -145,7 +145,7 @@ def test_exports_have_a_stricter_rate(store, account):
     refused = export(client, account, "198.51.100.40")
     assert_limited(refused, "exports")
     assert int(refused.headers["Retry-After"]) == 10, "one export per 10 s at 6/min"
-    assert stats.client_limits(c).running.running() == 0, "a refused export holds no slot"
+    assert c.stats_limits.running.running() == 0, "a refused export holds no slot"
     clock.advance(10.0)
     assert export(client, account, "198.51.100.40").status_code == 200
 
@@ -157,7 +157,7 @@ def test_an_export_that_fails_gives_its_slot_back(store, account, query, status)
         query += f"&account={random_account()}"
     r = client.get(f"/account-lineage?{query}", headers=from_("198.51.100.50"))
     assert r.status_code == status
-    assert stats.client_limits(c).running.running() == 0
+    assert c.stats_limits.running.running() == 0
 
 
 def test_preflight_is_not_counted(store):

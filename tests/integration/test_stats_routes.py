@@ -15,7 +15,7 @@ from common.domain import GENESIS_ACCOUNT, ChildEdge, StageExecution
 from common.handlers import hva_recalc, stats
 from common.lineage_view import fanout
 from local.testing.fakes import RecordingQueue
-from tests.integration.stats_fixtures import SITE, app_for, container, iso_store, recording  # noqa: F401 (fixture)
+from tests.integration.stats_fixtures import SITE, app_for, container, recording
 from tests.support import random_account
 
 pytestmark = pytest.mark.integration
@@ -23,9 +23,9 @@ T0 = dt.datetime(2026, 4, 1, 12, tzinfo=dt.timezone.utc)
 
 
 @pytest.fixture
-def env(iso_store):
+def env(own_store):
     clock = SettableClock(T0)
-    c = container(iso_store, clock, queue=RecordingQueue())
+    c = container(own_store, clock, queue=RecordingQueue())
     return c, app_for(stats.handle, c).test_client(), clock
 
 
