@@ -1054,14 +1054,18 @@ class _BulkRows:
         make = _prebound_class()
         keyspace = self.store.keyspace
         all_columns = len(keep) == len(columns)
+        pack = _key_component
+        k0, k1 = (key_at + [None])[:2]
         for row in rows:
             if not all_columns:
                 row = [row[i] for i in keep]
             values = [None if v is None else ser(v) for ser, v in zip(serializers, row)]
             if len(key_at) == 1:
-                key = values[key_at[0]]
+                key = values[k0]
+            elif len(key_at) == 2:
+                key = pack(values[k0]) + pack(values[k1])
             else:
-                key = b"".join(len(values[i]).to_bytes(2, "big") + values[i] + b"\x00" for i in key_at)
+                key = b"".join(pack(values[i]) for i in key_at)
             stmt = make(prepared, values, key, keyspace)
             group = partitions.get(key)
             if group is None:
@@ -1081,8 +1085,8 @@ class _BulkRows:
         serialize = cqltype.serialize
         if json_column is not None:
             return lambda v: serialize(codec.to_cassandra(table, json_column, v), proto)
-        if cqltype.typename in ("text", "varchar", "ascii"):
-            return lambda v: serialize(v, proto)
+        if cqltype.typename in ("text", "varchar"):
+            return str.encode  # UTF8Type.serialize of a str
         memo = self.memos.setdefault(cqltype.typename, {})
         decimal = cqltype.typename == "decimal"  # 1.5 and 1.50 are equal but keep their own scale
 
@@ -1096,13 +1100,18 @@ class _BulkRows:
         return cached
 
 
+def _key_component(value: bytes) -> bytes:
+    """One serialized partition key column in a composite routing key (as the driver packs it)."""
+    return len(value).to_bytes(2, "big") + value + b"\x00"
+
+
 def _partition_key(*parts) -> bytes:
     """The routing key of a partition key of text/int columns, as the driver builds it for a
     composite key (each part: 2-byte length, bytes, 0); a single column is its bytes alone."""
     raw = [p.encode() if isinstance(p, str) else int(p).to_bytes(4, "big", signed=True) for p in parts]
     if len(raw) == 1:
         return raw[0]
-    return b"".join(len(r).to_bytes(2, "big") + r + b"\x00" for r in raw)
+    return b"".join(_key_component(r) for r in raw)
 
 
 @functools.lru_cache(maxsize=1)
