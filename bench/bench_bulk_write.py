@@ -41,6 +41,8 @@ NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 ID_LEN = 56
 BIG_FUNDERS = 100
 RECREATE_SHARE = 0.01
+EDGE_INTERVAL = dt.timedelta(seconds=5)
+STARTING_BALANCE = Decimal("1.5000000")  # one immutable value for every edge
 
 
 def account_blob(n: int, seed: int) -> bytes:
@@ -66,25 +68,27 @@ class Stream:
 
     def edges(self, start: int, n: int, seed: int = 7) -> Iterator[CreationEdge]:
         rng = random.Random(seed)
+        random_, randrange, account, network = rng.random, rng.randrange, self.account, self.network
         created = start  # accounts created so far end here
+        at = T0 + dt.timedelta(seconds=5 * start)
         for k in range(n):
             ledger = 1_000_000 + start + k
-            at = T0 + dt.timedelta(seconds=5 * (start + k))
-            if created - start > 10 and rng.random() < RECREATE_SHARE:  # a second life of an earlier account
-                account = self.account(rng.randrange(start + 1, created - 1))
-                creator = self.account(rng.randrange(start, created))
+            if created - start > 10 and random_() < RECREATE_SHARE:  # a second life of an earlier account
+                child = account(randrange(start + 1, created - 1))
+                creator = account(randrange(start, created))
             else:
-                account = self.account(created)
+                child = account(created)
                 if created == start:
                     creator = GENESIS_ACCOUNT
-                elif rng.random() < 1 / 3:
-                    creator = self.account(start + rng.randrange(min(BIG_FUNDERS, created - start)))
+                elif random_() < 1 / 3:
+                    creator = account(start + randrange(min(BIG_FUNDERS, created - start)))
                 else:
-                    creator = self.account(rng.randrange(start, created))
+                    creator = account(randrange(start, created))
                 created += 1
-            if creator == account:
+            if creator == child:
                 creator = GENESIS_ACCOUNT
-            yield CreationEdge(self.network, creator, account, at, str((ledger << 32) + 4097), ledger, Decimal("1.5000000"))
+            yield CreationEdge(network, creator, child, at, str((ledger << 32) + 4097), ledger, STARTING_BALANCE)
+            at += EDGE_INTERVAL
 
 
 def one_statement_per_row(store, edge: CreationEdge) -> None:

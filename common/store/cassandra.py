@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from decimal import Decimal
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from common.config import ConfigError, Settings
 from common.domain import (
@@ -53,7 +53,7 @@ CONCURRENCY = 32  # in-flight statements for multi-row writes and batch reads
 CAS_UNKNOWN_RETRIES = 8  # read-back-and-retry rounds after a CAS with an unknown outcome
 SCAN_EXAMINE_FACTOR = 20  # a network-filtered scan examines at most this many rows per row wanted
 SCAN_EXAMINE_MIN = 20_000
-BULK_IN_FLIGHT = 32  # concurrent requests of a bulk write (common/store/bulk.py)
+BULK_IN_FLIGHT = 64  # concurrent requests of a bulk write (common/store/bulk.py)
 BULK_BATCH_ROWS = 25  # statements per unlogged batch (stays under Cassandra's 5 KiB batch size warning)
 BULK_PARTITIONS_PER_BATCH = 10  # partitions per unlogged batch (Cassandra warns above 10)
 BULK_KEYS_PER_READ = 20  # partition keys per IN read (Astra refuses long IN lists)
@@ -904,12 +904,12 @@ class CassandraStore(Store):
 
         plan = chunk.plan(stored, now, with_ledger, earliest_events, stored_pairs)
         rows = _BulkRows(self, types)
-        partitions: dict[bytes, list] = {}  # routing key -> the partition's statements
-        rows.add(partitions, "creation_events", bulk.EVENT_COLUMNS, plan.event_rows())
-        rows.add_dicts(partitions, "account_lineage", plan.lineage)
-        children: dict[bytes, list] = {}
-        rows.add(children, "account_children", bulk.CHILD_COLUMNS, plan.child_rows())
-        self._bulk_send(list(partitions.items()) + list(children.items()))
+        rows.add("creation_events", bulk.EVENT_COLUMNS, plan.event_rows())
+        rows.add_dicts("account_lineage", plan.lineage)
+        rows.add("account_children", bulk.CHILD_COLUMNS, plan.child_rows())
+        # All made before the first is sent: made while sending, they hold the GIL from the driver's
+        # I/O thread, and fewer requests are in flight (measured: 10-30% fewer rows/s).
+        self._bulk_send(list(rows.statements()))
         return plan.counts
 
     def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
@@ -917,8 +917,9 @@ class CassandraStore(Store):
         accounts = list(dict.fromkeys(s.account for s in states))
         stored = {r["stellar_account"]: r["xlm_balance"] for r in self._bulk_read_lineage(network, accounts, "xlm_balance")}
         plan = bulk.plan_states(network, states, stored, now, "deleted" in types["account_lineage"])
-        partitions: dict[bytes, list] = {}
-        _BulkRows(self, types).add_dicts(partitions, "account_lineage", plan.lineage)
+        rows = _BulkRows(self, types)
+        rows.add_dicts("account_lineage", plan.lineage)
+        partitions = dict(rows.statements())
         delete = self._prepare(
             "DELETE FROM balance_index WHERE network_name = ? AND magnitude = ? AND xlm_balance = ? AND stellar_account = ?"
         )
@@ -1000,7 +1001,7 @@ class CassandraStore(Store):
             raise state["error"]
         return rows
 
-    def _bulk_send(self, partitions: list[tuple[tuple, list]]) -> None:
+    def _bulk_send(self, partitions: Iterable[tuple[bytes, list]]) -> None:
         """Write (routing key, bound statements of that partition) pairs: unlogged batches of one
         replica set, at most BULK_PARTITIONS_PER_BATCH partitions and BULK_BATCH_ROWS statements each
         (a lone statement too: a batch of one), BULK_IN_FLIGHT requests at a time."""
@@ -1014,7 +1015,7 @@ class CassandraStore(Store):
             return batch
 
         def requests():
-            pieces = [(key, stmts[i : i + BULK_BATCH_ROWS]) for key, stmts in partitions for i in range(0, len(stmts), BULK_BATCH_ROWS)]
+            pieces = ((key, stmts[i : i + BULK_BATCH_ROWS]) for key, stmts in partitions for i in range(0, len(stmts), BULK_BATCH_ROWS))
             for group in self._by_replicas(pieces, BULK_PARTITIONS_PER_BATCH):
                 batch: list = []
                 for stmts in group:
@@ -1029,57 +1030,67 @@ class CassandraStore(Store):
 
 
 class _BulkRows:
-    """Statements of one bulk chunk, their values serialized here rather than by bind(): each
-    distinct non-text value once per chunk (a timestamp shared by an event and its child row, the
-    network, the source, repeated balances), text as bind() would. The columns the schema lacks
-    (e.g. `ledger` before 0008) are dropped; JSON and set values go through codec.to_cassandra."""
+    """The statements of one bulk write, grouped by partition (an account's creation events and
+    lineage row share one; its children rows are its creator's), their values serialized here
+    rather than by bind(): each distinct non-text value once (a timestamp shared by an event and
+    its child row, the network, the source, repeated balances), text as bind() would. The columns
+    the schema lacks (e.g. `ledger` before 0008) are dropped; JSON and set values go through codec.to_cassandra."""
 
     def __init__(self, store: "CassandraStore", types: dict):
         self.store = store
         self.types = types
         self.memos: dict = {}
+        self.partitions: dict[tuple, list] = {}  # partition key values -> [(make, row)]
 
-    def add(self, partitions: dict[bytes, list], table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
-        """Append a statement per row (value tuples in `columns` order) to its partition's list."""
-        have = self.types[table]
-        keep = [i for i, c in enumerate(columns) if c in have]
-        cols = tuple(columns[i] for i in keep)
-        prepared = self.store._prepare(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
-        proto = prepared.protocol_version
-        converted = _bulk_converted(table, cols)
-        serializers = []
-        for spec, convert in zip(prepared.column_metadata, converted):
-            serializers.append(self._serializer(spec.type, proto, table, spec.name if convert else None))
-        key_at = list(prepared.routing_key_indexes)
-        make = _prebound_class()
-        keyspace = self.store.keyspace
-        all_columns = len(keep) == len(columns)
-        pack = _key_component
-        k0, k1 = (key_at + [None])[:2]
+    def add(self, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
+        """A statement per row (value tuples in `columns` order), under its partition."""
+        make, key_at = self._maker(table, columns)
+        partitions = self.partitions
         for row in rows:
-            if not all_columns:
-                row = [row[i] for i in keep]
-            values = [None if v is None else ser(v) for ser, v in zip(serializers, row)]
-            if len(key_at) == 1:
-                key = values[k0]
-            elif len(key_at) == 2:
-                key = pack(values[k0]) + pack(values[k1])
-            else:
-                key = b"".join(pack(values[i]) for i in key_at)
-            stmt = make(prepared, values, key, keyspace)
+            key = tuple([row[i] for i in key_at])
             group = partitions.get(key)
             if group is None:
-                partitions[key] = [stmt]
+                partitions[key] = [(make, row)]
             else:
-                group.append(stmt)
+                group.append((make, row))
 
-    def add_dicts(self, partitions: dict[bytes, list], table: str, rows: list[dict]) -> None:
+    def add_dicts(self, table: str, rows: list[dict]) -> None:
         """add() for dict rows, by set of keys."""
         groups: dict[tuple, list] = {}
         for row in rows:
             groups.setdefault(tuple(row), []).append(tuple(row.values()))
         for columns, values in groups.items():
-            self.add(partitions, table, columns, values)
+            self.add(table, columns, values)
+
+    def statements(self) -> Iterator[tuple[bytes, list]]:
+        """(routing key, statements) per partition, made as they are asked for."""
+        for group in self.partitions.values():
+            stmts = [make(row) for make, row in group]
+            yield stmts[0].routing_key, stmts
+
+    def _maker(self, table: str, columns: tuple[str, ...]) -> tuple[Callable, list[int]]:
+        """A function row -> its statement, and where the row holds the partition key columns."""
+        have = self.types[table]
+        keep = [i for i, c in enumerate(columns) if c in have]
+        cols = tuple(columns[i] for i in keep)
+        prepared = self.store._prepare(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
+        proto = prepared.protocol_version
+        serializers = [
+            self._serializer(spec.type, proto, table, spec.name if convert else None)
+            for spec, convert in zip(prepared.column_metadata, _bulk_converted(table, cols))
+        ]
+        key_at = list(prepared.routing_key_indexes)
+        cls, keyspace, pack = _prebound_class(), self.store.keyspace, _key_component
+        all_columns = len(keep) == len(columns)
+
+        def make(row):
+            if not all_columns:
+                row = [row[i] for i in keep]
+            values = [None if v is None else ser(v) for ser, v in zip(serializers, row)]
+            key = values[key_at[0]] if len(key_at) == 1 else b"".join([pack(values[i]) for i in key_at])
+            return cls(prepared, values, key, keyspace)
+
+        return make, [keep[i] for i in key_at]
 
     def _serializer(self, cqltype, proto: int, table: str, json_column: str | None):
         serialize = cqltype.serialize
