@@ -597,26 +597,26 @@ class SQLiteStore(Store):
         migration) are dropped. `times` memoises timestamp texts across the chunk's tables (an event
         and its child share one)."""
         cols, get, convert = _bulk_shape(table, columns)
-        values = []
-        for row in rows:
-            vals = list(row) if get is None else list(get(row))
+        values = list(rows) if get is None else [get(row) for row in rows]
+        if not values:
+            return
+        if convert:  # column by column
+            by_column = list(zip(*values))
             for i, kind in convert:
-                v = vals[i]
-                if v is None:
-                    continue
+                column = cols[i]
                 if kind == "timestamp":
-                    text = times.get(v)
-                    if text is None:
-                        text = times[v] = codec.to_sqlite(table, cols[i], v)
-                    vals[i] = text
-                elif kind == "decimal":
-                    vals[i] = format(v, "f")  # bulk rows carry validated Decimals (codec.to_sqlite's text)
+                    def text(v, column=column):
+                        t = times[v] = codec.to_sqlite(table, column, v)
+                        return t
+
+                    by_column[i] = [None if v is None else times.get(v) or text(v) for v in by_column[i]]
+                elif kind == "decimal":  # bulk rows carry validated Decimals: codec.to_sqlite's text
+                    by_column[i] = [None if v is None else format(v, "f") for v in by_column[i]]
                 else:
-                    vals[i] = codec.to_sqlite(table, cols[i], v)
-            values.append(vals)
-        if values:
-            values.sort(key=operator.itemgetter(*[cols.index(c) for c in codec.primary_key(table)]))  # B-tree pages in order
-            conn.executemany(self._upsert_sql(table, cols), values)
+                    by_column[i] = [codec.to_sqlite(table, column, v) for v in by_column[i]]
+            values = list(zip(*by_column))
+        values.sort(key=operator.itemgetter(*[cols.index(c) for c in codec.primary_key(table)]))  # B-tree pages in order
+        conn.executemany(self._upsert_sql(table, cols), values)
 
     def _bulk_upsert_dicts(self, conn: sqlite3.Connection, table: str, rows: list[dict], times: dict) -> None:
         """_bulk_upsert of dict rows, one executemany per set of keys."""
