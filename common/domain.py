@@ -63,7 +63,7 @@ def validate_network(network: Any) -> str:
     return network
 
 
-_BASE32_DIGITS = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghijklmnopqrstuv")
+_BASE32_DIGITS = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghijklmnopqrstuv")
 _ED25519_PUBLIC_KEY_VERSION = 6 << 3  # the StrKey version byte of a G... address
 
 
@@ -72,7 +72,7 @@ def is_valid_account_id(account: Any) -> bool:
     StrKey.is_valid_ed25519_public_key (the bulk sync checks two ids per row; a unit test keeps both equal)."""
     if not isinstance(account, str) or not _ACCOUNT_RE.fullmatch(account):
         return False
-    raw = int(account.translate(_BASE32_DIGITS), 32).to_bytes(35, "big")  # 56 base32 digits = 35 bytes exactly
+    raw = int(account.encode("ascii").translate(_BASE32_DIGITS), 32).to_bytes(35, "big")  # 56 base32 digits = 35 bytes exactly
     return raw[0] == _ED25519_PUBLIC_KEY_VERSION and binascii.crc_hqx(raw[:33], 0) == raw[33] | raw[34] << 8
 
 

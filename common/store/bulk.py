@@ -122,16 +122,20 @@ def run_chunks(
     chunk_size: int,
     check: Callable[[T], None],
     write: Callable[[list[T]], BulkCounts],
+    chunk_ok: Callable[[list[T]], bool] | None = None,
 ) -> BulkCounts:
-    """Consume `rows` chunk by chunk: check every row of a chunk, then write it. Bounded memory."""
+    """Consume `rows` chunk by chunk: check every row of a chunk, then write it. Bounded memory.
+    `chunk_ok(chunk)`, when given, is a faster check of a whole chunk that accepts only what
+    `check` accepts; when it says no, `check` runs row by row to name the bad row."""
     total = BulkCounts()
     start = 0
     for chunk in _chunks(rows, chunk_size):
-        for offset, row in enumerate(chunk):
-            try:
-                check(row)
-            except InvalidInput as exc:
-                raise BulkRowRefused(start + offset, (start, start + len(chunk) - 1), exc, total) from exc
+        if chunk_ok is None or not chunk_ok(chunk):
+            for offset, row in enumerate(chunk):
+                try:
+                    check(row)
+                except InvalidInput as exc:
+                    raise BulkRowRefused(start + offset, (start, start + len(chunk) - 1), exc, total) from exc
         counts = write(chunk)
         counts.rows, counts.chunks = len(chunk), 1
         total.add(counts)
@@ -195,6 +199,35 @@ def check_edge(edge: Any, network: str) -> None:
         raise InvalidInput("invalid_transaction_hash", "transaction_hash must be a string or None", "transaction_hash")
 
 
+def edges_ok(edges: Sequence[Any], network: str) -> bool:
+    """True when every edge passes check_edge (the same rules, inlined for speed, and each distinct
+    account id's StrKey checksum verified once per chunk); False: run check_edge row by row."""
+    valid: set[str] = set()
+    for edge in edges:
+        if type(edge) is not CreationEdge or edge.network_name != network:
+            return False
+        creator, account, op, ledger, balance = edge.creator, edge.account, edge.operation_id, edge.ledger, edge.starting_balance
+        if type(creator) is not str or type(account) is not str or creator == account:
+            return False
+        if creator not in valid:
+            if not is_valid_account_id(creator):
+                return False
+            valid.add(creator)
+        if account not in valid:
+            if not is_valid_account_id(account):
+                return False
+            valid.add(account)
+        if type(edge.created_at) is not dt.datetime or type(op) is not str or not 0 < len(op) <= MAX_OPERATION_ID_LENGTH:
+            return False
+        if ledger is not None and (type(ledger) is not int or not 1 <= ledger <= MAX_LEDGER):
+            return False
+        if balance is not None and (type(balance) is not Decimal or not balance.is_finite() or balance < 0):
+            return False
+        if edge.transaction_hash is not None and type(edge.transaction_hash) is not str:
+            return False
+    return True
+
+
 def check_state(state: Any, network: str) -> None:
     _row(state, AccountStateRow, network)
     _account(state.account, "account")
@@ -250,12 +283,39 @@ class StoredEvent:
     creator: str | None
 
 
+EVENT_COLUMNS = ("network_name", "stellar_account", "created_at", "operation_id", "creator", "starting_balance",
+                 "transaction_hash", "source", "ledger")
+CHILD_COLUMNS = ("network_name", "creator", "child", "created_at", "operation_id", "starting_balance")
+
+
 @dataclasses.dataclass
 class CreationPlan:
-    events: list[dict]  # creation_events rows
-    children: list[dict]  # account_children rows
+    network: str
+    source: str
+    event_edges: list[CreationEdge]  # one creation_events row each
+    child_edges: list[CreationEdge]  # one account_children row each
     lineage: list[dict]  # account_lineage partial rows (network_name, stellar_account + changed columns)
     counts: BulkCounts
+
+    def event_rows(self) -> Iterator[tuple]:
+        """creation_events rows as value tuples in EVENT_COLUMNS order."""
+        net, source = self.network, self.source
+        for e in self.event_edges:
+            yield (net, e.account, e.created_at, e.operation_id, e.creator, e.starting_balance, e.transaction_hash, source, e.ledger)
+
+    def child_rows(self) -> Iterator[tuple]:
+        """account_children rows as value tuples in CHILD_COLUMNS order."""
+        net = self.network
+        for e in self.child_edges:
+            yield (net, e.creator, e.account, e.created_at, e.operation_id, e.starting_balance)
+
+    @property
+    def events(self) -> list[dict]:
+        return [dict(zip(EVENT_COLUMNS, row)) for row in self.event_rows()]
+
+    @property
+    def children(self) -> list[dict]:
+        return [dict(zip(CHILD_COLUMNS, row)) for row in self.child_rows()]
 
 
 class CreationChunk:
@@ -268,20 +328,30 @@ class CreationChunk:
         self.first: dict[str, CreationEdge] = {}  # account -> its earliest edge in the chunk
         self.max_ledger: dict[str, int] = {}
         self.pairs: dict[tuple[str, str], CreationEdge] = {}  # (creator, account) -> earliest edge
-        for raw in edges:
-            edge = dataclasses.replace(raw, created_at=as_utc(raw.created_at)) if _needs_utc(raw.created_at) else raw
-            account = edge.account
-            self.events[(account, edge.created_at, edge.operation_id)] = edge
-            key = _edge_key(edge)
-            first = self.first.get(account)
-            if first is None or key < _edge_key(first):
-                self.first[account] = edge
+        events, first, pairs, max_ledger = self.events, self.first, self.pairs, self.max_ledger
+        first_key: dict[str, tuple] = {}
+        pair_key: dict[tuple[str, str], tuple] = {}
+        utc = dt.timezone.utc
+        for edge in edges:
+            at = edge.created_at
+            if at.tzinfo is not utc or at.microsecond % 1000:
+                edge = dataclasses.replace(edge, created_at=as_utc(at))
+                at = edge.created_at
+            account, op = edge.account, edge.operation_id
+            events[(account, at, op)] = edge
+            key = (at, (len(op), op))  # _edge_key(edge)
+            known = first_key.get(account)
+            if known is None or key < known:
+                first[account] = edge
+                first_key[account] = key
             pair = (edge.creator, account)
-            known = self.pairs.get(pair)
-            if known is None or key < _edge_key(known):
-                self.pairs[pair] = edge
-            if edge.ledger is not None and edge.ledger > self.max_ledger.get(account, 0):
-                self.max_ledger[account] = edge.ledger
+            known = pair_key.get(pair)
+            if known is None or key < known:
+                pairs[pair] = edge
+                pair_key[pair] = key
+            ledger = edge.ledger
+            if ledger is not None and ledger > max_ledger.get(account, 0):
+                max_ledger[account] = ledger
 
     @property
     def accounts(self) -> list[str]:
@@ -299,6 +369,7 @@ class CreationChunk:
         `earliest_events([(account, at)])` -> the stored event at `at` that comes first, per account
         (ties); `stored_pairs([(creator, account)])` -> the stored account_children row per pair."""
         now = as_utc(now)
+        network, max_ledger = self.network, self.max_ledger
         counts = BulkCounts(creation_events=len(self.events))
         ties = [
             (a, f.created_at) for a, f in self.first.items()
@@ -309,7 +380,7 @@ class CreationChunk:
         first_wins: set[str] = set()
         for account, first in self.first.items():
             s = stored.get(account)
-            fields: dict[str, Any] = {}
+            row: dict[str, Any] = {"network_name": network, "stellar_account": account}
             if s is None or s.creator is None or s.created_at is None or first.created_at < s.created_at:
                 takes_first = True
             elif first.created_at == s.created_at and first.creator != s.creator:
@@ -318,32 +389,38 @@ class CreationChunk:
             else:
                 takes_first = False
             if takes_first:
-                fields.update(stellar_creator_account=first.creator, account_creation_date=first.created_at)
+                row["stellar_creator_account"] = first.creator
+                row["account_creation_date"] = first.created_at
                 first_wins.add(account)
             if with_ledger:
-                ledger = max((x for x in (s.ledger if s else None, self.max_ledger.get(account)) if x is not None), default=None)
-                if ledger is not None and ledger != (s.ledger if s else None):
-                    fields["creation_ledger"] = ledger
-            if not fields:
+                stored_ledger = s.ledger if s is not None else None
+                ledger = max_ledger.get(account)
+                if ledger is None or (stored_ledger is not None and stored_ledger > ledger):
+                    ledger = stored_ledger
+                if ledger is not None and ledger != stored_ledger:
+                    row["creation_ledger"] = ledger
+            if len(row) == 2:
                 continue
             if s is None:
-                fields["created_at"] = now
+                row["created_at"] = now
                 counts.lineage_created += 1
             else:
                 counts.lineage_updated += 1
-            fields["updated_at"] = now
-            lineage.append({"network_name": self.network, "stellar_account": account, **fields})
+            row["updated_at"] = now
+            lineage.append(row)
         children, to_check = [], []
-        for (creator, account), edge in self.pairs.items():
+        first_of = self.first
+        for pair, edge in self.pairs.items():
+            account = pair[1]
             s = stored.get(account)
-            if account in first_wins and self.first[account] is edge:
-                children.append(edge)  # the account's first creation: nothing can be earlier
-            elif s is None or s.created_at is None or edge.created_at < s.created_at:
+            if s is None or (account in first_wins and first_of[account] is edge):
+                children.append(edge)  # no stored row, or the account's first creation: nothing can be earlier
+            elif s.created_at is None or edge.created_at < s.created_at:
                 children.append(edge)
-            elif s.creator == creator and s.created_at == edge.created_at:
+            elif s.creator == pair[0] and s.created_at == edge.created_at:
                 children.append(edge)  # the stored first life itself (a re-run)
             else:
-                to_check.append((creator, account))
+                to_check.append(pair)
         if to_check:
             rows = stored_pairs(to_check)
             for pair in to_check:
@@ -351,25 +428,7 @@ class CreationChunk:
                 if row is None or row.created_at is None or _edge_key(edge) < (row.created_at, operation_key(row.operation_id)):
                     children.append(edge)
         counts.children = len(children)
-        return CreationPlan(
-            events=[self._event_row(e) for e in self.events.values()],
-            children=[self._child_row(e) for e in children],
-            lineage=lineage,
-            counts=counts,
-        )
-
-    def _event_row(self, e: CreationEdge) -> dict:
-        return {
-            "network_name": self.network, "stellar_account": e.account, "created_at": e.created_at,
-            "operation_id": e.operation_id, "creator": e.creator, "starting_balance": e.starting_balance,
-            "transaction_hash": e.transaction_hash, "source": self.source, "ledger": e.ledger,
-        }
-
-    def _child_row(self, e: CreationEdge) -> dict:
-        return {
-            "network_name": self.network, "creator": e.creator, "child": e.account, "created_at": e.created_at,
-            "operation_id": e.operation_id, "starting_balance": e.starting_balance,
-        }
+        return CreationPlan(network, self.source, list(self.events.values()), children, lineage, counts)
 
 
 def _needs_utc(value: dt.datetime) -> bool:

@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from decimal import Decimal
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from common.config import ConfigError, Settings
 from common.domain import (
@@ -53,7 +53,7 @@ CONCURRENCY = 32  # in-flight statements for multi-row writes and batch reads
 CAS_UNKNOWN_RETRIES = 8  # read-back-and-retry rounds after a CAS with an unknown outcome
 SCAN_EXAMINE_FACTOR = 20  # a network-filtered scan examines at most this many rows per row wanted
 SCAN_EXAMINE_MIN = 20_000
-BULK_IN_FLIGHT = 32  # concurrent requests of a bulk write (common/store/bulk.py)
+BULK_IN_FLIGHT = 64  # concurrent requests of a bulk write (common/store/bulk.py)
 BULK_BATCH_ROWS = 25  # statements per unlogged batch (stays under Cassandra's 5 KiB batch size warning)
 BULK_PARTITIONS_PER_BATCH = 10  # partitions per unlogged batch (Cassandra warns above 10)
 BULK_KEYS_PER_READ = 20  # partition keys per IN read (Astra refuses long IN lists)
@@ -903,14 +903,13 @@ class CassandraStore(Store):
             }
 
         plan = chunk.plan(stored, now, with_ledger, earliest_events, stored_pairs)
-        partitions: dict[tuple[str, str], list] = {}  # partition key -> its bound statements
-        for table, rows in (("creation_events", plan.events), ("account_lineage", plan.lineage)):
-            for row in rows:
-                partitions.setdefault((network, row["stellar_account"]), []).append(self._bulk_bound(table, row, types))
-        children: dict[tuple[str, str], list] = {}
-        for row in plan.children:
-            children.setdefault((network, row["creator"]), []).append(self._bulk_bound("account_children", row, types))
-        self._bulk_send(list(partitions.items()) + list(children.items()))
+        rows = _BulkRows(self, types)
+        rows.add("creation_events", bulk.EVENT_COLUMNS, plan.event_rows())
+        rows.add_dicts("account_lineage", plan.lineage)
+        rows.add("account_children", bulk.CHILD_COLUMNS, plan.child_rows())
+        # All made before the first is sent: made while sending, they hold the GIL from the driver's
+        # I/O thread, and fewer requests are in flight (measured: 10-30% fewer rows/s).
+        self._bulk_send(list(rows.statements()))
         return plan.counts
 
     def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
@@ -918,9 +917,9 @@ class CassandraStore(Store):
         accounts = list(dict.fromkeys(s.account for s in states))
         stored = {r["stellar_account"]: r["xlm_balance"] for r in self._bulk_read_lineage(network, accounts, "xlm_balance")}
         plan = bulk.plan_states(network, states, stored, now, "deleted" in types["account_lineage"])
-        partitions: dict[tuple, list] = {}
-        for row in plan.lineage:
-            partitions.setdefault((network, row["stellar_account"]), []).append(self._bulk_bound("account_lineage", row, types))
+        rows = _BulkRows(self, types)
+        rows.add_dicts("account_lineage", plan.lineage)
+        partitions = dict(rows.statements())
         delete = self._prepare(
             "DELETE FROM balance_index WHERE network_name = ? AND magnitude = ? AND xlm_balance = ? AND stellar_account = ?"
         )
@@ -929,7 +928,7 @@ class CassandraStore(Store):
         # both can share a batch (and its timestamp). The index partition is (network, magnitude).
         for stmt, entries in ((delete, plan.index_deletes), (put, plan.index_puts)):
             for m, b, a in entries:
-                partitions.setdefault((network, m), []).append(stmt.bind([network, m, Decimal(b), a]))
+                partitions.setdefault(_partition_key(network, m), []).append(stmt.bind([network, m, Decimal(b), a]))
         self._bulk_send(list(partitions.items()))
         return plan.counts
 
@@ -939,32 +938,25 @@ class CassandraStore(Store):
         routed = _routed_statement_class()
         return self._bulk_run(
             routed(stmt, routing_key=_partition_key(network, keys[0])).bind([network, keys])
-            for keys in self._by_replicas([((network, a), a) for a in accounts], BULK_KEYS_PER_READ)
+            for keys in self._by_replicas([(_partition_key(network, a), a) for a in accounts], BULK_KEYS_PER_READ)
         )
 
-    def _by_replicas(self, items: list[tuple[tuple, Any]], size: int) -> Iterator[list]:
-        """Items (partition key, value) grouped by the replica set of their partition, `size` values a
-        group at most, in order of first appearance (one group when the driver knows no token map)."""
+    def _by_replicas(self, items: list[tuple[bytes, Any]], size: int) -> Iterator[list]:
+        """Items (routing key, value) grouped by the replica set of their partition, `size` values a
+        group at most, in order of first appearance (one group when the driver knows no token map,
+        or the cluster has one node)."""
         metadata = self._cluster.metadata if self._cluster is not None else None
+        if metadata is not None and len(metadata.all_hosts()) <= 1:
+            metadata = None  # every partition has the same replica set
         groups: dict[frozenset, list] = {}
         for key, value in items:
-            replicas = metadata.get_replicas(self.keyspace, _partition_key(*key)) if metadata is not None else ()
-            group = groups.setdefault(frozenset(replicas), [])
+            replicas = frozenset(metadata.get_replicas(self.keyspace, key)) if metadata is not None else frozenset()
+            group = groups.setdefault(replicas, [])
             group.append(value)
             if len(group) == size:
                 yield group
-                groups[frozenset(replicas)] = []
+                groups[replicas] = []
         yield from (g for g in groups.values() if g)
-
-    def _bulk_bound(self, table: str, row: dict, types: dict):
-        """A bound INSERT of the row's columns that the schema has (e.g. `ledger` only after 0008)."""
-        have = types[table]
-        cols = tuple(c for c in row if c in have)
-        stmt = self._prepare(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
-        return stmt.bind([
-            codec.to_cassandra(table, c, v) if convert and v is not None else v
-            for c, convert, v in zip(cols, _bulk_converted(table, cols), [row[c] for c in cols])
-        ])
 
     def _bulk_run(self, statements: Iterable) -> list[dict]:
         """Execute the statements with at most BULK_IN_FLIGHT in flight; return the rows read (a
@@ -1009,23 +1001,21 @@ class CassandraStore(Store):
             raise state["error"]
         return rows
 
-    def _bulk_send(self, partitions: list[tuple[tuple, list]]) -> None:
-        """Write (partition key, bound statements of that partition) pairs: unlogged batches of one
+    def _bulk_send(self, partitions: Iterable[tuple[bytes, list]]) -> None:
+        """Write (routing key, bound statements of that partition) pairs: unlogged batches of one
         replica set, at most BULK_PARTITIONS_PER_BATCH partitions and BULK_BATCH_ROWS statements each
-        (a lone statement goes as itself), BULK_IN_FLIGHT requests at a time."""
+        (a lone statement too: a batch of one), BULK_IN_FLIGHT requests at a time."""
         from cassandra import ConsistencyLevel
         from cassandra.query import BatchStatement, BatchType
 
         def request(stmts):
-            if len(stmts) == 1:
-                return stmts[0]
             batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=ConsistencyLevel.LOCAL_QUORUM)
             for s in stmts:
                 batch.add(s)
             return batch
 
         def requests():
-            pieces = [(key, stmts[i : i + BULK_BATCH_ROWS]) for key, stmts in partitions for i in range(0, len(stmts), BULK_BATCH_ROWS)]
+            pieces = ((key, stmts[i : i + BULK_BATCH_ROWS]) for key, stmts in partitions for i in range(0, len(stmts), BULK_BATCH_ROWS))
             for group in self._by_replicas(pieces, BULK_PARTITIONS_PER_BATCH):
                 batch: list = []
                 for stmts in group:
@@ -1039,13 +1029,121 @@ class CassandraStore(Store):
         self._bulk_run(requests())
 
 
+class _BulkRows:
+    """The statements of one bulk write, grouped by partition (an account's creation events and
+    lineage row share one; its children rows are its creator's), their values serialized here
+    rather than by bind(): each distinct non-text value once (a timestamp shared by an event and
+    its child row, the network, the source, repeated balances), text as bind() would. The columns
+    the schema lacks (e.g. `ledger` before 0008) are dropped; JSON and set values go through codec.to_cassandra."""
+
+    def __init__(self, store: "CassandraStore", types: dict):
+        self.store = store
+        self.types = types
+        self.memos: dict = {}
+        self.partitions: dict[tuple, list] = {}  # partition key values -> [(make, row)]
+
+    def add(self, table: str, columns: tuple[str, ...], rows: Iterable[tuple]) -> None:
+        """A statement per row (value tuples in `columns` order), under its partition."""
+        make, key_at = self._maker(table, columns)
+        partitions = self.partitions
+        for row in rows:
+            key = tuple([row[i] for i in key_at])
+            group = partitions.get(key)
+            if group is None:
+                partitions[key] = [(make, row)]
+            else:
+                group.append((make, row))
+
+    def add_dicts(self, table: str, rows: list[dict]) -> None:
+        """add() for dict rows, by set of keys."""
+        groups: dict[tuple, list] = {}
+        for row in rows:
+            groups.setdefault(tuple(row), []).append(tuple(row.values()))
+        for columns, values in groups.items():
+            self.add(table, columns, values)
+
+    def statements(self) -> Iterator[tuple[bytes, list]]:
+        """(routing key, statements) per partition, made as they are asked for."""
+        for group in self.partitions.values():
+            stmts = [make(row) for make, row in group]
+            yield stmts[0].routing_key, stmts
+
+    def _maker(self, table: str, columns: tuple[str, ...]) -> tuple[Callable, list[int]]:
+        """A function row -> its statement, and where the row holds the partition key columns."""
+        have = self.types[table]
+        keep = [i for i, c in enumerate(columns) if c in have]
+        cols = tuple(columns[i] for i in keep)
+        prepared = self.store._prepare(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})")
+        proto = prepared.protocol_version
+        serializers = [
+            self._serializer(spec.type, proto, table, spec.name if convert else None)
+            for spec, convert in zip(prepared.column_metadata, _bulk_converted(table, cols))
+        ]
+        key_at = list(prepared.routing_key_indexes)
+        cls, keyspace, pack = _prebound_class(), self.store.keyspace, _key_component
+        all_columns = len(keep) == len(columns)
+
+        def make(row):
+            if not all_columns:
+                row = [row[i] for i in keep]
+            values = [None if v is None else ser(v) for ser, v in zip(serializers, row)]
+            key = values[key_at[0]] if len(key_at) == 1 else b"".join([pack(values[i]) for i in key_at])
+            return cls(prepared, values, key, keyspace)
+
+        return make, [keep[i] for i in key_at]
+
+    def _serializer(self, cqltype, proto: int, table: str, json_column: str | None):
+        serialize = cqltype.serialize
+        if json_column is not None:
+            return lambda v: serialize(codec.to_cassandra(table, json_column, v), proto)
+        if cqltype.typename in ("text", "varchar"):
+            return str.encode  # UTF8Type.serialize of a str
+        memo = self.memos.setdefault(cqltype.typename, {})
+        decimal = cqltype.typename == "decimal"  # 1.5 and 1.50 are equal but keep their own scale
+
+        def cached(v):
+            k = v.as_tuple() if decimal else v
+            b = memo.get(k)
+            if b is None:
+                b = memo[k] = serialize(v, proto)
+            return b
+
+        return cached
+
+
+def _key_component(value: bytes) -> bytes:
+    """One serialized partition key column in a composite routing key (as the driver packs it)."""
+    return len(value).to_bytes(2, "big") + value + b"\x00"
+
+
 def _partition_key(*parts) -> bytes:
     """The routing key of a partition key of text/int columns, as the driver builds it for a
     composite key (each part: 2-byte length, bytes, 0); a single column is its bytes alone."""
     raw = [p.encode() if isinstance(p, str) else int(p).to_bytes(4, "big", signed=True) for p in parts]
     if len(raw) == 1:
         return raw[0]
-    return b"".join(len(r).to_bytes(2, "big") + r + b"\x00" for r in raw)
+    return b"".join(_key_component(r) for r in raw)
+
+
+@functools.lru_cache(maxsize=1)
+def _prebound_class():
+    from cassandra.query import BoundStatement
+
+    class PreboundStatement(BoundStatement):
+        """A bound statement of values serialized already (_BulkRows), for a BatchStatement:
+        the batch takes the prepared statement's id, `values` and the routing key."""
+
+        def __init__(self, prepared_statement, values: list, routing_key: bytes, keyspace: str):
+            self.prepared_statement = prepared_statement
+            self.values = values
+            self._routing_key = routing_key
+            self.keyspace = keyspace
+
+        @property
+        def routing_key(self):
+            return self._routing_key
+
+    return PreboundStatement
 
 
 @functools.lru_cache(maxsize=1)

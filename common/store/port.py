@@ -896,6 +896,7 @@ class BulkWritePort(abc.ABC):
         return bulk.run_chunks(
             edges, size, lambda edge: bulk.check_edge(edge, network),
             lambda chunk: self._bulk_write_creations(bulk.CreationChunk(network, chunk, source), as_utc(now)),
+            lambda chunk: bulk.edges_ok(chunk, network),
         )
 
     def bulk_put_account_states(

@@ -529,8 +529,8 @@ class SQLiteStore(Store):
         with self._tx() as conn:
             cols = "stellar_creator_account, account_creation_date" + (", creation_ledger" if with_ledger else "")
             stored = {
-                r["stellar_account"]: bulk.Stored(r["stellar_creator_account"], r["account_creation_date"], r.get("creation_ledger"))
-                for r in self._bulk_lineage(conn, network, chunk.accounts, cols)
+                r[0]: bulk.Stored(r[1], _timestamp(r[2]), r[3] if with_ledger else None)
+                for r in self._bulk_lineage(conn, network, chunk.accounts, cols, decode=False)
             }
 
             def earliest_events(ties):
@@ -558,9 +558,9 @@ class SQLiteStore(Store):
 
             plan = chunk.plan(stored, now, with_ledger, earliest_events, stored_pairs)
             times: dict = {}
-            self._bulk_upsert(conn, "creation_events", plan.events, times)
-            self._bulk_upsert(conn, "account_children", plan.children, times)
-            self._bulk_upsert(conn, "account_lineage", plan.lineage, times)
+            self._bulk_upsert(conn, "creation_events", bulk.EVENT_COLUMNS, plan.event_rows(), times)
+            self._bulk_upsert(conn, "account_children", bulk.CHILD_COLUMNS, plan.child_rows(), times)
+            self._bulk_upsert_dicts(conn, "account_lineage", plan.lineage, times)
         return plan.counts
 
     def _bulk_write_states(self, network: str, states: list[bulk.AccountStateRow], now: dt.datetime) -> bulk.BulkCounts:
@@ -569,7 +569,7 @@ class SQLiteStore(Store):
         with self._tx() as conn:
             stored = {r["stellar_account"]: r["xlm_balance"] for r in self._bulk_lineage(conn, network, accounts, "xlm_balance")}
             plan = bulk.plan_states(network, states, stored, now, "deleted" in types["account_lineage"])
-            self._bulk_upsert(conn, "account_lineage", plan.lineage, {})
+            self._bulk_upsert_dicts(conn, "account_lineage", plan.lineage, {})
             conn.executemany(
                 "DELETE FROM balance_index WHERE network_name=? AND magnitude=? AND xlm_balance=? AND stellar_account=?",
                 [(network, m, format(b, "f"), a) for m, b, a in plan.index_deletes],
@@ -580,8 +580,9 @@ class SQLiteStore(Store):
             )
         return plan.counts
 
-    def _bulk_lineage(self, conn: sqlite3.Connection, network: str, accounts: list[str], columns: str) -> Iterator[dict]:
-        """The given lineage columns (decoded) of those accounts that have a row, 500 ids a query."""
+    def _bulk_lineage(self, conn: sqlite3.Connection, network: str, accounts: list[str], columns: str, decode: bool = True) -> Iterator:
+        """The given lineage columns of those accounts that have a row, 500 ids a query: decoded
+        dicts, or (decode=False) the raw rows (stellar_account first)."""
         for i in range(0, len(accounts), 500):
             part = accounts[i : i + 500]
             rows = conn.execute(
@@ -589,47 +590,63 @@ class SQLiteStore(Store):
                 (network, *part),
             )
             for r in rows:
-                yield self._decode("account_lineage", r)
+                yield self._decode("account_lineage", r) if decode else r
 
-    def _bulk_upsert(self, conn: sqlite3.Connection, table: str, rows: list[dict], times: dict) -> None:
-        """executemany per column set; columns the schema lacks (before a migration) are dropped.
-        `times` memoises timestamp texts across the chunk's tables (an event and its child share one)."""
-        groups: dict[tuple, tuple] = {}
-        for row in rows:
-            shape = groups.get(tuple(row))
-            if shape is None:
-                cols, get, convert = _bulk_shape(table, tuple(row))
-                shape = groups[tuple(row)] = (cols, get, convert, [])
-            cols, get, convert, values = shape
-            vals = list(get(row))
+    def _bulk_upsert(self, conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: Iterable[tuple], times: dict) -> None:
+        """One executemany of value tuples in `columns` order; columns the schema lacks (before a
+        migration) are dropped. `times` memoises timestamp texts across the chunk's tables (an event
+        and its child share one)."""
+        cols, get, convert = _bulk_shape(table, columns)
+        values = list(rows) if get is None else [get(row) for row in rows]
+        if not values:
+            return
+        if convert:  # column by column
+            by_column = list(zip(*values))
             for i, kind in convert:
-                v = vals[i]
-                if v is None:
-                    continue
+                column = cols[i]
                 if kind == "timestamp":
-                    text = times.get(v)
-                    if text is None:
-                        text = times[v] = codec.to_sqlite(table, cols[i], v)
-                    vals[i] = text
+                    def text(v, column=column):
+                        t = times[v] = codec.to_sqlite(table, column, v)
+                        return t
+
+                    by_column[i] = [None if v is None else times.get(v) or text(v) for v in by_column[i]]
+                elif kind == "decimal":  # bulk rows carry validated Decimals: codec.to_sqlite's text
+                    by_column[i] = [None if v is None else format(v, "f") for v in by_column[i]]
                 else:
-                    vals[i] = codec.to_sqlite(table, cols[i], v)
-            values.append(vals)
-        for cols, _, _, values in groups.values():
-            values.sort(key=operator.itemgetter(*[cols.index(c) for c in codec.primary_key(table)]))  # B-tree pages in order
-            conn.executemany(self._upsert_sql(table, cols), values)
+                    by_column[i] = [codec.to_sqlite(table, column, v) for v in by_column[i]]
+            values = list(zip(*by_column))
+        values.sort(key=operator.itemgetter(*[cols.index(c) for c in codec.primary_key(table)]))  # B-tree pages in order
+        conn.executemany(self._upsert_sql(table, cols), values)
+
+    def _bulk_upsert_dicts(self, conn: sqlite3.Connection, table: str, rows: list[dict], times: dict) -> None:
+        """_bulk_upsert of dict rows, one executemany per set of keys."""
+        groups: dict[tuple, list] = {}
+        for row in rows:
+            groups.setdefault(tuple(row), []).append(tuple(row.values()))
+        for columns, values in groups.items():
+            self._bulk_upsert(conn, table, columns, values, times)
 
 
 @functools.lru_cache(maxsize=256)
-def _bulk_shape(table: str, keys: tuple[str, ...]) -> tuple:
-    """For rows with these keys: the columns the schema has, a getter of their values, and the
-    (index, CQL type) of those that need codec.to_sqlite (plain text and integers are stored as they are)."""
+def _bulk_shape(table: str, columns: tuple[str, ...]) -> tuple:
+    """For value tuples in `columns` order: the columns the schema has, a getter of their values
+    (None: all of them), and the (index, CQL type) of those that need converting (plain text and
+    integers are stored as they are)."""
     types = codec.column_types()[table]
-    cols = tuple(k for k in keys if k in types)
+    keep = [i for i, c in enumerate(columns) if c in types]
+    cols = tuple(columns[i] for i in keep)
     convert = tuple(
         (i, types[c]) for i, c in enumerate(cols) if types[c] not in ("text", "int", "bigint") or (table, c) in codec.JSON_COLUMNS
     )
-    get = operator.itemgetter(*cols) if len(cols) > 1 else (lambda row, c=cols[0]: (row[c],))
+    if len(keep) == len(columns):
+        get = None
+    else:
+        get = operator.itemgetter(*keep) if len(keep) > 1 else (lambda row, i=keep[0]: (row[i],))
     return cols, get, convert
+
+
+def _timestamp(value: str | None) -> dt.datetime | None:
+    return codec.from_sqlite("account_lineage", "account_creation_date", value)
 
 
 class _Transaction:

@@ -140,6 +140,18 @@ def test_bulk_same_close_time_is_settled_by_operation_order(store, first_call):
     assert [e.operation_id for e in store.get_creation_events("public", account)] in (["99", "100"], ["100", "99"])
 
 
+def test_bulk_balances_keep_their_own_scale_within_a_chunk(store):
+    """Equal balances of another scale (1.5, 1.50) are written as given, not as the first of them."""
+    creator, kids = random_account(), [random_account() for _ in range(4)]
+    balances = [Decimal("1.5"), Decimal("1.50"), Decimal("1.5000000"), Decimal("1.5")]
+    edges = [_edge(creator, k, T0 + dt.timedelta(seconds=i), 700 + i, balance=b) for i, (k, b) in enumerate(zip(kids, balances))]
+    store.bulk_add_creations("public", edges, now=NOW)
+    children = _children(store, creator)
+    for k, b in zip(kids, balances):
+        (event,) = store.get_creation_events("public", k)
+        assert (str(event.starting_balance), str(children[k].starting_balance)) == (str(b), str(b))
+
+
 @pytest.mark.parametrize("bad", [
     lambda e: dataclasses.replace(e, account=e.account[:-1] + ("A" if e.account[-1] != "A" else "B")),
     lambda e: dataclasses.replace(e, creator="GNOTANACCOUNT"),

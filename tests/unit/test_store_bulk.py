@@ -2,6 +2,7 @@
 The adapters carry the plan out; tests/integration/test_store_bulk_write.py runs them both."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -164,3 +165,64 @@ def test_state_plan_moves_the_balance_index_entry():
     assert "deleted" not in p.lineage[2] and p.lineage[2]["created_at"] == NOW
     assert (p.counts.lineage_created, p.counts.lineage_updated, p.counts.balance_index) == (1, 2, 2)
     assert bulk.plan_states("public", states[2:3], {}, NOW, with_deleted=True).lineage[0]["deleted"] is True
+
+
+class _Edge(CreationEdge):
+    """A subclass: check_edge accepts it; the fast path leaves it to check_edge."""
+
+
+GOOD = edge(A, X, T0, 10, 5)
+BAD_EDGES = [
+    dataclasses.replace(GOOD, account=X[:-1] + ("A" if X[-1] != "A" else "B")),  # checksum
+    dataclasses.replace(GOOD, creator="GNOTANACCOUNT"),
+    dataclasses.replace(GOOD, creator=None),
+    dataclasses.replace(GOOD, network_name="testnet"),
+    dataclasses.replace(GOOD, creator=X),  # self-created
+    dataclasses.replace(GOOD, created_at="2017-05-01"),
+    dataclasses.replace(GOOD, created_at=T0.date()),
+    dataclasses.replace(GOOD, operation_id=""),
+    dataclasses.replace(GOOD, operation_id="1" * 65),
+    dataclasses.replace(GOOD, operation_id=10),
+    dataclasses.replace(GOOD, ledger=0),
+    dataclasses.replace(GOOD, ledger=2**31),
+    dataclasses.replace(GOOD, ledger=True),
+    dataclasses.replace(GOOD, ledger=5.0),
+    dataclasses.replace(GOOD, starting_balance=Decimal("-1")),
+    dataclasses.replace(GOOD, starting_balance=Decimal("NaN")),
+    dataclasses.replace(GOOD, starting_balance=1.5),
+    dataclasses.replace(GOOD, transaction_hash=b"ab"),
+    ("not", "an", "edge"),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_EDGES)
+def test_the_chunk_fast_check_refuses_every_row_check_edge_refuses(bad):
+    with pytest.raises(InvalidInput):
+        bulk.check_edge(bad, "public")
+    assert bulk.edges_ok([GOOD, edge(B, Y, T0, 11), bad], "public") is False
+    with pytest.raises(bulk.BulkRowRefused) as info:  # the fallback names the row
+        bulk.run_chunks([GOOD, GOOD, bad, GOOD], 4, lambda e: bulk.check_edge(e, "public"), lambda c: BulkCounts(),
+                        lambda c: bulk.edges_ok(c, "public"))
+    assert info.value.row == 2
+
+
+def test_the_chunk_fast_check_accepts_good_rows_and_leaves_the_rest_to_check_edge():
+    good = [GOOD, edge(A, Y, T0, 11), edge(B, X, T0 + dt.timedelta(days=1), 12),
+            dataclasses.replace(GOOD, ledger=None, starting_balance=None, transaction_hash="ab" * 32)]
+    assert bulk.edges_ok(good, "public") is True
+    other = _Edge(*dataclasses.astuple(GOOD))
+    assert bulk.edges_ok([other], "public") is False  # not refused: check_edge decides
+    bulk.check_edge(other, "public")
+    written = []
+    bulk.run_chunks(good + [other], 10, lambda e: bulk.check_edge(e, "public"), lambda c: written.append(c) or BulkCounts(),
+                    lambda c: bulk.edges_ok(c, "public"))
+    assert written == [good + [other]]
+
+
+def test_plan_rows_follow_the_column_tuples():
+    p = plan([edge(A, X, T0, 10, 5)])
+    (event,) = p.event_rows()
+    assert dict(zip(bulk.EVENT_COLUMNS, event)) == p.events[0] and p.events[0]["source"] == "BIGQUERY"
+    assert p.events[0]["ledger"] == 5 and p.events[0]["creator"] == A
+    assert p.children == [{"network_name": "public", "creator": A, "child": X, "created_at": T0, "operation_id": "10",
+                           "starting_balance": Decimal("1")}]
