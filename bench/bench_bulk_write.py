@@ -20,7 +20,6 @@ the stream itself is never a list.
 """
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import datetime as dt
@@ -32,7 +31,7 @@ import tracemalloc
 from decimal import Decimal
 from typing import Iterator
 
-from bench.common import Result, cassandra_bench_store
+from bench.common import Result, cassandra_bench_store, run_cli
 from local.testing.cassandra import quiet_cassandra_store
 from common.domain import GENESIS_ACCOUNT, ChildEdge, CreationEvent
 from common.store.bulk import DEFAULT_CHUNK_SIZE, CreationEdge
@@ -180,7 +179,4 @@ def run(short: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--short", action="store_true")
-    for r in run(short=ap.parse_args().short):
-        print(f"{r.area}: {r.figure}: {r.value:,.2f} {r.unit} | {r.baseline_name}: {r.baseline_value:,.2f} | ratio {r.ratio:,.2f} | {r.note}")
+    raise SystemExit(run_cli(run, __doc__))
