@@ -121,6 +121,9 @@ def test_interrupted_export_leaves_nothing_corrupt(sqlite_env, tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "stellarmap_cli.main", "export", "--account", parent, "--output", str(out)],
             env=dict(os.environ, **sqlite_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # As at an operator's terminal: a runner started in the background (`cmd &`) ignores SIGINT,
+            # and its children would inherit that and never see the Ctrl-C.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 60
         while not list(tmp_path.glob(".export-*")) and proc.poll() is None and time.monotonic() < deadline:
