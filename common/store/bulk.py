@@ -331,10 +331,9 @@ class CreationChunk:
         events, first, pairs, max_ledger = self.events, self.first, self.pairs, self.max_ledger
         first_key: dict[str, tuple] = {}
         pair_key: dict[tuple[str, str], tuple] = {}
-        utc = dt.timezone.utc
         for edge in edges:
             at = edge.created_at
-            if at.tzinfo is not utc or at.microsecond % 1000:
+            if _needs_utc(at):
                 edge = dataclasses.replace(edge, created_at=as_utc(at))
                 at = edge.created_at
             account, op = edge.account, edge.operation_id
