@@ -3,9 +3,9 @@ the first page of children and the ancestor chain, precomputed as one row per cr
 
 Why precomputed: a creator with 100,000 children is a 100,000-row partition; reading it (and the
 children's rows for their balances) on every /account-lineage request is what made the original
-tree endpoint time out. Even one page costs a batch of point reads (one per child on Cassandra,
-where multi-partition IN is a guardrail violation), plus one read per ancestor, one after the
-other. So for creators with more children than one default page, the view someone lands on is
+tree endpoint time out. Even one page costs a batch read of its children (on Cassandra, IN reads
+of at most 20 keys that share a replica set, within the IN guardrail), plus one read per
+ancestor, one after the other. So for creators with more children than one default page, the view someone lands on is
 computed in the background by streaming the partition page by page (memory bounded by one page)
 and stored as one row; opening such an account costs two row reads (the account, its view):
 
