@@ -163,7 +163,7 @@ def run(short: bool = False) -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         store = SQLiteStore(os.path.join(tmp, "bulk.sqlite3"))
         migrations.migrate(store)
-        sizes = (20_000, 5_000, 20_000) if short else (1_000_000, 20_000, 100_000)
+        sizes = (20_000, 5_000, 10_000) if short else (1_000_000, 20_000, 100_000)
         results += _measure("bulk write (sqlite)", store, *sizes, "≥ 20,000 rows/s (1,000,000 rows, 2 cores)")
         store.close()
     with cassandra_bench_store("bulk write (cassandra)") as opened:

@@ -26,9 +26,7 @@ from common.hubble.duckdb_engine import DuckDBHubble
 from common.hubble.port import HubbleUnavailable, tables_from_settings
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from local.hubble_load import EMULATOR_CHUNK_BYTES, LoadError, load_bigquery, load_duckdb
-from local.simulator.hubble import export
-from local.simulator.network import Network, NetworkConfig
+from local.hubble_load import EMULATOR_CHUNK_BYTES, LoadError, load_bigquery
 from local.testing.fakes import RecordingQueue
 from tests.support import free_port, require
 
@@ -49,15 +47,13 @@ def emulator_class():
 
 
 @pytest.fixture(scope="module")
-def network():
-    return Network(NetworkConfig(accounts=300, airdrop_children=100_000, seed=11))
+def network(airdrop_world):
+    return airdrop_world.network
 
 
 @pytest.fixture(scope="module")
-def exported(network, tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    export({"public": network}, root)
-    return root
+def exported(airdrop_world):
+    return airdrop_world.export_dir
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +156,8 @@ def test_a_dry_run_reports_bytes_and_bills_nothing(hubble, container, network):
     assert container.store.get_spend_ledger("2026-01", 10) == []
 
 
-def test_process_account_on_the_emulator_matches_the_truth_and_the_embedded_engine(container, network, exported, tmp_path):
-    db = tmp_path / "hubble.duckdb"
-    load_duckdb(db, exported, "public")
-    embedded = DuckDBHubble(db)
+def test_process_account_on_the_emulator_matches_the_truth_and_the_embedded_engine(container, network, airdrop_world):
+    embedded = DuckDBHubble(airdrop_world.duckdb)
     # each emulator query takes seconds (it evaluates every row through SQLite functions), so a few
     # accounts of the kinds that matter; the 500-account cross-check runs on the embedded engine
     picks = [network.pick(kind, limit=1)["accounts"][0]["account"] for kind in ("merged", "failed_target", "deep", "exchange_child")]

@@ -46,11 +46,6 @@ def _world(tmp_path_factory, name, accounts, airdrop, seed):
 
 
 @pytest.fixture(scope="module")
-def airdrop_world(tmp_path_factory):
-    return _world(tmp_path_factory, "sync-airdrop", 300, 100_000, 11)
-
-
-@pytest.fixture(scope="module")
 def small_world(tmp_path_factory):
     return _world(tmp_path_factory, "sync-small", 400, 1_500, 47)
 
@@ -78,7 +73,7 @@ def _search(c, account):
 
 
 def test_the_whole_network_with_its_100000_child_airdrop_equals_the_truth(airdrop_world, tmp_path):
-    net, db = airdrop_world
+    net, db = airdrop_world.network, airdrop_world.duckdb
     store = SQLiteStore(tmp_path / "store.sqlite3")
     assert migrations.migrate(store).ok
     clock = SettableClock(net.now)

@@ -113,12 +113,9 @@ def test_500_accounts_give_exactly_the_ground_truth(world, tmp_path):
         assert out.status == "HANDED_TO_API" and out.reason.startswith("not_in_hubble")
 
 
-def test_100000_children_are_each_stored_exactly_once(tmp_path_factory, tmp_path):
-    network = Network(NetworkConfig(accounts=300, airdrop_children=100_000, seed=11))
-    root = tmp_path_factory.mktemp("airdrop")
-    export({"public": network}, root)
-    load_duckdb(root / "hubble.duckdb", root, "public")
-    c = container(tmp_path, root / "hubble.duckdb")
+def test_100000_children_are_each_stored_exactly_once(airdrop_world, tmp_path):
+    network = airdrop_world.network
+    c = container(tmp_path, airdrop_world.duckdb)
     airdrop = network.pick("airdrop", limit=1)["accounts"][0]["account"]
     pipeline.request_lineage(c, "public", airdrop)
     out = process(c, "public", airdrop)
