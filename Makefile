@@ -18,13 +18,13 @@ $(PY):
 install: $(PY)
 	$(PIP) install -q -e '.[test]'
 
-# Everything CI checks: the layering of the imports, every test level, the site's layout tests, the
-# offline Terraform checks, and the short benchmark and chaos runs (figures only; nothing timed is asserted).
+# Everything CI checks: the layering of the imports, every test level (the offline Terraform checks
+# included: tests/unit/test_terraform_checkov.py runs terraform/check.sh), the site's layout tests,
+# and the short benchmark and chaos runs (figures only; nothing timed is asserted).
 test: install
 	$(MAKE) layering
 	$(PYTEST) $(PYTEST_ARGS)
 	$(MAKE) test-site
-	$(MAKE) terraform-check
 	$(MAKE) bench-short
 	$(MAKE) chaos-short
 

@@ -61,8 +61,13 @@ def test_check_sh_passes_on_the_repo(checkov):
     assert "failed=0" in proc.stdout
 
 
-def test_repo_has_no_failures_and_every_custom_policy_runs(checkov):
-    report = run_checkov(checkov, ROOT / "terraform")
+@pytest.fixture(scope="module")
+def repo_report(checkov) -> dict:
+    return run_checkov(checkov, ROOT / "terraform")
+
+
+def test_repo_has_no_failures_and_every_custom_policy_runs(repo_report):
+    report = repo_report
     assert report["summary"]["failed"] == 0, [
         (c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]
     ]
@@ -71,9 +76,8 @@ def test_repo_has_no_failures_and_every_custom_policy_runs(checkov):
     assert set(CUSTOM) <= ran, f"custom policies that did not run: {sorted(set(CUSTOM) - ran)}"
 
 
-def test_every_skip_in_the_repo_is_justified(checkov):
-    report = run_checkov(checkov, ROOT / "terraform")
-    for c in report["results"]["skipped_checks"]:
+def test_every_skip_in_the_repo_is_justified(repo_report):
+    for c in repo_report["results"]["skipped_checks"]:
         reason = (c.get("check_result") or {}).get("suppress_comment", "")
         assert len(reason.split()) >= 8, f"{c['check_id']} on {c['resource']} is skipped without a real reason: {reason!r}"
 
