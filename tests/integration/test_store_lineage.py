@@ -96,6 +96,18 @@ def test_get_lineages_batch(store):
     assert got[accts[2]].num_child_accounts == 2
 
 
+def test_get_lineages_of_many_accounts_equals_each_row_read_alone(store):
+    """More accounts than one batched read takes (Cassandra: IN reads of 20 keys), repeats included."""
+    creator = random_account()
+    accts = [random_account() for _ in range(70)]
+    for i, a in enumerate(accts[:64]):
+        store.put_lineage("public", a, stellar_creator_account=creator, num_child_accounts=i, home_domain=f"d{i}.example",
+                          xlm_balance=(Decimal(i) / 7).quantize(Decimal("0.0000001")), account_creation_date=T0 + dt.timedelta(seconds=i))
+    got = store.get_lineages("public", accts + accts[:5])
+    assert set(got) == set(accts[:64])
+    assert [got[a] for a in accts[:64]] == [store.get_lineage("public", a) for a in accts[:64]]
+
+
 def test_claim_state_machine(store):
     acct = random_account()
     assert not store.claim("public", acct, T0), "a missing row cannot be claimed"
