@@ -34,7 +34,7 @@ from typing import Iterator
 from bench.common import Result, cassandra_bench_store, run_cli
 from local.testing.cassandra import quiet_cassandra_store
 from common.domain import GENESIS_ACCOUNT, ChildEdge, CreationEvent
-from common.store.bulk import DEFAULT_CHUNK_SIZE, CreationEdge
+from common.store.bulk import CreationEdge
 
 T0 = dt.datetime(2016, 1, 1, tzinfo=dt.timezone.utc)
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
@@ -123,7 +123,7 @@ def _measure(area: str, store, rows: int, baseline_rows: int, memory_rows: int, 
 
     # 1. rows per second: ours on [0, rows), the baseline on the accounts after them; first a
     # warm-up of 100 rows on the other network (connect, prepare: once per process, not per row)
-    chunk = min(DEFAULT_CHUNK_SIZE, memory_rows // 2)
+    chunk = min(store.BULK_CHUNK_SIZE, memory_rows // 2)  # the store's own chunk when the sizes allow
     store.bulk_add_creations("testnet", testnet.edges(11 * memory_rows + chunk, 100), now=NOW)
     t0, cpu0 = time.perf_counter(), time.process_time()
     counts = store.bulk_add_creations("public", public.edges(0, rows), now=NOW)
@@ -134,7 +134,7 @@ def _measure(area: str, store, rows: int, baseline_rows: int, memory_rows: int, 
     rerun_rows = min(rows, 100_000)
     rerun = _rate(rerun_rows, lambda: store.bulk_add_creations("public", public.edges(0, rerun_rows), now=NOW))
     gen = _rate(rows, lambda: sum(1 for _ in public.edges(0, rows)))
-    note = (f"{rows:,} rows (edges) in {counts.chunks} chunks: {counts.creation_events:,} events, {counts.children:,} children rows, "
+    note = (f"{rows:,} rows (edges) in {counts.chunks} chunks (of up to {store.BULK_CHUNK_SIZE:,}): {counts.creation_events:,} events, {counts.children:,} children rows, "
             f"{counts.lineage_created:,} lineage rows created, {counts.lineage_updated:,} changed; "
             f"1% of the rows are second lives; baseline on {baseline_rows:,} rows; idempotent re-run of {rerun_rows:,} rows: {rerun:,.0f} rows/s; "
             f"building the input alone: {gen:,.0f} rows/s (included); after a 100-row warm-up (connect, prepare); this process's CPU: {ours_cpu:,.0f} rows per CPU-second "

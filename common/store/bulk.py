@@ -110,8 +110,8 @@ class BulkRowRefused(InvalidInput):
 T = TypeVar("T")
 
 
-def chunk_size_or_default(chunk_size: int | None) -> int:
-    size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
+def chunk_size_or_default(chunk_size: int | None, default: int = DEFAULT_CHUNK_SIZE) -> int:
+    size = default if chunk_size is None else chunk_size
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_CHUNK_SIZE:
         raise InvalidInput("invalid_chunk_size", f"chunk_size must be an integer from 1 to {MAX_CHUNK_SIZE}", "chunk_size")
     return size

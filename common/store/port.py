@@ -881,6 +881,8 @@ class ScanPort(abc.ABC):
 class BulkWritePort(abc.ABC):
     """The bulk write path of the network-wide sync (common/store/bulk.py)."""
 
+    BULK_CHUNK_SIZE = bulk.DEFAULT_CHUNK_SIZE  # rows per chunk when the caller gives none
+
     def bulk_add_creations(
         self, network: str, edges: Iterable[bulk.CreationEdge], *, now: dt.datetime, source: str = "BIGQUERY",
         chunk_size: int | None = None,
@@ -892,7 +894,7 @@ class BulkWritePort(abc.ABC):
         bulk.check_network(network)
         bulk.check_source(source)
         _check_now(now)
-        size = bulk.chunk_size_or_default(chunk_size)
+        size = bulk.chunk_size_or_default(chunk_size, self.BULK_CHUNK_SIZE)
         return bulk.run_chunks(
             edges, size, lambda edge: bulk.check_edge(edge, network),
             lambda chunk: self._bulk_write_creations(bulk.CreationChunk(network, chunk, source), as_utc(now)),
@@ -907,7 +909,7 @@ class BulkWritePort(abc.ABC):
         and bad-row rule as bulk_add_creations."""
         bulk.check_network(network)
         _check_now(now)
-        size = bulk.chunk_size_or_default(chunk_size)
+        size = bulk.chunk_size_or_default(chunk_size, self.BULK_CHUNK_SIZE)
         return bulk.run_chunks(
             states, size, lambda state: bulk.check_state(state, network),
             lambda chunk: self._bulk_write_states(network, chunk, as_utc(now)),
