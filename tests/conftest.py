@@ -2,25 +2,15 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import uuid
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from common.clock import SettableClock
 from common.config import Settings
-from tests.support import CASSANDRA_PORT, ensure_cassandra, require
+from tests.support import CASSANDRA_PORT, SimulatedWorld, ensure_cassandra, require, simulated_world
 
 STORE_BACKENDS = ("sqlite", "cassandra")
-
-
-@dataclasses.dataclass(frozen=True)
-class SimulatedWorld:
-    network: Any  # local.simulator.network.Network
-    export_dir: Path  # Hubble's tables as NDJSON (local.simulator.hubble.export)
-    duckdb: Path  # the same tables in an embedded DuckDB Hubble
 
 
 @pytest.fixture(scope="session")
@@ -28,15 +18,7 @@ def airdrop_world(tmp_path_factory) -> SimulatedWorld:
     """The simulated public network with a 100,000-child airdrop (300 other accounts, seed 11),
     exported and loaded into DuckDB once per session: several suites read it (the export alone
     takes about 20 s) and none writes to it."""
-    from local.hubble_load import load_duckdb
-    from local.simulator.hubble import export
-    from local.simulator.network import Network, NetworkConfig
-
-    network = Network(NetworkConfig(accounts=300, airdrop_children=100_000, seed=11))
-    root = tmp_path_factory.mktemp("airdrop-world")
-    export({"public": network}, root)
-    load_duckdb(root / "hubble.duckdb", root, "public")
-    return SimulatedWorld(network, root, root / "hubble.duckdb")
+    return simulated_world(tmp_path_factory.mktemp("airdrop-world"), 300, 100_000, 11)
 
 
 @pytest.fixture

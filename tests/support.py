@@ -1,9 +1,11 @@
 """Helpers shared by the test levels (not fixtures: plain functions)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,25 @@ def require(available: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"required infrastructure missing in CI: {what}", pytrace=False)
     pytest.skip(f"skipped: {what}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatedWorld:
+    network: Any  # local.simulator.network.Network
+    export_dir: Path  # Hubble's tables as NDJSON (local.simulator.hubble.export)
+    duckdb: Path  # the same tables in an embedded DuckDB Hubble
+
+
+def simulated_world(root: Path, accounts: int, airdrop_children: int, seed: int) -> SimulatedWorld:
+    """A simulated public network, exported as Hubble's tables into `root` and loaded into DuckDB."""
+    from local.hubble_load import load_duckdb
+    from local.simulator.hubble import export
+    from local.simulator.network import Network, NetworkConfig
+
+    network = Network(NetworkConfig(accounts=accounts, airdrop_children=airdrop_children, seed=seed))
+    export({"public": network}, root)
+    load_duckdb(root / "hubble.duckdb", root, "public")
+    return SimulatedWorld(network, root, root / "hubble.duckdb")
 
 
 def random_account() -> str:

@@ -5,9 +5,10 @@ Why precomputed: a creator with 100,000 children is a 100,000-row partition; rea
 children's rows for their balances) on every /account-lineage request is what made the original
 tree endpoint time out. Even one page costs a batch read of its children (on Cassandra, IN reads
 of at most 20 keys that share a replica set, within the IN guardrail), plus one read per
-ancestor, one after the other. So for creators with more children than one default page, the view someone lands on is
-computed in the background by streaming the partition page by page (memory bounded by one page)
-and stored as one row; opening such an account costs two row reads (the account, its view):
+ancestor, one after the other. So for creators with more children than one default page, the
+view someone lands on is computed in the background by streaming the partition page by page
+(memory bounded by one page) and stored as one row; opening such an account costs two row reads
+(the account, its view):
 
 * when a crawl completes (common.pipeline.complete_account calls `summarize_after_crawl`). A
   failure there is logged and never fails the crawl; the next completion (RE_INQUIRY) retries;

@@ -18,10 +18,7 @@ from pathlib import Path
 import pytest
 
 from common.domain import parse_iso
-from local.hubble_load import load_duckdb
-from local.simulator.hubble import export
-from local.simulator.network import Network, NetworkConfig
-from tests.support import CASSANDRA_PORT
+from tests.support import CASSANDRA_PORT, simulated_world
 from tests.sync_truth import compare_sync_with_truth
 
 pytestmark = pytest.mark.integration
@@ -34,11 +31,7 @@ RANGE_DAYS, PAGE_ROWS = 366, 100
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    network = Network(NetworkConfig(accounts=200, airdrop_children=AIRDROP, seed=53))
-    root = tmp_path_factory.mktemp("sync-kill")
-    export({"public": network}, root)
-    load_duckdb(root / "hubble.duckdb", root, "public")
-    return network, root / "hubble.duckdb"
+    return simulated_world(tmp_path_factory.mktemp("sync-kill"), 200, AIRDROP, 53)
 
 
 def _command(store, request, tmp_path, db) -> tuple[list[str], dict]:
@@ -81,7 +74,7 @@ def _run_until_killed_mid_range(argv, env, cwd, store, airdrop, first_drop, last
 
 def test_a_sync_killed_mid_range_resumes_with_no_duplicate_and_no_missing_edge(world, own_store, request, tmp_path):
     store = own_store
-    net, db = world
+    net, db = world.network, world.duckdb
     airdrop = net.pick("airdrop", limit=1)["accounts"][0]["account"]
     drops = [parse_iso(k["created_at"]) for k in net.truth(airdrop, children_limit=AIRDROP)["children"]["items"]]
     argv, env = _command(store, request, tmp_path, db)

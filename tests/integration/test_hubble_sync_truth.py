@@ -26,10 +26,8 @@ from common.handlers.hva_recalc import run as hva_run
 from common.hubble.duckdb_engine import DuckDBHubble
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from local.hubble_load import load_duckdb
-from local.simulator.hubble import export
-from local.simulator.network import Network, NetworkConfig
 from local.testing.fakes import TaskRunner, call_handler, http_answer
+from tests.support import simulated_world
 from tests.sync_truth import compare_sync_with_truth
 
 pytestmark = pytest.mark.integration
@@ -37,17 +35,9 @@ pytestmark = pytest.mark.integration
 UTC = dt.timezone.utc
 
 
-def _world(tmp_path_factory, name, accounts, airdrop, seed):
-    network = Network(NetworkConfig(accounts=accounts, airdrop_children=airdrop, seed=seed))
-    root = tmp_path_factory.mktemp(name)
-    export({"public": network}, root)
-    load_duckdb(root / "hubble.duckdb", root, "public")
-    return network, root / "hubble.duckdb"
-
-
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory):
-    return _world(tmp_path_factory, "sync-small", 400, 1_500, 47)
+    return simulated_world(tmp_path_factory.mktemp("sync-small"), 400, 1_500, 47)
 
 
 def _container(store, db, clock, **env):
@@ -130,7 +120,7 @@ def test_the_whole_network_with_its_100000_child_airdrop_equals_the_truth(airdro
 
 def test_a_small_network_agrees_on_both_stores_and_newer_accounts_take_the_pipeline(small_world, own_store, tmp_path):
     store = own_store
-    net, db = small_world
+    net, db = small_world.network, small_world.duckdb
     clock = SettableClock(net.now)
     before = store.get_sync_state("public")
     # over its own budget: refused with the figures, nothing written or queued
@@ -173,7 +163,7 @@ def test_a_small_network_agrees_on_both_stores_and_newer_accounts_take_the_pipel
 
 
 def test_a_replaced_plan_stops_its_ranges_and_a_replan_resumes(small_world, tmp_path):
-    net, db = small_world
+    net, db = small_world.network, small_world.duckdb
     store = SQLiteStore(tmp_path / "store.sqlite3")
     assert migrations.migrate(store).ok
     c = _container(store, db, SettableClock(net.now))

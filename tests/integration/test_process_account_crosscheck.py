@@ -21,10 +21,8 @@ from common.hubble.duckdb_engine import DuckDBHubble
 from common.lineage_view import ancestors
 from common.store import migrations
 from common.store.sqlite import SQLiteStore
-from local.hubble_load import load_duckdb
-from local.simulator.hubble import export
-from local.simulator.network import Network, NetworkConfig
 from local.testing.fakes import RecordingQueue
+from tests.support import simulated_world
 
 pytestmark = pytest.mark.integration
 
@@ -50,11 +48,7 @@ def drain_lineage(c, network="public"):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    network = Network(NetworkConfig(accounts=900, airdrop_children=2_500, seed=21))
-    root = tmp_path_factory.mktemp("crosscheck")
-    export({"public": network}, root)
-    load_duckdb(root / "hubble.duckdb", root, "public")
-    return network, root / "hubble.duckdb"
+    return simulated_world(tmp_path_factory.mktemp("crosscheck"), 900, 2_500, 21)
 
 
 def sample(network, size=520):
@@ -75,7 +69,7 @@ def sample(network, size=520):
 
 
 def test_500_accounts_give_exactly_the_ground_truth(world, tmp_path):
-    network, db = world
+    network, db = world.network, world.duckdb
     c = container(tmp_path, db)
     accounts = sample(network)
     assert len(accounts) >= 500
