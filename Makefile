@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST := $(VENV)/bin/pytest
 PYTEST_ARGS ?=
+# `make test` runs the suite in this many processes, a test file per process at a time (module
+# fixtures stay in one process); most tests wait on Cassandra, emulators or subprocesses, not the CPU.
+TEST_WORKERS ?= 2
 # `make demo PORT=9080`: the site on PORT, search PORT+1, stats PORT+2, ... the simulator on PORT+20 (0: free ports).
 PORT = 8080  # not ?=: a PORT already in the environment (set by other tools) does not move the demo
 
@@ -23,7 +26,7 @@ install: $(PY)
 # and the short benchmark and chaos runs (figures only; nothing timed is asserted).
 test: install
 	$(MAKE) layering
-	$(PYTEST) $(PYTEST_ARGS)
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 	$(MAKE) test-site
 	$(MAKE) bench-short
 	$(MAKE) chaos-short

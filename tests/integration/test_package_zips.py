@@ -82,7 +82,7 @@ def venv_for(requirements: Path) -> Path:
     VENV_CACHE.mkdir(parents=True, exist_ok=True)
     with open(VENV_CACHE / f"{digest}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if ready.exists():
+        if ready.exists() and _made_here(venv):
             return venv
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -96,6 +96,13 @@ def venv_for(requirements: Path) -> Path:
             _infra_missing(f"pip could not install {requirements.name} (needs PyPI): {proc.stderr.strip()[-1500:]}")
         ready.write_text(requirements.read_text())
     return venv
+
+
+def _made_here(venv: Path) -> bool:
+    """pip writes the venv's own path into its scripts' shebangs: a venv copied or moved from
+    another checkout cannot run them."""
+    script = venv / "bin" / "functions-framework"
+    return script.is_file() and script.read_text(errors="replace").split("\n", 1)[0] == f"#!{venv / 'bin' / 'python'}"
 
 
 @contextlib.contextmanager

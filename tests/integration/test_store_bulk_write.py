@@ -201,10 +201,12 @@ def test_bulk_bad_call_is_refused_before_reading_the_stream(store, kwargs):
 
 def test_bulk_huge_generator_is_written_in_bounded_memory(store, request):
     """10x the rows, the same peak (tracemalloc): only one chunk is ever held (modest sizes here;
-    bench/bench_bulk_write.py measures 1,000,000)."""
+    bench/bench_bulk_write.py measures 1,000,000). tracemalloc also counts other threads (the test
+    runner's, drivers'), hence 2 MB of slack: holding the larger stream alone would take 6.9 MB (sqlite)
+    or 3.4 MB (cassandra, whose sizes keep its run short)."""
     import tracemalloc
 
-    sizes, chunk_size = ((1_000, 10_000), 250) if store.backend == "sqlite" else ((300, 3_000), 100)
+    sizes, chunk_size = ((2_000, 20_000), 250) if store.backend == "sqlite" else ((1_000, 10_000), 100)
     if store.backend == "cassandra":
         store = quiet_cassandra_store(store.settings)  # the shared server's other keyspaces would count
         request.addfinalizer(store.close)
@@ -224,7 +226,7 @@ def test_bulk_huge_generator_is_written_in_bounded_memory(store, request):
         tracemalloc.stop()
         assert (counts.rows, counts.lineage_created) == (n, n)
     small, big = peaks
-    assert big < small * 1.5 + 1_000_000, f"peak grew from {small} to {big} bytes with 10x the rows"
+    assert big < small * 1.5 + 2_000_000, f"peak grew from {small} to {big} bytes with 10x the rows"
     last = _account_from(1, sizes[1] - 1)
     assert store.get_lineage("public", last).stellar_creator_account == creators[(sizes[1] - 1) % 50]
 

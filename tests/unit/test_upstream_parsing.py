@@ -91,7 +91,7 @@ def _broken(path, value):
 
 
 @pytest.mark.parametrize("path,value", [
-    (("account_id",), random_account()),
+    pytest.param(("account_id",), random_account(), id="account_id-another-account"),  # a fixed id: xdist workers collect alike
     (("balances",), "lots"),
     (("balances",), [{"balance": "1.0", "asset_type": "credit_alphanum4", "asset_code": "USD", "asset_issuer": ISSUER}]),
     (("balances", 2, "balance"), 1.5),
