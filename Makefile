@@ -26,7 +26,8 @@ install: $(PY)
 # and the short benchmark and chaos runs (figures only; nothing timed is asserted).
 test: install
 	$(MAKE) layering
-	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	$(PYTEST) -m serial $(PYTEST_ARGS)
 	$(MAKE) test-site
 	$(MAKE) bench-short
 	$(MAKE) chaos-short

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 
 import pytest
@@ -121,6 +122,13 @@ def own_store(request):
 def store(request):
     """The contract fixture: every test using it runs on SQLite and on the real Cassandra."""
     return _backend(request, "cassandra_store")
+
+
+@pytest.fixture(autouse=True)
+def _serial_tests_outside_xdist(request):
+    """A `serial` test refuses to run in an xdist worker, where it would pass having run a part."""
+    if request.node.get_closest_marker("serial") and os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.fail("a serial test in an xdist worker: run it with `pytest -m serial` (no -n), as `make test` does")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -147,6 +147,7 @@ search_schema = schemathesis_schema("search")
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 
 
+@pytest.mark.serial
 @stats_schema.parametrize()
 @FUZZ
 def test_schemathesis_stats_function(case, stats_url):
@@ -155,6 +156,7 @@ def test_schemathesis_stats_function(case, stats_url):
     case.call_and_validate(base_url=stats_url, timeout=30)
 
 
+@pytest.mark.serial
 @search_schema.parametrize()
 @FUZZ
 def test_schemathesis_search_function(case, search_url):

@@ -47,12 +47,14 @@ stats_schema = schemathesis_schema("stats")
 search_schema = schemathesis_schema("search")
 
 
+@pytest.mark.serial
 @stats_schema.parametrize()
 @FUZZ
 def test_schemathesis_stats_on_the_local_stack(case, stack):
     case.call_and_validate(base_url=stack.urls["stats"], timeout=60)
 
 
+@pytest.mark.serial
 @search_schema.parametrize()
 @FUZZ
 def test_schemathesis_search_on_the_local_stack(case, stack):
