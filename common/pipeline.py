@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import time
 from typing import Any, Iterator
 
@@ -19,6 +20,10 @@ from common.deps import PipelineDeps
 
 LINEAGE_QUEUE = "lineage"
 API_QUEUE = "api-fallback"
+# request_lineage re-reads a row another writer changed under it at most this often.
+REQUEST_ROUNDS = 5
+
+log = logging.getLogger(__name__)
 
 
 class ClaimLost(Exception):
@@ -54,27 +59,37 @@ def request_lineage(c: PipelineDeps, network: str, account: str, now: dt.datetim
     """
     now = _now(c, now)
     store = c.store
-    rec = store.get_lineage(network, account)
-    if complete_from_sync(c, network, account, rec, now):
-        return False
-    if rec is None:
-        store.transition_lineage(network, account, None, Status.PENDING.value, created_at=now, updated_at=now, retry_count=0)
-        gen = 0
-    elif rec.status is None:
-        # Known from a parent's crawl but never searched: its own lineage run starts now.
-        store.transition_lineage(network, account, (None,), Status.PENDING.value, updated_at=now, retry_count=rec.retry_count or 0)
-        gen = rec.retry_count or 0
-    elif rec.status in (Status.PENDING.value, Status.RE_INQUIRY.value):
-        gen = rec.retry_count or 0  # waiting already: re-enqueueing the same name is a no-op
-    elif rec.status == Status.COMPLETE.value:
-        ttl = float(c.pipeline_config()["cache_ttl_hours"])
-        if not is_stale(rec, now, ttl):
+    for _ in range(REQUEST_ROUNDS):
+        rec = store.get_lineage(network, account)
+        if complete_from_sync(c, network, account, rec, now):
             return False
-        # Deterministic for requests in the same TTL window, new for the next window.
-        gen = f"r{int(now.timestamp() // (ttl * 3600))}"
-        store.transition_lineage(network, account, (Status.COMPLETE.value,), Status.RE_INQUIRY.value, updated_at=now)
+        if rec is None:
+            # Lost when a concurrent writer created the row first (a parent's crawl storing it as a
+            # child, status null): read it again, or its task would find nothing to claim.
+            if not store.transition_lineage(network, account, None, Status.PENDING.value, created_at=now, updated_at=now, retry_count=0):
+                continue
+            gen = 0
+        elif rec.status is None:
+            # Known from a parent's crawl but never searched: its own lineage run starts now.
+            if not store.transition_lineage(network, account, (None,), Status.PENDING.value, updated_at=now, retry_count=rec.retry_count or 0):
+                continue
+            gen = rec.retry_count or 0
+        elif rec.status in (Status.PENDING.value, Status.RE_INQUIRY.value):
+            gen = rec.retry_count or 0  # waiting already: re-enqueueing the same name is a no-op
+        elif rec.status == Status.COMPLETE.value:
+            ttl = float(c.pipeline_config()["cache_ttl_hours"])
+            if not is_stale(rec, now, ttl):
+                return False
+            # Deterministic for requests in the same TTL window, new for the next window: a
+            # concurrent requester that won this transition enqueues the same name.
+            gen = f"r{int(now.timestamp() // (ttl * 3600))}"
+            store.transition_lineage(network, account, (Status.COMPLETE.value,), Status.RE_INQUIRY.value, updated_at=now)
+        else:
+            return False  # PROCESSING (being worked on) or terminal (FAILED, INVALID)
+        break
     else:
-        return False  # PROCESSING (being worked on) or terminal (FAILED, INVALID)
+        log.warning("request_lineage: %s/%s changed under %d reads in a row; left to reset_stale", network, account, REQUEST_ROUNDS)
+        return False
     if generation is not None:
         gen = generation
     return c.queue.enqueue(LINEAGE_QUEUE, task_payload(network, account, "lineage", gen), purpose="lineage", generation=gen)

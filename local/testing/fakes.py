@@ -59,7 +59,8 @@ class StealsClaims:
     primitive for `account`, run `steal()` once and carry on. It stands for a worker paused at that
     point while reset_stale released its claim and another worker claimed (and maybe finished) the account.
 
-        store.arm("_add_children", account, steal, at=2)   # also: _add_creation_event, _record_stage, update_claimed
+        store.arm("_add_children", account, steal, at=2)   # also: _add_creation_event, _record_stage, update_claimed,
+                                                            # get_lineage (a writer racing a read-then-write)
     """
 
     _steal = None
@@ -93,6 +94,11 @@ class StealsClaims:
         won = super().update_claimed(network, account, claim_token, **fields)
         self._after("update_claimed", account)
         return won
+
+    def get_lineage(self, network, account):
+        rec = super().get_lineage(network, account)
+        self._after("get_lineage", account)
+        return rec
 
 
 class TaskRunner(_NamedTasks):
