@@ -75,6 +75,11 @@ class _Relay(http.server.BaseHTTPRequestHandler):
             status, headers, body = resp.status, resp.headers, resp.read()
         except urllib.error.HTTPError as err:
             status, headers, body = err.code, err.headers, err.read()
+        except (urllib.error.URLError, OSError):
+            # The upstream dropped the connection (reset, refused, timeout): drop ours too, with no
+            # answer, so the client sees what a failing server gives it (and no traceback is printed).
+            self.close_connection = True
+            return
         self.send_response(status)
         for k in ("Content-Type", "Location"):
             if headers.get(k):

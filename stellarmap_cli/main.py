@@ -252,13 +252,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     done = {"children": 0}
     # Write beside the target and rename at the end: an interrupted export leaves nothing behind.
     # Mode 0666 less the umask, as any file the operator writes (mkstemp's 0600 would stay on the export).
+    # Created inside the try: a Ctrl-C landing just after the create still removes it (the name is ours alone).
     tmp = os.path.join(os.path.dirname(target), f".export-{secrets.token_hex(8)}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as exc:
-        c.close()
-        raise CommandError(f"cannot write beside {target}: {exc.strerror}") from None
-    try:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise CommandError(f"cannot write beside {target}: {exc.strerror}") from None
         with os.fdopen(fd, "w", encoding="utf-8") as out, Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
         ) as bar:
