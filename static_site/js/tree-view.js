@@ -243,7 +243,6 @@ export class TreeView {
       .data(result.nodes, (n) => n.id)
       .join((enter) => {
         const g = enter.append("g").attr("tabindex", 0).attr("role", "button");
-        g.append("circle").attr("class", "ring").attr("r", 9);
         g.append("circle").attr("class", "dot");
         g.append("text").attr("class", "label");
         return g;
@@ -263,6 +262,14 @@ export class TreeView {
       .attr("data-account", (n) => n.account)
       .attr("transform", (n) => `translate(${n.x},${n.y})`)
       .attr("aria-label", nodeName);
+    // The ring marks an account that can be expanded: drawn there only (most nodes of a big tree
+    // are leaves, and every element costs style, layout and paint).
+    nodes.each(function ring(n) {
+      const want = n.kind === "account" && n.data && canExpand(n.data);
+      const have = this.querySelector("circle.ring");
+      if (want && !have) d3.select(this).insert("circle", "circle.dot").attr("class", "ring").attr("r", 9);
+      else if (!want && have) have.remove();
+    });
     nodes
       .select("circle.dot")
       .attr("r", (n) => (n.kind === "root" ? 9 : n.kind === "more" ? 8 : n.kind === "ancestor" ? 6 : 5.5));

@@ -107,6 +107,9 @@ def test_search_shows_progress_then_the_tree_with_the_right_node_count(probe, si
     node_count = int(page.get_attribute("#tree", "data-node-count"))
     assert node_count == len(truth["ancestors"]) + 1 + truth["children"]["total"]
     assert page.locator("#tree g.node").count() == node_count
+    # The expand ring is drawn on the expandable accounts, and nowhere else.
+    assert page.locator("#tree g.node:not(.has-children) circle.ring").count() == 0
+    assert page.locator("#tree g.node.has-children:not(:has(circle.ring))").count() == 0
     assert "account=" + account in page.url
 
 

@@ -370,3 +370,44 @@ def test_query_table_keeps_codes_on_one_line_and_formats_timestamps(site_probe, 
     col = failed["columns"].index("pipeline_source") + 1
     sources = page.evaluate(LINES, f"#result-table tbody td:nth-child({col})")
     assert [s["text"] for s in sources] == ["Horizon + Stellar Expert", "Horizon + Stellar Expert", "Hubble, finished by Horizon + Stellar Expert"]
+
+
+# The page's own modules draw a hand-made model: a ring on each account that can be expanded,
+# none elsewhere, and it goes once the account's children are in.
+RING_MODEL = """
+async ([body]) => {
+  const { TreeView } = await import('./js/tree-view.js');
+  const { fromLineage, attachChildren } = await import('./js/lineage-model.js');
+  const view = new TreeView(document.getElementById('tree'), document.getElementById('tooltip'), {});
+  const options = { layout: 'radial', pageSize: 100, aggregateAbove: 100 };
+  const rings = () => [...document.querySelectorAll('#tree g.node')].filter((g) => g.querySelector('circle.ring')).map((g) => g.dataset.account);
+  const expandable = () => [...document.querySelectorAll('#tree g.node.has-children')].map((g) => g.dataset.account);
+  const model = fromLineage(body);
+  view.render(model, options, { fit: true });
+  const before = { rings: rings(), expandable: expandable(), nodes: document.querySelectorAll('#tree g.node').length };
+  const [first] = body.tree.children;
+  const grandchildren = [1, 2].map((i) => ({ ...first, account: `${first.account.slice(0, 50)}GRAND${i}`, creator: first.account, num_children: 0 }));
+  attachChildren(model, first.account, { tree: { account: first.account, num_children: grandchildren.length, children: grandchildren, more: null },
+                                          children_page: { returned: grandchildren.length, total: grandchildren.length, next_cursor: null } });
+  view.render(model, options, { fit: true });
+  return { before, after: { rings: rings(), expandable: expandable(), nodes: document.querySelectorAll('#tree g.node').length } };
+}
+"""
+
+
+def test_the_expand_ring_is_drawn_on_expandable_accounts_only(site_probe, fixture_site):
+    body = load("contract-merged.json")
+    children = body["tree"]["children"]
+    assert len(children) == 3
+    body["tree"]["children"] = [dict(children[0], num_children=4), dict(children[1], num_children=0), dict(children[2], num_children=7)]
+    page = site_probe.page
+    page.goto(f"{fixture_site.base}/index.html")
+    page.wait_for_selector("body[data-ready=true]", state="attached")
+    got = page.evaluate(RING_MODEL, [body])
+    expandable = [children[0]["account"], children[2]["account"]]
+    assert sorted(got["before"]["expandable"]) == sorted(expandable)
+    assert sorted(got["before"]["rings"]) == sorted(expandable), "a ring on each expandable account, none on the leaf, root or chain"
+    # The first child's two children are in: it is no longer expandable and its ring goes; they are leaves.
+    assert got["after"]["nodes"] == got["before"]["nodes"] + 2
+    assert got["after"]["expandable"] == [children[2]["account"]]
+    assert got["after"]["rings"] == [children[2]["account"]]
