@@ -28,7 +28,8 @@ def node(account: str, rec: LineageRecord | None, edge: ChildEdge | None = None)
         "pipeline_source": rec.pipeline_source if rec else None,
         "status": rec.status if rec else None,
         "tags": list(rec.tags or []) if rec else [],
-        "num_children": int(rec.num_child_accounts or 0) if rec else 0,
+        # None: not counted yet (known as a child from a crawl or the sync, never crawled itself), never a made-up 0
+        "num_children": int(rec.num_child_accounts) if rec and rec.num_child_accounts is not None else None,
         # labels (issue 10): Stellar Expert's directory name, what the home domain's stellar.toml says
         "directory_name": rec.directory_name if rec else None,
         "toml_org_name": rec.toml_org_name if rec else None,

@@ -114,3 +114,15 @@ def test_older_rows_and_running_crawls_are_never_silently_complete(store):
     got = lineage_view(store, "public", running)["completeness"]
     assert got["children_complete"] is False and got["message"] == "the children crawl has not finished: 7 children found so far"
     assert lineage_view(store, "public", unknown)["completeness"]["message"].startswith("creator unknown; 0 children found")
+
+
+def test_a_child_never_crawled_has_no_made_up_children_count(store):
+    chain = _chain(store, 2)
+    parent = chain[-1]
+    crawled, known_only, none_found = random_account(), random_account(), random_account()
+    store.add_children("public", parent, [ChildEdge("public", parent, k, T0, str(i)) for i, k in enumerate(sorted([crawled, known_only, none_found]))])
+    store.put_lineage("public", crawled, stellar_creator_account=parent, status="COMPLETE", num_child_accounts=7)
+    store.put_lineage("public", none_found, stellar_creator_account=parent, status="COMPLETE", num_child_accounts=0)
+    store.put_lineage("public", known_only, stellar_creator_account=parent, account_creation_date=T0)  # stored by the parent's crawl
+    counts = {k["account"]: k["num_children"] for k in lineage_view(store, "public", parent)["tree"]["children"]}
+    assert counts == {crawled: 7, none_found: 0, known_only: None}
