@@ -75,7 +75,7 @@ class _Relay(http.server.BaseHTTPRequestHandler):
             status, headers, body = resp.status, resp.headers, resp.read()
         except urllib.error.HTTPError as err:
             status, headers, body = err.code, err.headers, err.read()
-        except (urllib.error.URLError, OSError):
+        except OSError:  # URLError included
             # The upstream dropped the connection (reset, refused, timeout): drop ours too, with no
             # answer, so the client sees what a failing server gives it (and no traceback is printed).
             self.close_connection = True

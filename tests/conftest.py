@@ -76,11 +76,12 @@ def sqlite_store(tmp_path):
     store.close()
 
 
-def _migrated_cassandra_store(keyspace: str):
+def _migrated_cassandra_store(keyspace: str, cls=None):
+    """A migrated Cassandra store of `cls` (CassandraStore, or a test subclass of it) on `keyspace`."""
     from common.store import migrations
     from common.store.cassandra import CassandraStore
 
-    store = CassandraStore(cassandra_settings(keyspace))
+    store = (cls or CassandraStore)(cassandra_settings(keyspace))
     report = migrations.migrate(store)
     assert report.ok, report.summary()
     return store

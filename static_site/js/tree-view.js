@@ -264,8 +264,8 @@ export class TreeView {
       .attr("aria-label", nodeName);
     // The ring marks an account that can be expanded: drawn there only (most nodes of a big tree
     // are leaves, and every element costs style, layout and paint).
-    nodes.each(function ring(n) {
-      const want = n.kind === "account" && n.data && canExpand(n.data);
+    nodes.each(function ring() {
+      const want = this.classList.contains("has-children");
       const have = this.querySelector("circle.ring");
       if (want && !have) d3.select(this).insert("circle", "circle.dot").attr("class", "ring").attr("r", 9);
       else if (!want && have) have.remove();

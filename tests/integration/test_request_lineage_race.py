@@ -19,7 +19,7 @@ from common.store import migrations
 from common.store.cassandra import CassandraStore
 from common.store.sqlite import SQLiteStore
 from local.testing.fakes import RecordingQueue, StealsClaims
-from tests.conftest import STORE_BACKENDS, cassandra_settings
+from tests.conftest import STORE_BACKENDS, _migrated_cassandra_store
 from tests.support import random_account
 
 pytestmark = pytest.mark.integration
@@ -37,8 +37,7 @@ class RacingCassandra(StealsClaims, CassandraStore):
 
 @pytest.fixture(scope="module")
 def racing_cassandra(cassandra_keyspace):
-    store = RacingCassandra(cassandra_settings(cassandra_keyspace))
-    migrations.migrate(store)
+    store = _migrated_cassandra_store(cassandra_keyspace, RacingCassandra)
     yield store
     store.close()
 
